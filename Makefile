@@ -1,0 +1,49 @@
+# Two commands do all the set-up on a fresh machine: `make study` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STUDY  ?= studies/fashion_mnist_mlp.yaml
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: study test bench data postgres mlflow-ui clean
+
+$(VENV)/.installed: requirements.txt
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	@touch $@
+
+# Fashion-MNIST comes from Debian's package when there is no internet.
+/usr/share/datasets/fashion-mnist:
+	@if command -v apt-get >/dev/null; then \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist; \
+	else \
+	  echo "Fashion-MNIST is missing: install Debian's dataset-fashion-mnist package" \
+	       "(apt-get install dataset-fashion-mnist) or run where TFDS can download it." >&2; exit 1; \
+	fi
+
+data: $(VENV)/.installed /usr/share/datasets/fashion-mnist
+	$(PY) -m harness data
+
+# PostgreSQL binaries for the multi-machine tests (the tests start their own server).
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null; then \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q postgresql; \
+	else echo "postgresql is not installed; its tests will be skipped" >&2; fi
+
+study: data
+	$(PY) -m harness study $(STUDY)
+
+test: data postgres
+	$(PY) -m pytest -q tests
+
+bench: data
+	$(PY) -m harness bench --json bench.json
+
+mlflow-ui: $(VENV)/.installed
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,316 @@
+"""A study file (YAML) read into a typed, validated `StudyConfig`.
+
+Every mistake becomes one `ConfigError` line that names the file, the field and
+what is allowed, so the command line can exit with code 2 before anything is
+written to a store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+FAMILIES = ("mlp", "cnn")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+OBJECTIVES = ("val_accuracy", "params")
+PRUNERS = ("median", "hyperband", "successive_halving", "none")
+CHAMPION_RULES = ("smallest_within", "best")
+
+
+class ConfigError(ValueError):
+    """A user mistake in a study file: one line, naming the file and the field."""
+
+    def __init__(self, path: str | Path, field_name: str, message: str):
+        self.path, self.field, self.message = str(path), field_name, message
+        where = f"{self.path}: {field_name}: " if field_name else f"{self.path}: "
+        super().__init__(where + message)
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str = "fashion_mnist"
+    data_dir: str | None = None  # None: TFDS's default (~/tensorflow_datasets)
+    validation_fraction: float = 0.1
+    limit: int | None = None  # keep only the first N examples of each split
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    family: str = "mlp"
+    widths: list[int] = field(default_factory=lambda: [1200, 1200])
+    head: int = 128  # cnn only: units of the dense layer after the convolutions
+    dropout: float = 0.5
+    input_dropout: float = 0.2
+    jitter: int = 2  # random shifts of up to this many pixels while training
+    members: int = 1  # >1: an ensemble, each member with its own seed
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    jit_compile: bool | None = None  # None: the measured faster choice (see teacher.py)
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    family: str = "mlp"
+    depth: int = 2  # mlp: hidden layers of `width` units; cnn: conv blocks width, 2*width, ...
+    head: int = 64  # cnn only
+    dropout: float = 0.0
+    input_dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 5
+    batch_size: int = 128
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    jit_compile: bool = True
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    low: float
+    high: float
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class WidthSpace:
+    choices: list[int] | None = None
+    low: int | None = None
+    high: int | None = None
+    log: bool = True
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    temperature: FloatRange = FloatRange(1.0, 20.0, log=True)
+    alpha: FloatRange = FloatRange(0.0, 1.0)
+    width: WidthSpace = WidthSpace(choices=[16, 32, 64, 128, 256, 512, 800])
+
+
+@dataclass(frozen=True)
+class PrunerConfig:
+    type: str = "median"
+    n_startup_trials: int = 4
+    n_warmup_steps: int = 1
+
+
+@dataclass(frozen=True)
+class ChampionConfig:
+    rule: str = "smallest_within"
+    tolerance: float = 0.5  # accuracy points below the best validation accuracy
+
+
+@dataclass(frozen=True)
+class HeartbeatConfig:
+    interval: int = 10  # seconds between a running trial's heartbeats
+    grace_period: int = 30  # a trial silent this long is failed and retried
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    seed: int = 0
+    dataset: DatasetConfig = DatasetConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    student: StudentConfig = StudentConfig()
+    training: TrainingConfig = TrainingConfig()
+    search: SearchConfig = SearchConfig()
+    objectives: list[str] = field(default_factory=lambda: ["val_accuracy", "params"])
+    max_params: int | None = None
+    pruner: PrunerConfig = PrunerConfig()
+    n_trials: int = 20
+    champion: ChampionConfig = ChampionConfig()
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
+    source: str = ""  # the file it was read from (not a YAML key)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) == 2
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("source")
+        return d
+
+    def search_space_fingerprint(self) -> str:
+        """What must match for a stored study to be resumed with this file."""
+        blob = json.dumps(
+            {"search": dataclasses.asdict(self.search), "objectives": self.objectives,
+             "max_params": self.max_params}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in args) + " (or null)"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(value: Any, tp: Any, where: str, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or type(tp).__name__ == "UnionType":
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, where, path)
+    if origin is list:
+        if not isinstance(value, list) or not value:
+            raise ConfigError(path, where, f"expected {_type_name(tp)}, got {value!r}")
+        (inner,) = typing.get_args(tp)
+        return [_coerce(v, inner, f"{where}[{i}]", path) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where, path)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, where, f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, where, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(path, where, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, where, f"expected a string, got {value!r}")
+        return value
+    raise TypeError(tp)  # a field type this parser does not know: a bug, not user input
+
+
+def _build(cls: Any, data: Any, where: str, path: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(path, where or "(top level)", f"expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(names)}"
+            raise ConfigError(path, f"{where}.{key}".lstrip("."), "unknown key" + hint)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _coerce(data[f.name], hints[f.name], f"{where}.{f.name}".lstrip("."), path)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(path, f"{where}.{f.name}".lstrip("."), "is required")
+    return cls(**kwargs)
+
+
+def _check(cfg: StudyConfig, path: str) -> None:
+    def fail(field_name: str, message: str) -> None:
+        raise ConfigError(path, field_name, message)
+
+    if not cfg.name.strip():
+        fail("name", "must not be empty")
+    if not 0.0 < cfg.dataset.validation_fraction < 1.0:
+        fail("dataset.validation_fraction", "must be between 0 and 1 (exclusive)")
+    if cfg.dataset.limit is not None and cfg.dataset.limit < 10:
+        fail("dataset.limit", "must be at least 10 (or null for the whole split)")
+    for section in ("teacher", "student"):
+        m = getattr(cfg, section)
+        if m.family not in FAMILIES:
+            fail(f"{section}.family", f"unknown model family {m.family!r}; allowed: {', '.join(FAMILIES)}")
+        for name in ("dropout", "input_dropout"):
+            if not 0.0 <= getattr(m, name) < 1.0:
+                fail(f"{section}.{name}", "must be in [0, 1)")
+    t = cfg.teacher
+    if any(w < 1 for w in t.widths):
+        fail("teacher.widths", "every width must be at least 1")
+    if t.jitter < 0:
+        fail("teacher.jitter", "must be 0 or more pixels")
+    if t.members < 1:
+        fail("teacher.members", "must be at least 1")
+    if cfg.student.depth < 1:
+        fail("student.depth", "must be at least 1")
+    for section in ("teacher", "training"):
+        s = getattr(cfg, section)
+        if s.epochs < 1:
+            fail(f"{section}.epochs", "must be at least 1")
+        if s.batch_size < 1:
+            fail(f"{section}.batch_size", "must be at least 1")
+        if s.learning_rate <= 0:
+            fail(f"{section}.learning_rate", "must be greater than 0")
+        if s.optimizer not in OPTIMIZERS:
+            fail(f"{section}.optimizer", f"unknown optimizer {s.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+    sp = cfg.search
+    for name, r in (("temperature", sp.temperature), ("alpha", sp.alpha)):
+        if r.low > r.high:
+            fail(f"search.{name}", f"low ({r.low:g}) is greater than high ({r.high:g})")
+    if sp.temperature.low <= 0:
+        fail("search.temperature.low", "temperature must be greater than 0")
+    if sp.alpha.low < 0 or sp.alpha.high > 1:
+        fail("search.alpha", "alpha must lie in [0, 1]")
+    w = sp.width
+    if w.choices is not None:
+        if w.low is not None or w.high is not None:
+            fail("search.width", "give either choices or low/high, not both")
+        if any(c < 1 for c in w.choices):
+            fail("search.width.choices", "every width must be at least 1")
+    else:
+        if w.low is None or w.high is None:
+            fail("search.width", "give choices, or both low and high")
+        if w.low < 1:
+            fail("search.width.low", "width must be at least 1")
+        if w.low > w.high:
+            fail("search.width", f"low ({w.low}) is greater than high ({w.high})")
+    if not cfg.objectives or any(o not in OBJECTIVES for o in cfg.objectives) \
+            or cfg.objectives[0] != "val_accuracy" or len(set(cfg.objectives)) != len(cfg.objectives):
+        fail("objectives", "allowed: [val_accuracy] or [val_accuracy, params]")
+    if cfg.max_params is not None and cfg.max_params < 1:
+        fail("max_params", "must be at least 1 (or null)")
+    if cfg.pruner.type not in PRUNERS:
+        fail("pruner.type", f"unknown pruner {cfg.pruner.type!r}; allowed: {', '.join(PRUNERS)}")
+    if cfg.n_trials < 1:
+        fail("n_trials", "must be at least 1")
+    if cfg.champion.rule not in CHAMPION_RULES:
+        fail("champion.rule", f"unknown rule {cfg.champion.rule!r}; allowed: {', '.join(CHAMPION_RULES)}")
+    if cfg.champion.tolerance < 0:
+        fail("champion.tolerance", "must be 0 or more accuracy points")
+    if cfg.heartbeat.interval < 1 or cfg.heartbeat.grace_period <= cfg.heartbeat.interval:
+        fail("heartbeat", "interval must be at least 1 s and grace_period longer than interval")
+
+
+def parse(data: Any, path: str = "<dict>") -> StudyConfig:
+    """Validate a mapping (as read from YAML) into a `StudyConfig`."""
+    cfg = _build(StudyConfig, data, "", path)
+    _check(cfg, path)
+    return dataclasses.replace(cfg, source=str(path))
+
+
+def load(path: str | Path) -> StudyConfig:
+    """Read and validate a study file; every problem is a one-line `ConfigError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(p, "", "no such study file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(p, "", f"malformed YAML: {where}{problem}") from None
+    return parse(data, str(p))

@@ -1,0 +1,102 @@
+"""`Distiller`: a Keras model whose `train_step` mixes hard labels and soft targets.
+
+Trained with plain `fit`, so callbacks, progress bars and `validation_data`
+behave as for any Keras model. Two teacher modes give the same result:
+
+* cached: each batch carries the teacher's logits, computed once over the
+  transfer set (`{"labels": y, "teacher_logits": t}` as the target); the
+  teacher never runs inside the step. The default: a study pays for the
+  teacher once, not once per trial.
+* online: the teacher runs inside the step on the same (possibly augmented)
+  inputs as the student. Needed when the transfer set is augmented.
+
+Only the student's weights change. `test_step` scores the student alone
+(cross-entropy and accuracy), so validation numbers compare directly with a
+student trained from scratch.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from .losses import distillation_loss
+
+
+class Distiller(keras.Model):
+    def __init__(self, student: keras.Model, teacher=None, *, temperature: float = 4.0,
+                 alpha: float = 0.1, **kwargs):
+        """`teacher`: None (cached mode), a model, or a list of models (an ensemble)."""
+        super().__init__(**kwargs)
+        self.student = student
+        members = teacher if isinstance(teacher, (list, tuple)) else ([teacher] if teacher else [])
+        for m in members:
+            m.trainable = False
+        self.teachers = list(members)
+        self.temperature = float(temperature)
+        self.alpha = float(alpha)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.hard_tracker = keras.metrics.Mean(name="hard_loss")
+        self.soft_tracker = keras.metrics.Mean(name="soft_loss")
+        self.accuracy_metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.hard_tracker, self.soft_tracker, self.accuracy_metric]
+
+    def call(self, x, training=False):
+        return self.student(x, training=training)
+
+    def _teacher_logits(self, x, y):
+        if isinstance(y, dict):
+            t = y["teacher_logits"]
+            if t.shape.rank == 3:  # cached ensemble: [batch, members, classes]
+                t = tf.transpose(t, [1, 0, 2])
+            return y["labels"], tf.stop_gradient(t)
+        if not self.teachers:
+            raise ValueError("Distiller has no teacher: pass one, or give targets as "
+                             "{'labels': ..., 'teacher_logits': ...} (cached mode)")
+        outs = [m(x, training=False) for m in self.teachers]
+        t = outs[0] if len(outs) == 1 else tf.stack(outs, axis=0)
+        return y, tf.stop_gradient(t)
+
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        labels, teacher_logits = self._teacher_logits(x, y)
+        with tf.GradientTape() as tape:
+            student_logits = self.student(x, training=True)
+            total, hard, soft = distillation_loss(labels, student_logits, teacher_logits,
+                                                  self.temperature, self.alpha)
+        weights = self.student.trainable_variables
+        grads = tape.gradient(total, weights)
+        self.optimizer.apply_gradients(zip(grads, weights))
+        self.loss_tracker.update_state(total)
+        self.hard_tracker.update_state(hard)
+        self.soft_tracker.update_state(soft)
+        self.accuracy_metric.update_state(labels, student_logits)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        x, y = data[0], data[1]
+        labels = y["labels"] if isinstance(y, dict) else y
+        logits = self.student(x, training=False)
+        ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.cast(labels, tf.int32), logits=logits))
+        self.loss_tracker.update_state(ce)
+        self.accuracy_metric.update_state(labels, logits)
+        return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy_metric.result()}
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    return {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
+            "rmsprop": keras.optimizers.RMSprop}[name](learning_rate=learning_rate)
+
+
+def compile_plain(model: keras.Model, optimizer: str, learning_rate: float,
+                  jit_compile: bool = True) -> keras.Model:
+    """Plain cross-entropy training of a model on hard labels (teachers, baselines)."""
+    model.compile(optimizer=make_optimizer(optimizer, learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                  jit_compile=jit_compile)
+    return model

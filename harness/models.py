@@ -1,0 +1,87 @@
+"""Teacher and student networks. They return logits and scale 0-255 inputs themselves."""
+
+from __future__ import annotations
+
+import keras
+
+from .config import StudentConfig, TeacherConfig
+
+
+def mlp(input_shape, num_classes: int, widths, *, dropout: float = 0.0,
+        input_dropout: float = 0.0, name: str = "mlp", seed: int | None = None) -> keras.Model:
+    """ReLU MLP as in the paper: hidden `widths`, dropout on inputs and hidden units."""
+    inputs = keras.Input(shape=tuple(input_shape), dtype="float32", name="images")
+    x = keras.layers.Rescaling(1.0 / 255.0)(inputs)
+    x = keras.layers.Flatten()(x)
+    if input_dropout:
+        x = keras.layers.Dropout(input_dropout, seed=seed)(x)
+    for i, width in enumerate(widths):
+        x = keras.layers.Dense(width, activation="relu", name=f"hidden_{i}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, seed=None if seed is None else seed + i + 1)(x)
+    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name=name)
+
+
+def cnn(input_shape, num_classes: int, widths, *, head: int = 128, dropout: float = 0.0,
+        input_dropout: float = 0.0, name: str = "cnn", seed: int | None = None) -> keras.Model:
+    """Conv blocks (3x3 conv, ReLU, 2x2 max-pool) of `widths` filters, then a dense head."""
+    inputs = keras.Input(shape=tuple(input_shape), dtype="float32", name="images")
+    x = keras.layers.Rescaling(1.0 / 255.0)(inputs)
+    if input_dropout:
+        x = keras.layers.Dropout(input_dropout, seed=seed)(x)
+    for i, filters in enumerate(widths):
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv_{i}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool_{i}")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(head, activation="relu", name="head")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, seed=seed)(x)
+    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name=name)
+
+
+def build_teacher(cfg: TeacherConfig, input_shape, num_classes: int, seed: int | None = None,
+                  name: str = "teacher") -> keras.Model:
+    builder = mlp if cfg.family == "mlp" else cnn
+    extra = {} if cfg.family == "mlp" else {"head": cfg.head}
+    return builder(input_shape, num_classes, cfg.widths, dropout=cfg.dropout,
+                   input_dropout=cfg.input_dropout, name=name, seed=seed, **extra)
+
+
+def student_widths(cfg: StudentConfig, width: int) -> list[int]:
+    """The one search knob `width` spread over the layers of the family."""
+    if cfg.family == "mlp":
+        return [width] * cfg.depth
+    return [width * 2**i for i in range(cfg.depth)]
+
+
+def build_student(cfg: StudentConfig, width: int, input_shape, num_classes: int,
+                  seed: int | None = None) -> keras.Model:
+    builder = mlp if cfg.family == "mlp" else cnn
+    extra = {} if cfg.family == "mlp" else {"head": cfg.head}
+    return builder(input_shape, num_classes, student_widths(cfg, width), dropout=cfg.dropout,
+                   input_dropout=cfg.input_dropout, name=f"student_w{width}", seed=seed, **extra)
+
+
+def param_count(model: keras.Model) -> int:
+    return int(model.count_params())
+
+
+def flops_per_example(model: keras.Model) -> int:
+    """Forward-pass FLOPs of one example (a multiply-add counts 2), from layer shapes.
+
+    Dense and convolution layers only: activations, pooling and dropout are
+    a rounding error beside them. Training costs about 3x this (forward,
+    gradient of inputs, gradient of weights).
+    """
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            fan_in = layer.kernel.shape[0]
+            total += 2 * fan_in * layer.units
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin, cout = layer.kernel.shape
+            _, oh, ow, _ = layer.output.shape
+            total += 2 * kh * kw * cin * cout * oh * ow
+    return int(total)

@@ -1,0 +1,64 @@
+import gzip
+
+import numpy as np
+import pytest
+
+from harness import config, data
+
+
+def test_splits_are_disjoint_and_cover_train(small_splits):
+    full = data.load_splits(config.DatasetConfig(), seed=0)
+    t, v = set(full.transfer.index), set(full.validation.index)
+    assert not t & v
+    assert len(t | v) == 60000 and len(v) == 6000
+    assert len(full.test) == 10000
+
+
+def test_splits_are_deterministic_per_seed():
+    a = data.load_splits(config.DatasetConfig(limit=500), seed=3)
+    b = data.load_splits(config.DatasetConfig(limit=500), seed=3)
+    c = data.load_splits(config.DatasetConfig(limit=500), seed=4)
+    np.testing.assert_array_equal(a.validation.index, b.validation.index)
+    np.testing.assert_array_equal(a.transfer.images, b.transfer.images)
+    assert not np.array_equal(a.validation.index, c.validation.index)
+
+
+def test_limit_and_shapes(small_splits):
+    s = small_splits
+    assert len(s.transfer) == len(s.validation) == len(s.test) == 2000
+    assert s.image_shape == (28, 28, 1) and s.num_classes == 10
+    assert s.transfer.images.dtype == np.uint8 and s.transfer.images.max() > 200
+
+
+def test_pipeline_gives_float_images_with_raw_values(small_splits):
+    x, y = next(iter(data.pipeline(small_splits.test.images, small_splits.test.labels, 64)))
+    assert x.dtype.name == "float32" and tuple(x.shape) == (64, 28, 28, 1)
+    np.testing.assert_array_equal(x.numpy(), small_splits.test.images[:64].astype(np.float32))
+
+
+def test_jitter_shifts_each_example_within_bounds(small_splits):
+    import tensorflow as tf
+
+    x = tf.constant(small_splits.test.images[:64], tf.float32)
+    shifted = data.jitter(x, 2).numpy()
+    assert shifted.shape == x.shape
+    assert np.all(shifted.sum(axis=(1, 2, 3)) <= x.numpy().sum(axis=(1, 2, 3)) + 1e-3)
+    assert not np.array_equal(shifted, x.numpy())
+
+
+def test_tampered_debian_file_is_rejected(tmp_path):
+    src = tmp_path / "debian"
+    src.mkdir()
+    for stem in data.FASHION_MNIST_IDX_SHA256:
+        (src / f"{stem}.gz").write_bytes((data.DEBIAN_DIR / f"{stem}.gz").read_bytes())
+    raw = bytearray(gzip.decompress((src / "t10k-labels-idx1-ubyte.gz").read_bytes()))
+    raw[100] = (raw[100] + 1) % 10
+    (src / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(data.DataError, match="t10k-labels.*SHA-256"):
+        data.prepare_fashion_mnist(str(tmp_path / "tfds"), src_dir=src)
+    assert not (tmp_path / "tfds" / "fashion_mnist" / "3.0.1" / "dataset_info.json").exists()
+
+
+def test_unknown_dataset_is_a_clear_error():
+    with pytest.raises(data.DataError, match="unknown TFDS dataset 'no_such_set'"):
+        data.load_splits(config.DatasetConfig(name="no_such_set"), seed=0)

@@ -1,0 +1,105 @@
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from harness import data, models
+from harness.distiller import Distiller, compile_plain, make_optimizer
+from harness.teacher import predict_logits
+
+
+def _student(seed=1, dropout=0.0):
+    keras.utils.set_random_seed(seed)
+    return models.mlp((28, 28, 1), 10, [32, 32], dropout=dropout, seed=seed, name="student")
+
+
+def _teacher(seed=2):
+    keras.utils.set_random_seed(seed)
+    return models.mlp((28, 28, 1), 10, [64, 64], seed=seed, name="teacher")
+
+
+def _weights(model):
+    return [w.numpy().copy() for w in model.weights]
+
+
+def _distill(x, y, teacher, mode, alpha=0.5, dropout=0.0, epochs=1, jit=False):
+    student = _student(dropout=dropout)
+    if mode == "cached":
+        targets = {"labels": y, "teacher_logits": predict_logits(teacher, x)}
+        d = Distiller(student, temperature=4.0, alpha=alpha)
+    else:
+        targets = y
+        d = Distiller(student, teacher, temperature=4.0, alpha=alpha)
+    d.compile(optimizer=make_optimizer("adam", 1e-3), jit_compile=jit)
+    history = d.fit(data.pipeline(x, targets, 32, shuffle_seed=7), epochs=epochs, verbose=0)
+    return student, history
+
+
+def test_teacher_is_frozen(random_data):
+    x, y = random_data
+    teacher = _teacher()
+    before = _weights(teacher)
+    _distill(x, y, teacher, "online")
+    for a, b in zip(before, _weights(teacher)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_reports_the_four_training_metrics(random_data):
+    x, y = random_data
+    _, history = _distill(x, y, _teacher(), "cached")
+    assert {"loss", "hard_loss", "soft_loss", "accuracy"} <= set(history.history)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_cached_and_online_teacher_agree(random_data, jit):
+    x, y = random_data
+    teacher = _teacher()
+    cached, _ = _distill(x, y, teacher, "cached", dropout=0.2, epochs=2, jit=jit)
+    online, _ = _distill(x, y, teacher, "online", dropout=0.2, epochs=2, jit=jit)
+    for a, b in zip(_weights(cached), _weights(online)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_alpha_one_is_plain_cross_entropy_training(random_data):
+    x, y = random_data
+    distilled, _ = _distill(x, y, _teacher(), "cached", alpha=1.0, dropout=0.2, epochs=2)
+    plain = _student(dropout=0.2)
+    compile_plain(plain, "adam", 1e-3, jit_compile=False)
+    plain.fit(data.pipeline(x, y, 32, shuffle_seed=7), epochs=2, verbose=0, shuffle=False)
+    for a, b in zip(_weights(distilled), _weights(plain)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_alpha_below_one_differs_from_plain_training(random_data):
+    """The guard for the test above: the soft term does change training."""
+    x, y = random_data
+    distilled, _ = _distill(x, y, _teacher(), "cached", alpha=0.5)
+    plain = _student()
+    compile_plain(plain, "adam", 1e-3, jit_compile=False)
+    plain.fit(data.pipeline(x, y, 32, shuffle_seed=7), epochs=1, verbose=0, shuffle=False)
+    assert not np.allclose(_weights(distilled)[0], _weights(plain)[0], atol=1e-6)
+
+
+def test_validation_scores_the_student_alone(random_data):
+    x, y = random_data
+    student, _ = _distill(x, y, _teacher(), "cached")
+    d = Distiller(student, temperature=4.0, alpha=0.5)
+    d.compile(optimizer="adam")
+    result = d.evaluate(data.pipeline(x, y, 64), return_dict=True, verbose=0)
+    logits = predict_logits(student, x)
+    assert result["accuracy"] == pytest.approx(np.mean(logits.argmax(-1) == y), abs=1e-6)
+    assert set(result) == {"loss", "accuracy"}
+
+
+def test_student_saves_and_loads_without_the_distiller(random_data, tmp_path):
+    x, y = random_data
+    student, _ = _distill(x, y, _teacher(), "cached")
+    student.save(tmp_path / "student.keras")
+    np.save(tmp_path / "x.npy", x[:16].astype(np.float32))
+    np.save(tmp_path / "want.npy", predict_logits(student, x[:16]))
+    code = ("import keras, numpy as np; m = keras.models.load_model(%r, safe_mode=True);"
+            "d = np.abs(m.predict(np.load(%r), verbose=0) - np.load(%r)).max(); print(d); assert d < 1e-5"
+            % (str(tmp_path / "student.keras"), str(tmp_path / "x.npy"), str(tmp_path / "want.npy")))
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

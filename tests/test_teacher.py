@@ -1,0 +1,74 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+from harness import config, teacher
+
+
+def _cfg(members=1):
+    return config.parse({
+        "name": "t", "dataset": {"limit": 2000},
+        "teacher": {"widths": [32], "epochs": 1, "members": members, "dropout": 0.0,
+                    "input_dropout": 0.0, "jitter": 1},
+    })
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    calls = []
+    real = teacher._train_member
+
+    def wrapper(*args, **kwargs):
+        calls.append(args[2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(teacher, "_train_member", wrapper)
+    return calls
+
+
+def test_second_call_loads_instead_of_training(small_splits, tmp_path, counted):
+    first = teacher.load_or_train(_cfg(), small_splits, tmp_path)
+    second = teacher.load_or_train(_cfg(), small_splits, tmp_path)
+    assert counted == [0]
+    assert not first.from_cache and second.from_cache
+    np.testing.assert_array_equal(first.transfer_logits, second.transfer_logits)
+    assert first.transfer_logits.shape == (2000, 10)
+    x = small_splits.validation.images[:32]
+    np.testing.assert_allclose(teacher.predict_logits(first.members[0], x),
+                               teacher.predict_logits(second.members[0], x), atol=1e-5)
+
+
+def test_a_different_config_is_a_cache_miss(small_splits, tmp_path, counted):
+    teacher.load_or_train(_cfg(), small_splits, tmp_path)
+    other = dataclasses.replace(_cfg(), seed=1)
+    assert teacher.cache_key(other) != teacher.cache_key(_cfg())
+    teacher.load_or_train(other, small_splits, tmp_path)
+    assert len(counted) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate_logits", "flip_weights", "bad_manifest"])
+def test_damaged_cache_is_rebuilt_not_used(small_splits, tmp_path, counted, damage):
+    first = teacher.load_or_train(_cfg(), small_splits, tmp_path)
+    entry = first.path
+    if damage == "truncate_logits":
+        p = entry / "transfer_logits.npy"
+        p.write_bytes(p.read_bytes()[:1000])
+    elif damage == "flip_weights":
+        p = entry / "member_0.keras"
+        b = bytearray(p.read_bytes())
+        b[len(b) // 2] ^= 0xFF
+        p.write_bytes(bytes(b))
+    else:
+        (entry / "manifest.json").write_text("{not json")
+    again = teacher.load_or_train(_cfg(), small_splits, tmp_path)
+    assert not again.from_cache and len(counted) == 2
+    assert teacher.load_or_train(_cfg(), small_splits, tmp_path).from_cache
+
+
+def test_ensemble_caches_every_members_logits(small_splits, tmp_path, counted):
+    t = teacher.load_or_train(_cfg(members=2), small_splits, tmp_path)
+    assert counted == [0, 1]
+    assert t.transfer_logits.shape == (2000, 2, 10)
+    assert not np.allclose(t.transfer_logits[:, 0], t.transfer_logits[:, 1])
+    assert 0.3 < t.val_accuracy <= 1.0
