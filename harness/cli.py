@@ -1,4 +1,8 @@
-"""`python -m harness study|teacher|report|export|bench|data`: the command line."""
+"""`python -m harness study|teacher|report|export|bench|data`: the command line.
+
+User mistakes (a bad study file, an unreachable store, a clashing study) print
+one line and exit with code 2 before anything is written.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,22 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+EXIT_USER_ERROR = 2
+
+
+def configure_logging(prefix: str = "") -> None:
+    fmt = "%(asctime)s " + (f"[{prefix}] " if prefix else "") + "%(message)s"
+    logging.basicConfig(level=logging.INFO, format=fmt, datefmt="%H:%M:%S", stream=sys.stdout, force=True)
+    for noisy in ("absl", "tensorflow", "h5py", "matplotlib", "alembic", "mlflow", "urllib3", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study_file", metavar="STUDY.yaml")
+    p.add_argument("--workdir", default=".", help="holds the stores, caches and exports (default: .)")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite:///WORKDIR/optuna.db)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
 
 
 def _cmd_data(args) -> int:
@@ -18,9 +38,106 @@ def _cmd_data(args) -> int:
     return 0
 
 
+def _cmd_study(args) -> int:
+    from . import config
+
+    cfg = config.load(args.study_file)
+    if args.n_trials is not None and args.n_trials < 1:
+        raise config.ConfigError(args.study_file, "--n-trials", "must be at least 1")
+    if args.workers < 1:
+        raise config.ConfigError(args.study_file, "--workers", "must be at least 1")
+    from . import study
+
+    result = study.run(cfg, args.workdir, n_trials=args.n_trials, storage_url=args.storage,
+                       tracking_uri=args.tracking_uri, workers=args.workers)
+    from .report import summary
+
+    print(summary(cfg, result))
+    return 0
+
+
+def _cmd_teacher(args) -> int:
+    from . import config, data, study, teacher, tracking
+
+    cfg = config.load(args.study_file)
+    ws = study.Workspace.resolve(args.workdir, args.storage, args.tracking_uri)
+    study.check_stores(ws)
+    splits = data.load_splits(cfg.dataset, cfg.seed)
+    t = teacher.load_or_train(cfg, splits, ws.teacher_cache)
+    exp = tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
+    with tracking.start("study", f"{cfg.name}-teacher", experiment_id=exp):
+        ctx = study.StudyContext(cfg, ws, splits, t, exp, mlflow_active_run_id())
+        study.log_teacher(ctx)
+    print(f"teacher {t.key}: {t.params:,} params, val acc {t.val_accuracy:.4f}, test acc {t.test_accuracy:.4f}"
+          f" ({'from cache' if t.from_cache else f'trained in {t.train_seconds:.0f} s'}) at {t.path}")
+    return 0
+
+
+def mlflow_active_run_id() -> str:
+    import mlflow
+
+    return mlflow.active_run().info.run_id
+
+
+def _cmd_report(args) -> int:
+    from . import config, report, study
+
+    cfg = config.load(args.study_file)
+    ws = study.Workspace.resolve(args.workdir, args.storage, args.tracking_uri)
+    study.check_stores(ws)
+    print(report.table(cfg, ws))
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from . import config, report, study
+
+    cfg = config.load(args.study_file)
+    ws = study.Workspace.resolve(args.workdir, args.storage, args.tracking_uri)
+    study.check_stores(ws)
+    path = report.export_trial(cfg, ws, args.trial, args.out)
+    print(f"exported SavedModel: {path}")
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from . import bench
+
+    return bench.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m harness", description="Knowledge-distillation studies.")
     sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("study", help="create or resume a study, run its trials, export the champion")
+    _store_args(s)
+    s.add_argument("--n-trials", type=int, default=None,
+                   help="add this many trials (default: run until the file's n_trials are done)")
+    s.add_argument("--workers", type=int, default=1, help="parallel worker processes on this machine")
+    s.set_defaults(func=_cmd_study)
+
+    t = sub.add_parser("teacher", help="train (or load from the cache) the study's teacher alone")
+    _store_args(t)
+    t.set_defaults(func=_cmd_teacher)
+
+    r = sub.add_parser("report", help="the Pareto table, gains and champion, read from the stores")
+    _store_args(r)
+    r.set_defaults(func=_cmd_report)
+
+    e = sub.add_parser("export", help="export a trial's student (default: the champion) as a SavedModel")
+    _store_args(e)
+    e.add_argument("--trial", type=int, default=None)
+    e.add_argument("--out", required=True)
+    e.set_defaults(func=_cmd_export)
+
+    b = sub.add_parser("bench", help="time distillation against plain training")
+    b.add_argument("--pair", choices=["mlp", "cnn", "all"], default="all")
+    b.add_argument("--repeats", type=int, default=5)
+    b.add_argument("--json", default=None, help="also write the figures to this file")
+    b.add_argument("--no-study", action="store_true", help="skip the small-study part")
+    b.set_defaults(func=_cmd_bench)
+
     d = sub.add_parser("data", help="build TFDS fashion_mnist offline from Debian's package")
     d.add_argument("--data-dir", default=None)
     d.set_defaults(func=_cmd_data)
@@ -28,13 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
     args = build_parser().parse_args(argv)
-    from .data import DataError
+    configure_logging()
+    from .config import UserError
 
     try:
         return args.func(args)
-    except DataError as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: the current trial and its MLflow run were closed; "
+              "run the same command again to continue the study", file=sys.stderr)
+        return 130

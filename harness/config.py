@@ -25,7 +25,11 @@ PRUNERS = ("median", "hyperband", "successive_halving", "none")
 CHAMPION_RULES = ("smallest_within", "best")
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """A mistake the user can fix: the command line prints it as one line, exit code 2."""
+
+
+class ConfigError(UserError, ValueError):
     """A user mistake in a study file: one line, naming the file and the field."""
 
     def __init__(self, path: str | Path, field_name: str, message: str):

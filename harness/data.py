@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import DatasetConfig
+from .config import DatasetConfig, UserError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ _IDX_HEADERS = {
 INSTALL_HINT = "apt-get update && apt-get install -y dataset-fashion-mnist"
 
 
-class DataError(RuntimeError):
+class DataError(UserError):
     """The data cannot be had: what is missing and what to run."""
 
 

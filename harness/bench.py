@@ -1,0 +1,215 @@
+"""`harness bench` pairs: what distillation costs per epoch, next to training from scratch.
+
+For each teacher/student pair, in one process and on the same transfer data:
+
+* A  the student alone, plain `fit` with cross-entropy (the baseline);
+* B  the harness `Distiller` with cached teacher logits (the default mode);
+* C  the harness `Distiller` with the teacher running inside the step;
+* D  Keras' own `keras.distillation.Distiller` (which always runs the teacher);
+
+and one epoch of the teacher itself, trained with the study's regularisers,
+with XLA on and off (`teacher.resolve_jit` picks from this measurement).
+
+These machines are shared and noisy, so, as GUIDE.md asks: each variant gets
+one untimed warm-up epoch (tracing, XLA compilation, tf.data start-up), the
+variants are timed in alternation (A B C D A B C D ...) so that a slow minute
+hurts all of them alike, and the report gives medians and ratios from the same
+run. Throughput is set against the float32 matrix-multiply rate the same
+process reaches, measured just before.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import data, models
+from .config import DatasetConfig, TeacherConfig
+from .distiller import Distiller, compile_plain, make_optimizer
+from .teacher import predict_logits
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 128
+TEMPERATURE, ALPHA = 4.0, 0.1  # any values do: they do not change the cost of a step
+SEED = 0
+
+# Teachers use the study's defaults (TeacherConfig: dropout 0.5, input dropout
+# 0.2, jitter 2); only the architecture differs per pair. Students have no
+# regularisers, as StudentConfig's defaults. `min_ratio`: the least teacher /
+# student forward FLOPs for the pair to mean anything. The mlp pair is the
+# paper's (1200-1200 -> 800-800, about 2x); the cnn pair is where distillation
+# pays: a teacher far dearer than the student, whose cost the cached mode hides.
+PAIRS = {
+    "mlp": {"teacher": TeacherConfig(family="mlp", widths=[1200, 1200]),
+            "student": lambda shape, k: models.mlp(shape, k, [800, 800], name="student"),
+            "min_ratio": 1},
+    "cnn": {"teacher": TeacherConfig(family="cnn", widths=[64, 128], head=256),
+            "student": lambda shape, k: models.cnn(shape, k, [8, 16], head=32, name="student"),
+            "min_ratio": 10},
+}
+
+# In the order `format_table` prints them.
+KEYS = ("scratch_epoch_s", "distill_cached_epoch_s", "distill_online_epoch_s",
+        "keras_distiller_epoch_s", "B_over_A", "C_over_B", "D_over_B",
+        "scratch_examples_per_s", "distill_examples_per_s",
+        "matmul_gflops", "scratch_gflops", "distill_gflops",
+        "teacher_epoch_xla_s", "teacher_epoch_noxla_s", "teacher_flops_ratio",
+        "student_train_flops_per_example", "examples")
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Median float32 `tf.matmul` rate (GFLOP/s) of an n x n product in this process.
+
+    The ceiling a dense training step can approach on this machine, with the
+    thread settings this process runs under. The sum keeps the result on the
+    device, so the timing holds the product and not a 16 MB copy.
+    """
+    a = tf.random.normal([n, n], seed=SEED)
+    b = tf.random.normal([n, n], seed=SEED + 1)
+    product = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    product().numpy()  # warm-up: tracing and thread-pool start
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        product().numpy()
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def _alternate(fits: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of one epoch of each `fits[name]()`, timed in alternation.
+
+    One untimed epoch each first: it absorbs tracing and XLA compilation.
+    """
+    for name, fit in fits.items():
+        t0 = time.perf_counter()
+        fit()
+        log.info("  %s warm-up epoch %.1f s", name, time.perf_counter() - t0)
+    times = {name: [] for name in fits}
+    for r in range(repeats):
+        for name, fit in fits.items():
+            t0 = time.perf_counter()
+            fit()
+            times[name].append(time.perf_counter() - t0)
+            log.info("  %s epoch %d/%d %.2f s", name, r + 1, repeats, times[name][-1])
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _epoch(model: keras.Model, ds):
+    return lambda: model.fit(ds, epochs=1, verbose=0, shuffle=False)
+
+
+def _bench_pair(name: str, images: np.ndarray, labels: np.ndarray, num_classes: int,
+                repeats: int) -> dict[str, float]:
+    spec, shape = PAIRS[name], images.shape[1:]
+    tcfg: TeacherConfig = spec["teacher"]
+
+    def student() -> keras.Model:
+        keras.utils.set_random_seed(SEED)  # every variant starts from the same weights
+        return spec["student"](shape, num_classes)
+
+    keras.utils.set_random_seed(SEED)
+    teacher = models.build_teacher(tcfg, shape, num_classes, seed=SEED)
+    ratio = models.flops_per_example(teacher) / models.flops_per_example(student())
+    if ratio < spec["min_ratio"]:
+        raise ValueError(f"pair {name}: the teacher has only {ratio:.1f}x the student's forward "
+                         f"FLOPs; make it at least {spec['min_ratio']}x")
+    log.info("pair %s: teacher %s %s, %.1fx the student's forward FLOPs", name, tcfg.family,
+             tcfg.widths, ratio)
+
+    # Pipelines and models are built once, outside the timing; the cached
+    # logits are computed once too, as a study does before its trials.
+    plain_ds = data.pipeline(images, labels, BATCH_SIZE, shuffle_seed=SEED)
+    cached = {"labels": labels, "teacher_logits": predict_logits(teacher, images)}
+    cached_ds = data.pipeline(images, cached, BATCH_SIZE, shuffle_seed=SEED)
+
+    a = compile_plain(student(), "adam", 1e-3, jit_compile=True)
+    b = Distiller(student(), temperature=TEMPERATURE, alpha=ALPHA)
+    b.compile(optimizer=make_optimizer("adam", 1e-3), jit_compile=True)
+    c = Distiller(student(), teacher, temperature=TEMPERATURE, alpha=ALPHA)
+    c.compile(optimizer=make_optimizer("adam", 1e-3), jit_compile=True)
+    d = keras.distillation.Distiller(
+        teacher=teacher, student=student(),
+        distillation_losses=keras.distillation.LogitsDistillation(temperature=TEMPERATURE),
+        student_loss_weight=ALPHA)
+    d.compile(optimizer=make_optimizer("adam", 1e-3),
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+              metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+              jit_compile=True)
+
+    gflops = matmul_gflops()
+    log.info("pair %s: matmul %.1f GFLOP/s; timing A B C D over %d examples", name, gflops,
+             len(images))
+    t = _alternate({"A scratch": _epoch(a, plain_ds), "B cached": _epoch(b, cached_ds),
+                    "C online": _epoch(c, plain_ds), "D keras": _epoch(d, plain_ds)}, repeats)
+    scratch_s, cached_s, online_s, keras_s = t.values()
+
+    # The teacher's own epoch, with its regularisers (dropout, jitter): one
+    # fresh model per XLA setting, so neither inherits the other's compilation.
+    jitter_ds = data.pipeline(images, labels, tcfg.batch_size, shuffle_seed=SEED,
+                              max_shift=tcfg.jitter)
+    teachers = {}
+    for jit in (True, False):
+        keras.utils.set_random_seed(SEED)
+        m = models.build_teacher(tcfg, shape, num_classes, seed=SEED)
+        teachers[f"teacher XLA {'on' if jit else 'off'}"] = _epoch(
+            compile_plain(m, tcfg.optimizer, tcfg.learning_rate, jit_compile=jit), jitter_ds)
+    log.info("pair %s: timing the teacher, XLA on and off", name)
+    teacher_xla_s, teacher_noxla_s = _alternate(teachers, repeats).values()
+
+    n = len(images)
+    train_flops = 3 * models.flops_per_example(a)  # forward + two backward products
+    return {
+        "scratch_epoch_s": scratch_s, "distill_cached_epoch_s": cached_s,
+        "distill_online_epoch_s": online_s, "keras_distiller_epoch_s": keras_s,
+        "B_over_A": cached_s / scratch_s, "C_over_B": online_s / cached_s,
+        "D_over_B": keras_s / cached_s,
+        "scratch_examples_per_s": n / scratch_s, "distill_examples_per_s": n / cached_s,
+        "matmul_gflops": gflops,
+        "scratch_gflops": train_flops * n / scratch_s / 1e9,
+        # The cached teacher costs nothing per step, so B does the same work as A.
+        "distill_gflops": train_flops * n / cached_s / 1e9,
+        "teacher_epoch_xla_s": teacher_xla_s, "teacher_epoch_noxla_s": teacher_noxla_s,
+        "teacher_flops_ratio": ratio, "student_train_flops_per_example": float(train_flops),
+        "examples": float(n),
+    }
+
+
+def run_pairs(pairs=("mlp", "cnn"), repeats: int = 3, limit: int | None = None) -> dict:
+    """Time every pair on Fashion-MNIST's transfer split (the first `limit` examples).
+
+    Returns {pair: {metric: value}} with the keys of `KEYS`; times are median
+    seconds per epoch, ratios are of those medians.
+    """
+    unknown = [p for p in pairs if p not in PAIRS]
+    if unknown:
+        raise ValueError(f"unknown pair(s) {unknown}; choose from {sorted(PAIRS)}")
+    splits = data.load_splits(DatasetConfig(), seed=SEED)
+    images, labels = splits.transfer.images[:limit], splits.transfer.labels[:limit]
+    results = {}
+    for name in pairs:
+        results[name] = _bench_pair(name, images, labels, splits.num_classes, repeats)
+        keras.backend.clear_session()  # the next pair starts with a clean graph
+    return results
+
+
+def format_table(result: dict) -> str:
+    """The result of `run_pairs` as a text table: one row per metric, one column per pair."""
+    pairs = list(result)
+    keys = [k for k in KEYS if any(k in result[p] for p in pairs)]
+    width = max(len(k) for k in keys)
+    lines = [f"{'':{width}}" + "".join(f"{p:>12}" for p in pairs)]
+    for k in keys:
+        cells = []
+        for p in pairs:
+            v = result[p].get(k, math.nan)
+            cells.append(f"{v:>12.4g}" if abs(v) < 1e6 else f"{v:>12.3e}")
+        lines.append(f"{k:{width}}" + "".join(cells))
+    return "\n".join(lines)
