@@ -1,0 +1,105 @@
+"""The smoke study end to end, through the command line, on real stores."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import SMOKE, harness, load_study, mlflow_client, runs_by_role
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("smoke")
+    first = harness("study", SMOKE, "--workdir", workdir)
+    return workdir, first
+
+
+def test_mlflow_holds_every_run_with_metrics_and_artifacts(smoke):
+    workdir, _ = smoke
+    client = mlflow_client(workdir)
+    roles = runs_by_role(client, "smoke")
+    (parent,) = roles["study"]
+    assert parent.info.status == "FINISHED"
+    assert len(roles["trial"]) == 3 and len(roles["teacher"]) == 1
+    widths = {r.data.params["width"] for r in roles["trial"]}
+    assert {r.data.tags["width"] for r in roles["baseline"]} == widths
+    for r in roles["trial"] + roles["teacher"] + roles["baseline"]:
+        assert r.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    trial = roles["trial"][0]
+    assert {"temperature", "alpha", "width", "epochs", "learning_rate"} <= set(trial.data.params)
+    assert {"val_accuracy", "params", "flops", "distillation_gain"} <= set(trial.data.metrics)
+    assert trial.data.tags["state"] == "complete" and trial.data.tags["optuna.study"] == "smoke"
+    history = client.get_metric_history(trial.info.run_id, "soft_loss")
+    assert [m.step for m in history] == [0, 1]
+    assert len(client.get_metric_history(trial.info.run_id, "val_accuracy")) == 2
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"config.yaml", "trials.csv", "plots"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"plots/pareto_front.png", "plots/temperature_alpha.png", "plots/optimization_history.png",
+            "plots/param_importances.png"} <= plots
+
+
+def test_champion_is_registered_tested_and_exported(smoke, tmp_path):
+    workdir, first = smoke
+    client = mlflow_client(workdir)
+    version = client.get_model_version_by_alias("smoke-student", "champion")
+    run = client.get_run(version.run_id)
+    assert run.data.tags["harness.role"] == "trial"
+    assert 0.0 < run.data.metrics["test_accuracy"] <= 1.0
+    export = workdir / "exports" / "smoke-champion"
+    assert f"SavedModel: {export}" in first.stdout
+    study = load_study(workdir)
+    champ = study.trials[int(version.tags["optuna.trial"])]
+
+    import keras
+
+    student = keras.models.load_model(champ.user_attrs["model_path"])
+    x = np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "want.npy", student.predict(x, verbose=0))
+    code = ("import sys, numpy as np, tensorflow as tf\n"
+            "m = tf.saved_model.load(sys.argv[1]); x = np.load(sys.argv[2])\n"
+            "sig = m.signatures['serving_default'].structured_input_signature[1]\n"
+            "spec = next(iter(sig.values())); assert spec.shape.as_list() == [None, 28, 28, 1], spec\n"
+            "assert spec.dtype == tf.float32\n"
+            "print(np.abs(m.serve(x).numpy() - np.load(sys.argv[3])).max())")
+    out = subprocess.run([sys.executable, "-c", code, export, tmp_path / "x.npy", tmp_path / "want.npy"],
+                         capture_output=True, text=True, check=True)
+    assert float(out.stdout.strip().splitlines()[-1]) <= 1e-5
+
+
+def test_champion_rule_picks_smallest_within_tolerance(smoke):
+    from harness import champion, config
+
+    workdir, _ = smoke
+    cfg = config.load(SMOKE)
+    study = load_study(workdir)
+    champ = champion.select(study, cfg)
+    front = champion.front(study, cfg)
+    best = max(t.user_attrs["val_accuracy"] for t in front)
+    for t in front:
+        if t.user_attrs["val_accuracy"] >= best - 0.005:
+            assert champ.user_attrs["params"] <= t.user_attrs["params"]
+
+
+def test_report_and_export_read_the_stores(smoke, tmp_path):
+    workdir, _ = smoke
+    report = harness("report", SMOKE, "--workdir", workdir).stdout
+    assert "Pareto front" in report and "<- champion" in report and "teacher:" in report
+    out = tmp_path / "trial0"
+    exported = harness("export", SMOKE, "--workdir", workdir, "--trial", 0, "--out", out).stdout
+    assert (out / "saved_model.pb").exists() and str(out) in exported
+
+
+def test_resume_adds_exactly_one_trial_without_training_the_teacher(smoke):
+    workdir, _ = smoke
+    before = len(load_study(workdir).trials)
+    cache_entries = sorted(p.name for p in (workdir / "teacher_cache").iterdir())
+    again = harness("study", SMOKE, "--workdir", workdir, "--n-trials", 1)
+    assert len(load_study(workdir).trials) == before + 1
+    assert "training teacher" not in again.stdout and "loaded from cache" in again.stdout
+    assert sorted(p.name for p in (workdir / "teacher_cache").iterdir()) == cache_entries
+    roles = runs_by_role(mlflow_client(workdir), "smoke")
+    assert len(roles["teacher"]) == 1 and len(roles["study"]) == 2 and len(roles["trial"]) == before + 1
