@@ -88,7 +88,8 @@ def summary(cfg: StudyConfig, result) -> str:
         out += [f"champion: trial {c.number}, width {c.params['width']} ({a['params']:,} params), "
                 f"T={c.params['temperature']:.2f}, alpha={c.params['alpha']:.2f}",
                 f"          val acc {a['val_accuracy']:.4f} (scratch {a['baseline_val_accuracy']:.4f}, gain "
-                f"{100 * a['distillation_gain']:+.2f} points), test acc {result.test_accuracy:.4f}",
+                f"{100 * a['distillation_gain']:+.2f} points), test acc {result.test_accuracy:.4f} "
+                f"(scratch {a['baseline_test_accuracy']:.4f})",
                 f"          registered as models:/{cfg.name}-student@champion"]
     if result.export_path:
         out.append(f"SavedModel: {result.export_path}")

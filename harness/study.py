@@ -18,6 +18,7 @@ import math
 import multiprocessing
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,9 +33,11 @@ from . import tracking
 from .config import StudyConfig, UserError
 from .distiller import Distiller, compile_plain, make_optimizer
 from .models import build_student, flops_per_example, param_count
-from .teacher import Teacher, _locked, load_or_train
+from .teacher import Teacher, _locked, accuracy, load_or_train, predict_logits
 
 log = logging.getLogger(__name__)
+# Heartbeats and fail_stale_trials are marked experimental; they are what makes a crash safe here.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 COMPLETE, PRUNED, FAIL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
                           optuna.trial.TrialState.FAIL)
 
@@ -264,10 +267,13 @@ class StudyContext:
                 hist = student.fit(train, validation_data=self.val_ds, epochs=tr.epochs, verbose=0,
                                    shuffle=False, callbacks=[mlflow.keras.MlflowCallback()])
                 self.fit_seconds += time.perf_counter() - t0
+                # Baselines are reference points, never chosen by anything: reporting
+                # their test accuracy beside the champion's leaks no selection.
+                test_acc = accuracy(predict_logits(student, self.splits.test.images), self.splits.test.labels)
                 result = {"width": width, "val_accuracy": float(hist.history["val_accuracy"][-1]),
-                          "params": param_count(student), "flops": flops_per_example(student),
-                          "mlflow_run_id": run.info.run_id}
-                mlflow.log_metrics({"params": result["params"], "flops": result["flops"]})
+                          "test_accuracy": test_acc, "params": param_count(student),
+                          "flops": flops_per_example(student), "mlflow_run_id": run.info.run_id}
+                mlflow.log_metrics({"params": result["params"], "flops": result["flops"], "test_accuracy": test_acc})
             tmp = path.with_suffix(f".tmp-{os.getpid()}")
             tmp.write_text(json.dumps(result))
             os.replace(tmp, path)
@@ -324,14 +330,15 @@ class StudyContext:
             gain = val_acc - baseline["val_accuracy"]
             mlflow.log_metrics({"params": params, "flops": flops, "distillation_gain": gain,
                                 "baseline_val_accuracy": baseline["val_accuracy"]})
-            info = tracking.log_student(student)
+            info = tracking.log_student(student, self.splits.validation.images[:2])
             local = self.ws.workdir / "trials" / cfg.name / f"trial-{trial.number}.keras"
             local.parent.mkdir(parents=True, exist_ok=True)
             tmp = local.with_name(f".{local.name}.tmp-{os.getpid()}.keras")
             student.save(tmp)
             os.replace(tmp, local)
             for k, v in {"val_accuracy": val_acc, "params": params, "flops": flops, "distillation_gain": gain,
-                         "baseline_val_accuracy": baseline["val_accuracy"], "model_uri": info.model_uri,
+                         "baseline_val_accuracy": baseline["val_accuracy"],
+                         "baseline_test_accuracy": baseline["test_accuracy"], "model_uri": info.model_uri,
                          "model_path": str(local)}.items():
                 trial.set_user_attr(k, v)
             status, state = "FINISHED", "complete"
@@ -472,7 +479,8 @@ def log_teacher(ctx: StudyContext) -> str:
         mlflow.log_metrics({"val_accuracy": t.val_accuracy, "test_accuracy": t.test_accuracy,
                             "params": t.params, "flops": t.flops, "train_seconds": t.train_seconds})
         for i, m in enumerate(t.members):
-            tracking.log_student(m, name="model" if len(t.members) == 1 else f"member_{i}")
+            name = "model" if len(t.members) == 1 else f"member_{i}"
+            tracking.log_student(m, ctx.splits.validation.images[:2], name=name)
         return run.info.run_id
 
 

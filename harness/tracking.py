@@ -94,7 +94,7 @@ def find_runs(experiment_id: str, role: str, **tags: str):
                                       max_results=5000)
 
 
-def log_student(model, name: str = "model"):
+def log_student(model, sample, name: str = "model"):
     """Log a Keras model with `mlflow.keras`; returns the ModelInfo (its `model_uri`).
 
     Requirements are given, not inferred: inference imports the model in a
@@ -103,9 +103,13 @@ def log_student(model, name: str = "model"):
     import keras
     import tensorflow as tf
 
+    from mlflow.models import infer_signature
+
     reqs = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}",
             f"mlflow=={mlflow.__version__}"]
-    return mlflow.keras.log_model(model, name=name, pip_requirements=reqs)
+    x = sample.astype("float32")
+    signature = infer_signature(x, model(x, training=False).numpy())
+    return mlflow.keras.log_model(model, name=name, pip_requirements=reqs, signature=signature)
 
 
 def log_history(history: list[dict[str, float]]) -> None:
