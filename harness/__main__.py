@@ -1,3 +1,5 @@
 from .cli import main
 
-raise SystemExit(main())
+# Guarded: worker processes (multiprocessing "spawn") import this module again.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -61,8 +61,8 @@ def _cmd_teacher(args) -> int:
 
     cfg = config.load(args.study_file)
     ws = study.Workspace.resolve(args.workdir, args.storage, args.tracking_uri)
-    study.check_stores(ws)
-    splits = data.load_splits(cfg.dataset, cfg.seed)
+    study.check_stores(ws, cfg.source)
+    splits = study.load_splits(cfg)
     t = teacher.load_or_train(cfg, splits, ws.teacher_cache)
     exp = tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
     with tracking.start("study", f"{cfg.name}-teacher", experiment_id=exp):
@@ -84,7 +84,7 @@ def _cmd_report(args) -> int:
 
     cfg = config.load(args.study_file)
     ws = study.Workspace.resolve(args.workdir, args.storage, args.tracking_uri)
-    study.check_stores(ws)
+    study.check_stores(ws, cfg.source)
     print(report.table(cfg, ws))
     return 0
 
@@ -94,7 +94,7 @@ def _cmd_export(args) -> int:
 
     cfg = config.load(args.study_file)
     ws = study.Workspace.resolve(args.workdir, args.storage, args.tracking_uri)
-    study.check_stores(ws)
+    study.check_stores(ws, cfg.source)
     path = report.export_trial(cfg, ws, args.trial, args.out)
     print(f"exported SavedModel: {path}")
     return 0

@@ -44,6 +44,10 @@ class DataError(UserError):
     """The data cannot be had: what is missing and what to run."""
 
 
+class UnknownDataset(DataError):
+    pass
+
+
 @dataclass
 class Split:
     images: np.ndarray  # uint8 [n, h, w, c], as the dataset gives them
@@ -148,7 +152,8 @@ def load_splits(cfg: DatasetConfig, seed: int) -> Splits:
         (train, test), info = tfds.load(cfg.name, split=["train", "test"], data_dir=cfg.data_dir,
                                         as_supervised=True, batch_size=-1, with_info=True)
     except tfds.core.registered.DatasetNotFoundError as e:
-        raise DataError(f"unknown TFDS dataset {cfg.name!r}: {str(e).splitlines()[0]}") from None
+        first = str(e).strip().splitlines()[0]
+        raise UnknownDataset(f"unknown TFDS dataset {cfg.name!r} ({first[:120]})") from None
     train_x, train_y = (np.asarray(a) for a in tfds.as_numpy(train))
     test_x, test_y = (np.asarray(a) for a in tfds.as_numpy(test))
     order = np.random.default_rng(seed).permutation(len(train_y))

@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from . import data as data_mod
 from . import tracking
-from .config import StudyConfig, UserError
+from .config import ConfigError, StudyConfig, UserError
 from .distiller import Distiller, compile_plain, make_optimizer
 from .models import build_student, flops_per_example, param_count
 from .teacher import Teacher, _locked, accuracy, load_or_train, predict_logits
@@ -76,16 +76,29 @@ def _sqlite_path(url: str) -> Path | None:
     return None
 
 
-def check_stores(ws: Workspace) -> None:
+def load_splits(cfg: StudyConfig) -> data_mod.Splits:
+    try:
+        return data_mod.load_splits(cfg.dataset, cfg.seed)
+    except data_mod.UnknownDataset as e:
+        raise ConfigError(cfg.source, "dataset.name", str(e)) from None
+
+
+def check_stores(ws: Workspace, source: str = "") -> None:
     """Fail early, before writing anything, when a store cannot be reached."""
+    try:
+        _check_stores(ws)
+    except StudyError as e:
+        raise StudyError(f"{source}: {e}" if source else str(e)) from None
+
+
+def _check_stores(ws: Workspace) -> None:
     import sqlalchemy
 
     for what, url in (("--storage", ws.storage), ("--tracking-uri", ws.tracking_uri)):
         path = _sqlite_path(url)
         if path is not None:
-            parent = path.parent if path.parent != Path("") else Path(".")
-            if not parent.resolve().is_dir() and parent.resolve() != ws.workdir:
-                raise StudyError(f"{what} {url}: folder {parent} does not exist")
+            if not path.parent.is_dir():
+                raise StudyError(f"{what} {url}: folder {path.parent} does not exist")
             continue
         if url.startswith(("http://", "https://")):
             import requests
@@ -494,11 +507,11 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
     ws = Workspace.resolve(workdir, storage_url, tracking_uri)
     if not ws.workdir.is_dir():
         raise StudyError(f"--workdir {ws.workdir}: no such folder")
-    check_stores(ws)
+    check_stores(ws, cfg.source)
     check_compatible(cfg, ws)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    splits = data_mod.load_splits(cfg.dataset, cfg.seed)
+    splits = load_splits(cfg)
     teacher = load_or_train(cfg, splits, ws.teacher_cache)
     experiment_id = tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
     tracking.close_orphans(experiment_id)

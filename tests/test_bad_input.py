@@ -1,0 +1,99 @@
+"""Every user mistake: one line naming the file and the field, exit code 2, nothing written."""
+
+import copy
+
+import pytest
+import yaml
+
+from helpers import SMOKE, harness
+
+BASE = yaml.safe_load(SMOKE.read_text())
+
+
+def _with(path, value):
+    cfg = copy.deepcopy(BASE)
+    *parents, last = path.split(".")
+    node = cfg
+    for p in parents:
+        node = node[p]
+    node[last] = value
+    return cfg
+
+
+def _without_key(path):
+    cfg = copy.deepcopy(BASE)
+    *parents, last = path.split(".")
+    node = cfg
+    for p in parents:
+        node = node[p]
+    del node[last]
+    return cfg
+
+
+CASES = {
+    # id: (study file contents or None for a missing file, extra args, field, words in the message)
+    "missing_file": (None, [], "", "no such study file"),
+    "malformed_yaml": ("name: smoke\nsearch: {temperature: [1, 2\n", [], "", "malformed YAML"),
+    "unknown_key_typo": ({**BASE, "n_trails": 3}, [], "n_trails", "did you mean 'n_trials'"),
+    "unknown_nested_key": (_with("search.temprature", {"low": 1, "high": 2}), [], "search.temprature",
+                           "did you mean 'temperature'"),
+    "wrong_type": (_with("training.epochs", "ten"), [], "training.epochs", "expected an integer"),
+    "temperature_not_positive": (_with("search.temperature", {"low": 0.0, "high": 2.0}), [],
+                                 "search.temperature.low", "greater than 0"),
+    "alpha_outside_unit": (_with("search.alpha", {"low": 0.0, "high": 1.5}), [], "search.alpha", "[0, 1]"),
+    "width_below_one": (_with("search.width", {"choices": [0, 16]}), [], "search.width.choices",
+                        "at least 1"),
+    "range_low_above_high": (_with("search.temperature", {"low": 5.0, "high": 2.0}), [],
+                             "search.temperature", "greater than high"),
+    "unknown_family": (_with("student.family", "transformer"), [], "student.family",
+                       "unknown model family"),
+    "unknown_dataset": (_with("dataset.name", "no_such_dataset"), [], "dataset.name",
+                        "unknown TFDS dataset"),
+    "missing_name": (_without_key("name"), [], "name", "is required"),
+    "unreachable_storage": (BASE, ["--storage", "postgresql://nobody@127.0.0.1:1/optuna"], "--storage",
+                            "cannot connect"),
+    "unreachable_tracking": (BASE, ["--tracking-uri", "http://127.0.0.1:1"], "--tracking-uri",
+                             "not reachable"),
+    "storage_folder_missing": (BASE, ["--storage", "sqlite:////no/such/folder/optuna.db"], "--storage",
+                               "does not exist"),
+    "bad_n_trials": (BASE, ["--n-trials", "0"], "--n-trials", "at least 1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_user_mistake_is_one_clear_line(case, tmp_path):
+    content, extra, field, words = CASES[case]
+    study_file = tmp_path / "study.yaml"
+    if content is not None:
+        study_file.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    proc = harness("study", study_file, "--workdir", workdir, *extra, check=False, timeout=120)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert str(study_file) in lines[0] and field in lines[0] and words in lines[0], lines[0]
+    assert list(workdir.iterdir()) == [], "nothing may be written to the working directory"
+
+
+def test_existing_study_with_another_search_space_is_refused(tmp_path):
+    import optuna
+
+    from harness import config, study
+
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    cfg = config.load(SMOKE)
+    ws = study.Workspace.resolve(workdir)
+    study.create_study(cfg, ws)  # a study 'smoke' made with the original file
+    changed = tmp_path / "smoke.yaml"
+    changed.write_text(yaml.safe_dump(_with("search.alpha", {"low": 0.0, "high": 0.5})))
+    before = sorted(p.name for p in workdir.iterdir())
+    proc = harness("study", changed, "--workdir", workdir, check=False, timeout=120)
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert str(changed) in line and "search" in line and "different search space" in line
+    assert sorted(p.name for p in workdir.iterdir()) == before  # no mlflow.db, no caches
+    st = optuna.load_study(study_name="smoke", storage=ws.storage)
+    assert len(st.trials) == 0
