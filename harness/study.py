@@ -509,7 +509,9 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
         raise StudyError(f"--workdir {ws.workdir}: no such folder")
     check_stores(ws, cfg.source)
     check_compatible(cfg, ws)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Our own line per trial says what happened (with the reason of a failure); Optuna would
+    # repeat it with a traceback.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
 
     splits = load_splits(cfg)
     teacher = load_or_train(cfg, splits, ws.teacher_cache)

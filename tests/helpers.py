@@ -40,3 +40,41 @@ def load_study(workdir, name="smoke"):
     import optuna
 
     return optuna.load_study(study_name=name, storage=f"sqlite:///{Path(workdir) / 'optuna.db'}")
+
+
+def write_study(directory, name="smoke", **overrides):
+    """A copy of the smoke study with dotted-key overrides: write_study(d, **{"training.epochs": 3})."""
+    import yaml
+
+    cfg = yaml.safe_load(SMOKE.read_text())
+    cfg["name"] = name
+    for dotted, value in overrides.items():
+        *parents, last = dotted.split(".")
+        node = cfg
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    path = Path(directory) / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def popen_harness(*args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "harness", *map(str, args)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_line(proc, pattern, timeout=300):
+    """Read the process's output until a line matches; return everything read."""
+    import re
+    import time
+
+    seen, t0 = [], time.time()
+    for line in proc.stdout:
+        seen.append(line)
+        if re.search(pattern, line):
+            return "".join(seen)
+        if time.time() - t0 > timeout:
+            break
+    raise AssertionError(f"no line matching {pattern!r}:\n{''.join(seen)[-3000:]}")
