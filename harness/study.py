@@ -123,11 +123,21 @@ def _check_stores(ws: Workspace) -> None:
 
 def storage(ws: Workspace, cfg: StudyConfig) -> optuna.storages.RDBStorage:
     """Optuna storage with heartbeats: a trial whose process died is failed and retried."""
+    import sqlalchemy
+
     engine_kwargs = {"connect_args": {"timeout": 60}} if ws.storage.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(
-        ws.storage, engine_kwargs=engine_kwargs,
-        heartbeat_interval=cfg.heartbeat.interval, grace_period=cfg.heartbeat.grace_period,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                ws.storage, engine_kwargs=engine_kwargs,
+                heartbeat_interval=cfg.heartbeat.interval, grace_period=cfg.heartbeat.grace_period,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+        except sqlalchemy.exc.DBAPIError:
+            # Machines starting together on an empty database race to create
+            # Optuna's tables; the loser sees a duplicate and tries again.
+            if attempt == 4:
+                raise
+            time.sleep(1 + attempt)
 
 
 def existing_study(cfg: StudyConfig, ws: Workspace) -> optuna.Study | None:
@@ -164,7 +174,12 @@ def create_study(cfg: StudyConfig, ws: Workspace, seed_offset: int = 0) -> optun
         pass
     # A different seed per worker and per resume: identical seeds would make
     # parallel workers (and a resumed study) propose the same points again.
-    sampler = optuna.samplers.TPESampler(seed=cfg.seed + 7919 * seed_offset + n_before,
+    # On a server storage (several machines) the process id is mixed in too:
+    # there, the order in which trials finish already decides the proposals.
+    seed = cfg.seed + 7919 * seed_offset + n_before
+    if not ws.storage.startswith("sqlite"):
+        seed += 104729 * os.getpid()
+    sampler = optuna.samplers.TPESampler(seed=seed % 2**32,
                                          constant_liar=True, n_startup_trials=min(10, cfg.n_trials // 2 + 1))
     study = optuna.create_study(study_name=cfg.name, storage=st, directions=directions,
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
