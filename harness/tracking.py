@@ -41,7 +41,9 @@ def setup(tracking_uri: str, workdir: Path, experiment: str) -> str:
     if tracking_uri.startswith("sqlite:") or "://" not in tracking_uri:
         location = (workdir / "mlartifacts").resolve().as_uri()
     try:
-        return mlflow.create_experiment(experiment, artifact_location=location)
+        # The kind tag opens the UI on the training-runs view instead of the GenAI one.
+        return mlflow.create_experiment(experiment, artifact_location=location,
+                                        tags={"mlflow.experimentKind": "custom_model_development"})
     except mlflow.exceptions.MlflowException:  # another worker created it first
         return mlflow.get_experiment_by_name(experiment).experiment_id
 
