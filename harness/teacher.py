@@ -32,6 +32,9 @@ from .models import build_teacher, flops_per_example, param_count
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
+# Forward passes of a teacher over a whole transfer set in this process (the
+# bench checks a study makes one, not one per trial).
+transfer_passes = 0
 
 
 @dataclass
@@ -199,6 +202,8 @@ def load_or_train(cfg: StudyConfig, splits: data_mod.Splits, cache_dir: str | Pa
         seconds = time.perf_counter() - t0
         members = list(members)
         logits = ensemble_logits(members, splits.transfer.images)
+        global transfer_passes
+        transfer_passes += 1
         val_acc = ensemble_accuracy(ensemble_logits(members, splits.validation.images),
                                     splits.validation.labels)
         test_acc = ensemble_accuracy(ensemble_logits(members, splits.test.images), splits.test.labels)

@@ -5,6 +5,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -59,7 +60,8 @@ def tracking_server(postgres, tmp_path_factory):
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"{postgres}/mlflow",
          "--artifacts-destination", artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+         "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)  # its own process group: the server starts helpers of its own
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
@@ -71,11 +73,17 @@ def tracking_server(postgres, tmp_path_factory):
             raise RuntimeError(f"mlflow server exited: {server.stderr.read()[-2000:]}")
         time.sleep(1)
     else:
-        server.kill()
+        os.killpg(server.pid, signal.SIGKILL)
         raise RuntimeError("mlflow server did not come up in 120 s")
     yield url
-    server.terminate()
-    server.wait(timeout=30)
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    finally:
+        try:
+            os.killpg(server.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_two_machines_share_one_study(postgres, tracking_server, tmp_path):

@@ -1,0 +1,86 @@
+"""The study part of `harness bench`: where a real study's wall time goes.
+
+Runs in a child process (so its peak memory is its own) on the full
+Fashion-MNIST transfer set, in a working directory kept between bench runs:
+
+1. a one-trial warm-up invocation trains and caches the teacher;
+2. a two-objective study (no pruning) of `n_trials` trials: the fraction of
+   its wall time outside the students' `fit` calls (set-up, data, MLflow
+   logging, plots, selection, export);
+3. a one-objective study of 2 x `n_trials` trials with the median pruner
+   (after 3 unpruned trials, from the first epoch on): epochs run against the
+   epoch budget (what pruning saved).
+
+Across all three, the teacher must run forward over the transfer set once.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import queue as queue_mod
+import resource
+import shutil
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+TEACHER = {"family": "mlp", "widths": [1200, 1200], "dropout": 0.3, "input_dropout": 0.0, "jitter": 0,
+           "epochs": 2}
+
+
+def _cfg(name, n_trials, epochs, objectives, pruner=None):
+    from . import config
+
+    return config.parse({
+        "name": name, "seed": 0, "dataset": {"name": "fashion_mnist"}, "teacher": TEACHER,
+        "student": {"family": "mlp", "depth": 2},
+        "training": {"epochs": epochs, "batch_size": 128, "learning_rate": 0.001},
+        "search": {"temperature": {"low": 1.0, "high": 20.0, "log": True}, "alpha": {"low": 0.0, "high": 1.0},
+                   "width": {"choices": [128, 256, 512]}},
+        "objectives": objectives, "pruner": pruner or {"type": "none"}, "n_trials": n_trials,
+    }, f"<bench:{name}>")
+
+
+def _child(workdir: str, n_trials: int, epochs: int, queue) -> None:
+    from . import study, teacher
+    from .cli import configure_logging
+
+    configure_logging(prefix="bench study")
+    study.run(_cfg("bench_warmup", 1, 1, ["val_accuracy", "params"]), workdir, export=False)
+    r = study.run(_cfg("bench_pareto", n_trials, epochs, ["val_accuracy", "params"]), workdir)
+    pruned = study.run(_cfg("bench_pruned", 2 * n_trials, epochs, ["val_accuracy"],
+                            {"type": "median", "n_startup_trials": 3, "n_warmup_steps": 0}), workdir, export=False)
+    trials = [t for t in pruned.study.trials if "epochs_run" in t.user_attrs]
+    queue.put({
+        "overhead_fraction": 1.0 - r.fit_seconds / r.seconds,
+        "study_wall_s": r.seconds, "study_fit_s": r.fit_seconds, "study_trials": r.new_trials,
+        "epochs_run": sum(t.user_attrs["epochs_run"] for t in trials),
+        "epochs_budget": len(trials) * epochs,
+        "trials_pruned": sum(t.state.name == "PRUNED" for t in trials),
+        "teacher_passes": teacher.transfer_passes,
+    })
+
+
+def run_study_bench(workdir: str | Path = "bench_work", n_trials: int = 6, epochs: int = 6,
+                    fresh: bool = True) -> dict:
+    workdir = Path(workdir).resolve()
+    if fresh:
+        shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(str(workdir), n_trials, epochs, queue))
+    proc.start()
+    while True:  # the child may die before it answers: do not wait for it forever
+        try:
+            result = queue.get(timeout=5)
+            break
+        except queue_mod.Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"bench study process exited with {proc.exitcode}") from None
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"bench study process exited with {proc.exitcode}")
+    result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    return result
