@@ -7,103 +7,131 @@ For each teacher/student pair, in one process and on the same transfer data:
 * C  the harness `Distiller` with the teacher running inside the step;
 * D  Keras' own `keras.distillation.Distiller` (which always runs the teacher);
 
-and one epoch of the teacher itself, trained with the study's regularisers,
-with XLA on and off (`teacher.resolve_jit` picks from this measurement).
+all four as a study trains its students (the harness's XLA choice for the
+family, 32 steps per execution), plus A with the other XLA setting (the
+evidence for that choice), and one epoch of the teacher itself, trained with the study's
+regularisers, with XLA on and off (`teacher.resolve_jit` picks from this).
 
 These machines are shared and noisy, so, as GUIDE.md asks: each variant gets
 one untimed warm-up epoch (tracing, XLA compilation, tf.data start-up), the
 variants are timed in alternation (A B C D A B C D ...) so that a slow minute
 hurts all of them alike, and the report gives medians and ratios from the same
 run. Throughput is set against the float32 matrix-multiply rate the same
-process reaches, measured just before.
+process reaches, sampled in the same alternation, so under the same load.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import statistics
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from . import data, models
-from .config import DatasetConfig, TeacherConfig
+from .config import DatasetConfig, TeacherConfig, TrainingConfig
 from .distiller import Distiller, compile_plain, make_optimizer
-from .teacher import predict_logits
+from .teacher import predict_logits, resolve_jit
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 128
+MATMUL_N, MATMUL_PRODUCTS = 2048, 5  # one matmul sample: 5 products of 2048 x 2048, ~0.2 s
 TEMPERATURE, ALPHA = 4.0, 0.1  # any values do: they do not change the cost of a step
 SEED = 0
 
-# Teachers use the study's defaults (TeacherConfig: dropout 0.5, input dropout
-# 0.2, jitter 2); only the architecture differs per pair. Students have no
-# regularisers, as StudentConfig's defaults. `min_ratio`: the least teacher /
-# student forward FLOPs for the pair to mean anything. The mlp pair is the
-# paper's (1200-1200 -> 800-800, about 2x); the cnn pair is where distillation
-# pays: a teacher far dearer than the student, whose cost the cached mode hides.
+# Teachers are trained with the paper's regularisers (dropout 0.5, input
+# dropout 0.2, jitter 2), spelled out so that a change of TeacherConfig's
+# defaults does not silently change the bench. Students have none, as
+# StudentConfig's defaults. `min_ratio`: the least teacher / student forward
+# FLOPs for the pair to mean anything. The mlp pair is the paper's
+# (1200-1200 -> 800-800, about 2x); the cnn pair is where distillation pays: a
+# teacher far dearer than the student, whose cost the cached mode hides.
+_REGULARISED = {"dropout": 0.5, "input_dropout": 0.2, "jitter": 2}
 PAIRS = {
-    "mlp": {"teacher": TeacherConfig(family="mlp", widths=[1200, 1200]),
+    "mlp": {"teacher": TeacherConfig(family="mlp", widths=[1200, 1200], **_REGULARISED),
             "student": lambda shape, k: models.mlp(shape, k, [800, 800], name="student"),
             "min_ratio": 1},
-    "cnn": {"teacher": TeacherConfig(family="cnn", widths=[64, 128], head=256),
+    "cnn": {"teacher": TeacherConfig(family="cnn", widths=[64, 128], head=256, **_REGULARISED),
             "student": lambda shape, k: models.cnn(shape, k, [8, 16], head=32, name="student"),
             "min_ratio": 10},
 }
 
 # In the order `format_table` prints them.
 KEYS = ("scratch_epoch_s", "distill_cached_epoch_s", "distill_online_epoch_s",
-        "keras_distiller_epoch_s", "B_over_A", "C_over_B", "D_over_B",
+        "keras_distiller_epoch_s", "B_over_A", "C_over_B", "D_over_B", "student_xla",
+        "scratch_xla_epoch_s", "scratch_noxla_epoch_s",
         "scratch_examples_per_s", "distill_examples_per_s",
         "matmul_gflops", "scratch_gflops", "distill_gflops",
         "teacher_epoch_xla_s", "teacher_epoch_noxla_s", "teacher_flops_ratio",
         "student_train_flops_per_example", "examples")
 
 
+def _matmul(n: int):
+    """A function computing one float32 n x n product; the sum keeps the result
+    on the device, so a timing holds the product and not a 16 MB copy."""
+    a = tf.random.normal([n, n], seed=SEED)
+    b = tf.random.normal([n, n], seed=SEED + 1)
+    product = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    product().numpy()  # tracing and thread-pool start
+    return lambda: product().numpy()
+
+
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     """Median float32 `tf.matmul` rate (GFLOP/s) of an n x n product in this process.
 
     The ceiling a dense training step can approach on this machine, with the
-    thread settings this process runs under. The sum keeps the result on the
-    device, so the timing holds the product and not a 16 MB copy.
+    thread settings this process runs under.
     """
-    a = tf.random.normal([n, n], seed=SEED)
-    b = tf.random.normal([n, n], seed=SEED + 1)
-    product = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
-    product().numpy()  # warm-up: tracing and thread-pool start
-    times = []
+    product, times = _matmul(n), []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        product().numpy()
+        product()
         times.append(time.perf_counter() - t0)
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def _alternate(fits: dict, repeats: int) -> dict[str, float]:
-    """Median seconds of one epoch of each `fits[name]()`, timed in alternation.
+    """Median seconds of each `fits[name]()` (one epoch), timed in alternation.
 
-    One untimed epoch each first: it absorbs tracing and XLA compilation.
+    One untimed call each first: it absorbs tracing and XLA compilation.
     """
     for name, fit in fits.items():
         t0 = time.perf_counter()
         fit()
-        log.info("  %s warm-up epoch %.1f s", name, time.perf_counter() - t0)
+        log.info("  %s warm-up %.1f s", name, time.perf_counter() - t0)
     times = {name: [] for name in fits}
     for r in range(repeats):
         for name, fit in fits.items():
             t0 = time.perf_counter()
             fit()
             times[name].append(time.perf_counter() - t0)
-            log.info("  %s epoch %d/%d %.2f s", name, r + 1, repeats, times[name][-1])
+            log.info("  %s round %d/%d %.2f s", name, r + 1, repeats, times[name][-1])
     return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _epoch(model: keras.Model, ds):
     return lambda: model.fit(ds, epochs=1, verbose=0, shuffle=False)
+
+
+def _teacher_epochs(tcfg: TeacherConfig, images, labels, num_classes: int,
+                    repeats: int) -> tuple[float, float]:
+    """Median epoch seconds of the teacher trained as a study trains it (dropout,
+    jitter), XLA on and off. One fresh model per setting, so neither inherits
+    the other's compilation."""
+    ds = data.pipeline(images, labels, tcfg.batch_size, shuffle_seed=SEED, max_shift=tcfg.jitter)
+    fits = {}
+    for jit in (True, False):
+        keras.utils.set_random_seed(SEED)
+        m = models.build_teacher(tcfg, images.shape[1:], num_classes, seed=SEED)
+        compile_plain(m, tcfg.optimizer, tcfg.learning_rate, jit_compile=jit)
+        fits[f"teacher XLA {'on' if jit else 'off'}"] = _epoch(m, ds)
+    return tuple(_alternate(fits, repeats).values())
 
 
 def _bench_pair(name: str, images: np.ndarray, labels: np.ndarray, num_classes: int,
@@ -130,39 +158,40 @@ def _bench_pair(name: str, images: np.ndarray, labels: np.ndarray, num_classes: 
     cached = {"labels": labels, "teacher_logits": predict_logits(teacher, images)}
     cached_ds = data.pipeline(images, cached, BATCH_SIZE, shuffle_seed=SEED)
 
-    a = compile_plain(student(), "adam", 1e-3, jit_compile=True)
+    # Every variant runs as a study runs its students: the XLA choice the
+    # harness makes for this family here, and the study's steps per execution.
+    jit = resolve_jit(None, name)
+    spe = TrainingConfig().steps_per_execution
+    opts = {"jit_compile": jit, "steps_per_execution": spe}
+    a = compile_plain(student(), "adam", 1e-3, **opts)
     b = Distiller(student(), temperature=TEMPERATURE, alpha=ALPHA)
-    b.compile(optimizer=make_optimizer("adam", 1e-3), jit_compile=True)
+    b.compile(optimizer=make_optimizer("adam", 1e-3), **opts)
     c = Distiller(student(), teacher, temperature=TEMPERATURE, alpha=ALPHA)
-    c.compile(optimizer=make_optimizer("adam", 1e-3), jit_compile=True)
+    c.compile(optimizer=make_optimizer("adam", 1e-3), **opts)
     d = keras.distillation.Distiller(
         teacher=teacher, student=student(),
         distillation_losses=keras.distillation.LogitsDistillation(temperature=TEMPERATURE),
         student_loss_weight=ALPHA)
     d.compile(optimizer=make_optimizer("adam", 1e-3),
               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-              metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-              jit_compile=True)
+              metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")], **opts)
 
-    gflops = matmul_gflops()
-    log.info("pair %s: matmul %.1f GFLOP/s; timing A B C D over %d examples", name, gflops,
-             len(images))
+    # A with the other XLA setting: the evidence for the harness's choice.
+    a_other = compile_plain(student(), "adam", 1e-3, jit_compile=not jit, steps_per_execution=spe)
+    product = _matmul(MATMUL_N)
+
+    log.info("pair %s: timing A B C D (XLA %s), A with XLA %s, matmul; %d examples", name,
+             "on" if jit else "off", "off" if jit else "on", len(images))
     t = _alternate({"A scratch": _epoch(a, plain_ds), "B cached": _epoch(b, cached_ds),
-                    "C online": _epoch(c, plain_ds), "D keras": _epoch(d, plain_ds)}, repeats)
-    scratch_s, cached_s, online_s, keras_s = t.values()
+                    "C online": _epoch(c, plain_ds), "D keras": _epoch(d, plain_ds),
+                    "A other XLA": _epoch(a_other, plain_ds),
+                    "matmul": lambda: [product() for _ in range(MATMUL_PRODUCTS)]}, repeats)
+    scratch_s, cached_s, online_s, keras_s, scratch_other_s, matmul_s = t.values()
+    xla_s, noxla_s = (scratch_s, scratch_other_s) if jit else (scratch_other_s, scratch_s)
+    gflops = 2 * MATMUL_N**3 * MATMUL_PRODUCTS / matmul_s / 1e9
 
-    # The teacher's own epoch, with its regularisers (dropout, jitter): one
-    # fresh model per XLA setting, so neither inherits the other's compilation.
-    jitter_ds = data.pipeline(images, labels, tcfg.batch_size, shuffle_seed=SEED,
-                              max_shift=tcfg.jitter)
-    teachers = {}
-    for jit in (True, False):
-        keras.utils.set_random_seed(SEED)
-        m = models.build_teacher(tcfg, shape, num_classes, seed=SEED)
-        teachers[f"teacher XLA {'on' if jit else 'off'}"] = _epoch(
-            compile_plain(m, tcfg.optimizer, tcfg.learning_rate, jit_compile=jit), jitter_ds)
     log.info("pair %s: timing the teacher, XLA on and off", name)
-    teacher_xla_s, teacher_noxla_s = _alternate(teachers, repeats).values()
+    teacher_xla_s, teacher_noxla_s = _teacher_epochs(tcfg, images, labels, num_classes, repeats)
 
     n = len(images)
     train_flops = 3 * models.flops_per_example(a)  # forward + two backward products
@@ -170,7 +199,8 @@ def _bench_pair(name: str, images: np.ndarray, labels: np.ndarray, num_classes: 
         "scratch_epoch_s": scratch_s, "distill_cached_epoch_s": cached_s,
         "distill_online_epoch_s": online_s, "keras_distiller_epoch_s": keras_s,
         "B_over_A": cached_s / scratch_s, "C_over_B": online_s / cached_s,
-        "D_over_B": keras_s / cached_s,
+        "D_over_B": keras_s / cached_s, "student_xla": float(jit),
+        "scratch_xla_epoch_s": xla_s, "scratch_noxla_epoch_s": noxla_s,
         "scratch_examples_per_s": n / scratch_s, "distill_examples_per_s": n / cached_s,
         "matmul_gflops": gflops,
         "scratch_gflops": train_flops * n / scratch_s / 1e9,
@@ -213,3 +243,18 @@ def format_table(result: dict) -> str:
             cells.append(f"{v:>12.4g}" if abs(v) < 1e6 else f"{v:>12.3e}")
         lines.append(f"{k:{width}}" + "".join(cells))
     return "\n".join(lines)
+
+
+def main(args) -> int:
+    """`python -m harness bench`: the pairs table, then the study part unless `--no-study`."""
+    pairs = tuple(PAIRS) if args.pair == "all" else (args.pair,)
+    result = {"pairs": run_pairs(pairs, repeats=args.repeats)}
+    print(format_table(result["pairs"]))
+    if not args.no_study:
+        from .bench_study import run_study_bench
+
+        result["study"] = run_study_bench()
+        print("\n".join(f"{k:20s} {v:.4g}" for k, v in result["study"].items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    return 0

@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="time distillation against plain training")
     b.add_argument("--pair", choices=["mlp", "cnn", "all"], default="all")
-    b.add_argument("--repeats", type=int, default=5)
+    b.add_argument("--repeats", type=int, default=3, help="timed epochs per variant (default 3; ~15 min)")
     b.add_argument("--json", default=None, help="also write the figures to this file")
     b.add_argument("--no-study", action="store_true", help="skip the small-study part")
     b.set_defaults(func=_cmd_bench)

@@ -93,10 +93,10 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
 
 
 def compile_plain(model: keras.Model, optimizer: str, learning_rate: float,
-                  jit_compile: bool = True) -> keras.Model:
+                  jit_compile: bool = True, steps_per_execution: int = 32) -> keras.Model:
     """Plain cross-entropy training of a model on hard labels (teachers, baselines)."""
     model.compile(optimizer=make_optimizer(optimizer, learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                  jit_compile=jit_compile)
+                  jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     return model

@@ -33,7 +33,7 @@ from . import tracking
 from .config import ConfigError, StudyConfig, UserError
 from .distiller import Distiller, compile_plain, make_optimizer
 from .models import build_student, flops_per_example, param_count
-from .teacher import Teacher, _locked, accuracy, load_or_train, predict_logits
+from .teacher import Teacher, _locked, accuracy, load_or_train, predict_logits, resolve_jit
 
 log = logging.getLogger(__name__)
 # Heartbeats and fail_stale_trials are marked experimental; they are what makes a crash safe here.
@@ -247,6 +247,8 @@ class StudyContext:
             {"labels": splits.transfer.labels, "teacher_logits": teacher.transfer_logits.astype(np.float32)},
             tr.batch_size, shuffle_seed=cfg.seed)
         self.val_ds = data_mod.pipeline(splits.validation.images, splits.validation.labels, 1024)
+        st = cfg.student
+        self.jit = resolve_jit(tr.jit_compile, st.family, st.dropout, st.input_dropout)
         self.fit_seconds = 0.0
 
     def start_run(self, role: str, name: str, tags: dict | None = None):
@@ -285,7 +287,8 @@ class StudyContext:
                     log.warning("baseline %s is damaged; training it again", path)
             tr = self.cfg.training
             student = self.new_student(width)
-            compile_plain(student, tr.optimizer, tr.learning_rate, jit_compile=tr.jit_compile)
+            compile_plain(student, tr.optimizer, tr.learning_rate, jit_compile=self.jit,
+                          steps_per_execution=tr.steps_per_execution)
             train = data_mod.pipeline(self.splits.transfer.images, self.splits.transfer.labels,
                                       tr.batch_size, shuffle_seed=self.cfg.seed)
             with self.start_run("baseline", f"baseline-w{width}", tags={"width": str(width)}) as run:
@@ -341,7 +344,7 @@ class StudyContext:
                                "teacher_key": self.teacher.key})
             distiller = Distiller(student, temperature=p["temperature"], alpha=p["alpha"])
             distiller.compile(optimizer=make_optimizer(tr.optimizer, tr.learning_rate),
-                              jit_compile=tr.jit_compile)
+                              jit_compile=self.jit, steps_per_execution=tr.steps_per_execution)
             callbacks = [DivergenceGuard(), counter, mlflow.keras.MlflowCallback()]
             if not cfg.multi_objective:
                 from optuna_integration import KerasPruningCallback

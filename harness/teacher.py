@@ -71,13 +71,14 @@ def cache_key(cfg: StudyConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def resolve_jit(cfg_jit: bool | None, dropout: float, input_dropout: float) -> bool:
-    """XLA unless dropout on a CPU: XLA's CPU random-number generation made a
-    dropout epoch 2-3x slower than without XLA (measured by `harness bench`)."""
+def resolve_jit(cfg_jit: bool | None, family: str, dropout: float = 0.0, input_dropout: float = 0.0) -> bool:
+    """XLA, except on a CPU for dropout or convolutions, where `harness bench`
+    measured it 2-3x slower: XLA's CPU random-number generation (dropout) and
+    its CPU convolutions lose to TensorFlow's own kernels (oneDNN)."""
     if cfg_jit is not None:
         return cfg_jit
     on_gpu = bool(tf.config.list_physical_devices("GPU"))
-    return on_gpu or not (dropout or input_dropout)
+    return on_gpu or not (dropout or input_dropout or family == "cnn")
 
 
 def _sha256(path: Path) -> str:
@@ -141,7 +142,7 @@ def _train_member(cfg: StudyConfig, splits: data_mod.Splits, member: int) -> tup
     seed = cfg.seed + 1000 * member
     keras.utils.set_random_seed(seed)
     model = build_teacher(t, splits.image_shape, splits.num_classes, seed=seed, name=f"teacher_{member}")
-    jit = resolve_jit(t.jit_compile, t.dropout, t.input_dropout)
+    jit = resolve_jit(t.jit_compile, t.family, t.dropout, t.input_dropout)
     compile_plain(model, t.optimizer, t.learning_rate, jit_compile=jit)
     train = data_mod.pipeline(splits.transfer.images, splits.transfer.labels, t.batch_size,
                               shuffle_seed=seed, max_shift=t.jitter)
