@@ -57,7 +57,7 @@ def _cmd_study(args) -> int:
 
 
 def _cmd_teacher(args) -> int:
-    from . import config, data, study, teacher, tracking
+    from . import config, study, teacher, tracking
 
     cfg = config.load(args.study_file)
     ws = study.Workspace.resolve(args.workdir, args.storage, args.tracking_uri)

@@ -106,7 +106,7 @@ def _check_stores(ws: Workspace) -> None:
             try:
                 requests.get(url.rstrip("/") + "/health", timeout=5).raise_for_status()
             except requests.RequestException as e:
-                raise StudyError(f"{what} {url}: tracking server not reachable ({type(e).__name__})")
+                raise StudyError(f"{what} {url}: tracking server not reachable ({type(e).__name__})") from None
             continue
         if what == "--tracking-uri" and url.startswith(("file:", "/")):
             continue

@@ -4,7 +4,6 @@ import signal
 import time
 
 import optuna
-import pytest
 
 from helpers import harness, load_study, mlflow_client, popen_harness, runs_by_role, wait_for_line, write_study
 
