@@ -217,7 +217,7 @@ def pipeline(images: np.ndarray, targets, batch_size: int, *, shuffle_seed: int 
         ds = ds.map(lambda x, y: (jitter(x, max_shift), y), num_parallel_calls=tf.data.AUTOTUNE)
     # The autotuner off: with it on, the end of an epoch often waited for its
     # next wake-up (10 ms, 20 ms, ... doubling), so an MLP epoch of 3.4 s of
-    # steps took 5.1 s (measured by `harness bench`); off, steps run as fast.
+    # steps took 5.1 s (seen while building `harness bench`); off, steps run as fast.
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.prefetch(2).with_options(options)

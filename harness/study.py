@@ -29,7 +29,7 @@ import optuna
 import tensorflow as tf
 
 from . import data as data_mod
-from . import tracking
+from . import interrupt, tracking
 from .config import ConfigError, StudyConfig, UserError
 from .distiller import Distiller, compile_plain, make_optimizer
 from .models import build_student, flops_per_example, param_count
@@ -295,8 +295,10 @@ class StudyContext:
                 mlflow.log_params({"width": width, "seed": self.cfg.seed, "epochs": tr.epochs,
                                    "family": self.cfg.student.family, "depth": self.cfg.student.depth})
                 t0 = time.perf_counter()
-                hist = student.fit(train, validation_data=self.val_ds, epochs=tr.epochs, verbose=0,
-                                   shuffle=False, callbacks=[mlflow.keras.MlflowCallback()])
+                with interrupt.fitting():
+                    hist = student.fit(train, validation_data=self.val_ds, epochs=tr.epochs, verbose=0,
+                                       shuffle=False,
+                                       callbacks=[interrupt.StopOnInterrupt(), mlflow.keras.MlflowCallback()])
                 self.fit_seconds += time.perf_counter() - t0
                 # Baselines are reference points, never chosen by anything: reporting
                 # their test accuracy beside the champion's leaks no selection.
@@ -345,14 +347,15 @@ class StudyContext:
             distiller = Distiller(student, temperature=p["temperature"], alpha=p["alpha"])
             distiller.compile(optimizer=make_optimizer(tr.optimizer, tr.learning_rate),
                               jit_compile=self.jit, steps_per_execution=tr.steps_per_execution)
-            callbacks = [DivergenceGuard(), counter, mlflow.keras.MlflowCallback()]
+            callbacks = [interrupt.StopOnInterrupt(), DivergenceGuard(), counter, mlflow.keras.MlflowCallback()]
             if not cfg.multi_objective:
                 from optuna_integration import KerasPruningCallback
                 callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
             t0 = time.perf_counter()
             try:
-                hist = distiller.fit(self.train_ds, validation_data=self.val_ds, epochs=tr.epochs,
-                                     verbose=0, shuffle=False, callbacks=callbacks)
+                with interrupt.fitting():
+                    hist = distiller.fit(self.train_ds, validation_data=self.val_ds, epochs=tr.epochs,
+                                         verbose=0, shuffle=False, callbacks=callbacks)
             finally:
                 self.fit_seconds += time.perf_counter() - t0
             val_acc = float(hist.history["val_accuracy"][-1])
@@ -454,6 +457,7 @@ def _worker(cfg: StudyConfig, ws: Workspace, experiment_id: str, parent_run_id: 
     from .cli import configure_logging
 
     configure_logging(prefix=f"worker {index}")
+    interrupt.install()
     tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
     splits = data_mod.load_splits(cfg.dataset, cfg.seed)
     teacher = load_or_train(cfg, splits, ws.teacher_cache)
@@ -522,6 +526,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
     from . import plots
 
     t_start = time.perf_counter()
+    interrupt.install()
     ws = Workspace.resolve(workdir, storage_url, tracking_uri)
     if not ws.workdir.is_dir():
         raise StudyError(f"--workdir {ws.workdir}: no such folder")
