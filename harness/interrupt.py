@@ -1,10 +1,13 @@
-"""Ctrl-C that is never lost inside TensorFlow.
+"""Ctrl-C that closes the current trial cleanly and is never lost inside TensorFlow.
 
 A KeyboardInterrupt raised while Keras runs a multi-step TensorFlow call was
-seen to vanish (the epoch simply ended, the study went on). So while a
-`fit` runs, SIGINT only sets a flag, and `StopOnInterrupt` raises
-KeyboardInterrupt at the next batch boundary, from Python. Outside `fit`, and
-on a second Ctrl-C, it is the usual immediate KeyboardInterrupt.
+seen to vanish (the epoch simply ended and the study went on), and one landing
+inside MLflow's `end_run` left a run RUNNING. So while a trial runs, SIGINT
+only sets a flag. `StopOnInterrupt` turns it into KeyboardInterrupt at the next
+batch boundary of a `fit`, and `check()` does so at the trial's other safe
+points. A trial that is past its training finishes, and the study stops after
+it (`stop_study_if_requested`). Outside a trial, and on a second Ctrl-C, it is
+the usual immediate KeyboardInterrupt.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from contextlib import contextmanager
 
 import keras
 
-_state = {"requested": False, "fitting": 0}
+_state = {"requested": False, "deferring": 0}
 
 
 def _handler(signum, frame):
-    if _state["fitting"] and not _state["requested"]:
+    if _state["deferring"] and not _state["requested"]:
         _state["requested"] = True
         return
     raise KeyboardInterrupt
@@ -31,21 +34,34 @@ def install() -> None:
 
 
 @contextmanager
-def fitting():
-    _state["fitting"] += 1
+def deferred():
+    """Within this block, Ctrl-C waits for a safe point."""
+    _state["deferring"] += 1
     try:
         yield
     finally:
-        _state["fitting"] -= 1
-        if _state["requested"] and not _state["fitting"]:
-            _state["requested"] = False
-            raise KeyboardInterrupt
+        _state["deferring"] -= 1
+
+
+def requested() -> bool:
+    return _state["requested"]
+
+
+def check() -> None:
+    """A safe point: raise the Ctrl-C that arrived meanwhile, if any."""
+    if _state["requested"]:
+        _state["requested"] = False
+        raise KeyboardInterrupt
+
+
+def stop_study_if_requested(study, trial) -> None:
+    """Optuna callback: a trial that completed despite a Ctrl-C ends the study."""
+    if _state["requested"]:
+        study.stop()
 
 
 class StopOnInterrupt(keras.callbacks.Callback):
     def _check(self, *args, **kwargs):
-        if _state["requested"]:
-            _state["requested"] = False
-            raise KeyboardInterrupt
+        check()
 
     on_train_batch_end = on_test_batch_end = on_epoch_end = _check

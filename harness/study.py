@@ -295,10 +295,9 @@ class StudyContext:
                 mlflow.log_params({"width": width, "seed": self.cfg.seed, "epochs": tr.epochs,
                                    "family": self.cfg.student.family, "depth": self.cfg.student.depth})
                 t0 = time.perf_counter()
-                with interrupt.fitting():
-                    hist = student.fit(train, validation_data=self.val_ds, epochs=tr.epochs, verbose=0,
-                                       shuffle=False,
-                                       callbacks=[interrupt.StopOnInterrupt(), mlflow.keras.MlflowCallback()])
+                hist = student.fit(train, validation_data=self.val_ds, epochs=tr.epochs, verbose=0,
+                                   shuffle=False,
+                                   callbacks=[interrupt.StopOnInterrupt(), mlflow.keras.MlflowCallback()])
                 self.fit_seconds += time.perf_counter() - t0
                 # Baselines are reference points, never chosen by anything: reporting
                 # their test accuracy beside the champion's leaks no selection.
@@ -330,9 +329,14 @@ class StudyContext:
         return params
 
     def objective(self, trial: optuna.Trial):
+        with interrupt.deferred():  # Ctrl-C waits for a safe point (see interrupt.py)
+            return self._objective(trial)
+
+    def _objective(self, trial: optuna.Trial):
         cfg, tr = self.cfg, self.cfg.training
         p = self.suggest(trial)
         baseline = self.baseline(p["width"])
+        interrupt.check()
         student = self.new_student(p["width"])
         params, flops = param_count(student), flops_per_example(student)
         run = self.start_run("trial", f"trial-{trial.number}",
@@ -353,9 +357,8 @@ class StudyContext:
                 callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
             t0 = time.perf_counter()
             try:
-                with interrupt.fitting():
-                    hist = distiller.fit(self.train_ds, validation_data=self.val_ds, epochs=tr.epochs,
-                                         verbose=0, shuffle=False, callbacks=callbacks)
+                hist = distiller.fit(self.train_ds, validation_data=self.val_ds, epochs=tr.epochs,
+                                     verbose=0, shuffle=False, callbacks=callbacks)
             finally:
                 self.fit_seconds += time.perf_counter() - t0
             val_acc = float(hist.history["val_accuracy"][-1])
@@ -445,8 +448,10 @@ def _trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
 
 def optimize(ctx: StudyContext, n_trials: int, seed_offset: int = 0, progress: bool = True) -> None:
     study = create_study(ctx.cfg, ctx.ws, seed_offset)
-    study.optimize(ctx.objective, n_trials=n_trials, catch=(Diverged,), callbacks=[_trial_line],
+    study.optimize(ctx.objective, n_trials=n_trials, catch=(Diverged,),
+                   callbacks=[_trial_line, interrupt.stop_study_if_requested],
                    show_progress_bar=progress, gc_after_trial=True)
+    interrupt.check()  # a Ctrl-C that let its trial finish still stops this invocation
 
 
 # ---------------------------------------------------------------- workers
