@@ -79,3 +79,13 @@ def _soft_grad_norm(temperature):
 def test_t_squared_keeps_soft_gradients_the_same_size():
     g2, g20 = _soft_grad_norm(2.0), _soft_grad_norm(20.0)
     assert 0.5 < g2 / g20 < 2.0, (g2, g20)
+
+
+def test_library_names_are_importable_from_harness():
+    import harness
+    from harness import distiller, losses
+
+    assert harness.distillation_loss is losses.distillation_loss
+    assert harness.Distiller is distiller.Distiller
+    for name in harness.__all__:
+        assert getattr(harness, name) is not None
