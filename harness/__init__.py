@@ -11,6 +11,7 @@ _NAMES = {
     "distillation_loss": "losses", "soft_targets": "losses",
     "Distiller": "distiller",
     "Teacher": "teacher", "load_or_train": "teacher",
+    "TrialRecord": "record",
     "run_study": ("study", "run"),
     "export_saved_model": "export",
 }

@@ -5,14 +5,18 @@ For each teacher/student pair, in one process and on the same transfer data:
 * A  the student alone, plain `fit` with cross-entropy (the baseline);
 * B  the harness `Distiller` with cached teacher logits (the default mode);
 * C  the harness `Distiller` with the teacher running inside the step;
-* D  Keras' own `keras.distillation.Distiller` (which always runs the teacher);
+* D  Keras' own `keras.distillation.Distiller` (which always runs the teacher),
+     configured as a careful user would, so that it computes the same loss as B
+     and C: `LogitsDistillation(loss=keras.losses.KLDivergence())`. Its default
+     `loss="kl_divergence"` is a different loss (KL of the scaled logits
+     themselves, without softmax or T^2; see tests/test_keras_parity.py);
 
 all four as a study trains its students (the harness's XLA choice for the
 family, 32 steps per execution), plus A with the other XLA setting (the
 evidence for that choice), and one epoch of the teacher itself, trained with the study's
 regularisers, with XLA on and off (`teacher.resolve_jit` picks from this).
 
-These machines are shared and noisy, so, as GUIDE.md asks: each variant gets
+These machines are shared and noisy, so each variant gets
 one untimed warm-up epoch (tracing, XLA compilation, tf.data start-up), the
 variants are timed in alternation (A B C D A B C D ...) so that a slow minute
 hurts all of them alike, and the report gives medians and ratios from the same
@@ -34,9 +38,11 @@ import numpy as np
 import tensorflow as tf
 
 from . import data, models
+from .bench_study import run_study_bench
 from .config import DatasetConfig, TeacherConfig, TrainingConfig
 from .distiller import Distiller, compile_plain, make_optimizer
-from .teacher import predict_logits, resolve_jit
+from .evaluate import predict_logits
+from .teacher import resolve_jit
 
 log = logging.getLogger(__name__)
 
@@ -82,20 +88,6 @@ def _matmul(n: int):
     return lambda: product().numpy()
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Median float32 `tf.matmul` rate (GFLOP/s) of an n x n product in this process.
-
-    The ceiling a dense training step can approach on this machine, with the
-    thread settings this process runs under.
-    """
-    product, times = _matmul(n), []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        product()
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times) / 1e9
-
-
 def _alternate(fits: dict, repeats: int) -> dict[str, float]:
     """Median seconds of each `fits[name]()` (one epoch), timed in alternation.
 
@@ -117,6 +109,26 @@ def _alternate(fits: dict, repeats: int) -> dict[str, float]:
 
 def _epoch(model: keras.Model, ds):
     return lambda: model.fit(ds, epochs=1, verbose=0, shuffle=False)
+
+
+def keras_distiller(teacher: keras.Model, student: keras.Model, loss=None,
+                    **compile_kwargs) -> keras.Model:
+    """Variant D: Keras' own `keras.distillation.Distiller`, compiled like B and C.
+
+    `loss` is LogitsDistillation's; None gives `keras.losses.KLDivergence()`, with
+    which Keras computes T^2 * KL(softmax(t/T) || softmax(s/T)), the harness's
+    soft term. (Its default string "kl_divergence" would apply KL to the scaled
+    logits instead: a cheaper, different loss.)
+    """
+    d = keras.distillation.Distiller(
+        teacher=teacher, student=student,
+        distillation_losses=keras.distillation.LogitsDistillation(
+            temperature=TEMPERATURE, loss=keras.losses.KLDivergence() if loss is None else loss),
+        student_loss_weight=ALPHA)  # total = ALPHA * hard + (1 - ALPHA) * soft, as B and C
+    d.compile(optimizer=make_optimizer("adam", 1e-3),
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+              metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")], **compile_kwargs)
+    return d
 
 
 def _teacher_epochs(tcfg: TeacherConfig, images, labels, num_classes: int,
@@ -168,13 +180,7 @@ def _bench_pair(name: str, images: np.ndarray, labels: np.ndarray, num_classes: 
     b.compile(optimizer=make_optimizer("adam", 1e-3), **opts)
     c = Distiller(student(), teacher, temperature=TEMPERATURE, alpha=ALPHA)
     c.compile(optimizer=make_optimizer("adam", 1e-3), **opts)
-    d = keras.distillation.Distiller(
-        teacher=teacher, student=student(),
-        distillation_losses=keras.distillation.LogitsDistillation(temperature=TEMPERATURE),
-        student_loss_weight=ALPHA)
-    d.compile(optimizer=make_optimizer("adam", 1e-3),
-              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-              metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")], **opts)
+    d = keras_distiller(teacher, student(), **opts)
 
     # A with the other XLA setting: the evidence for the harness's choice.
     a_other = compile_plain(student(), "adam", 1e-3, jit_compile=not jit, steps_per_execution=spe)
@@ -251,7 +257,6 @@ def main(args) -> int:
     result = {"pairs": run_pairs(pairs, repeats=args.repeats)}
     print(format_table(result["pairs"]))
     if not args.no_study:
-        from .bench_study import run_study_bench
 
         result["study"] = run_study_bench()
         print("\n".join(f"{k:20s} {v:.4g}" for k, v in result["study"].items()))

@@ -1,7 +1,7 @@
 """The study part of `harness bench`: where a real study's wall time goes.
 
 Runs in a child process (so its peak memory is its own) on the full
-Fashion-MNIST transfer set, in a working directory kept between bench runs:
+Fashion-MNIST transfer set, in a working directory made afresh for each bench run:
 
 1. a one-trial warm-up invocation trains and caches the teacher;
 2. a two-objective study (no pruning) of `n_trials` trials: the fraction of
@@ -23,6 +23,10 @@ import resource
 import shutil
 from pathlib import Path
 
+from . import config, study, teacher
+from .logs import configure_logging
+from .record import TrialRecord
+
 log = logging.getLogger(__name__)
 
 TEACHER = {"family": "mlp", "widths": [1200, 1200], "dropout": 0.3, "input_dropout": 0.0, "jitter": 0,
@@ -30,8 +34,6 @@ TEACHER = {"family": "mlp", "widths": [1200, 1200], "dropout": 0.3, "input_dropo
 
 
 def _cfg(name, n_trials, epochs, objectives, pruner=None):
-    from . import config
-
     return config.parse({
         "name": name, "seed": 0, "dataset": {"name": "fashion_mnist"}, "teacher": TEACHER,
         "student": {"family": "mlp", "depth": 2},
@@ -43,30 +45,26 @@ def _cfg(name, n_trials, epochs, objectives, pruner=None):
 
 
 def _child(workdir: str, n_trials: int, epochs: int, queue) -> None:
-    from . import study, teacher
-    from .cli import configure_logging
-
     configure_logging(prefix="bench study")
     study.run(_cfg("bench_warmup", 1, 1, ["val_accuracy", "params"]), workdir, export=False)
     r = study.run(_cfg("bench_pareto", n_trials, epochs, ["val_accuracy", "params"]), workdir)
     pruned = study.run(_cfg("bench_pruned", 2 * n_trials, epochs, ["val_accuracy"],
                             {"type": "median", "n_startup_trials": 3, "n_warmup_steps": 0}), workdir, export=False)
-    trials = [t for t in pruned.study.trials if "epochs_run" in t.user_attrs]
+    ran = [(t, TrialRecord.from_trial(t)) for t in pruned.study.trials]
+    ran = [(t, r) for t, r in ran if r.epochs_run is not None]
     queue.put({
         "overhead_fraction": 1.0 - r.fit_seconds / r.seconds,
         "study_wall_s": r.seconds, "study_fit_s": r.fit_seconds, "study_trials": r.new_trials,
-        "epochs_run": sum(t.user_attrs["epochs_run"] for t in trials),
-        "epochs_budget": len(trials) * epochs,
-        "trials_pruned": sum(t.state.name == "PRUNED" for t in trials),
+        "epochs_run": sum(r.epochs_run for _, r in ran),
+        "epochs_budget": len(ran) * epochs,
+        "trials_pruned": sum(t.state.name == "PRUNED" for t, _ in ran),
         "teacher_passes": teacher.transfer_passes,
     })
 
 
-def run_study_bench(workdir: str | Path = "bench_work", n_trials: int = 6, epochs: int = 6,
-                    fresh: bool = True) -> dict:
+def run_study_bench(workdir: str | Path = "bench_work", n_trials: int = 6, epochs: int = 6) -> dict:
     workdir = Path(workdir).resolve()
-    if fresh:
-        shutil.rmtree(workdir, ignore_errors=True)
+    shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()

@@ -2,24 +2,23 @@
 
 User mistakes (a bad study file, an unreachable store, a clashing study) print
 one line and exit with code 2 before anything is written.
+
+The library modules are imported inside the commands, after the study file is
+read: a mistake in it is reported in a fraction of a second, before
+TensorFlow, MLflow and Optuna load (several seconds). Only this module prints.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
+from . import config
+from .logs import configure_logging
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 EXIT_USER_ERROR = 2
-
-
-def configure_logging(prefix: str = "") -> None:
-    fmt = "%(asctime)s " + (f"[{prefix}] " if prefix else "") + "%(message)s"
-    logging.basicConfig(level=logging.INFO, format=fmt, datefmt="%H:%M:%S", stream=sys.stdout, force=True)
-    for noisy in ("absl", "tensorflow", "h5py", "matplotlib", "alembic", "mlflow", "urllib3", "git"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _store_args(p: argparse.ArgumentParser) -> None:
@@ -38,64 +37,56 @@ def _cmd_data(args) -> int:
     return 0
 
 
-def _cmd_study(args) -> int:
-    from . import config
+def _workspace(args, cfg):
+    from . import stores
 
+    ws = stores.Workspace.resolve(args.workdir, args.storage, args.tracking_uri)
+    stores.check_stores(ws, cfg.source)
+    return ws
+
+
+def _cmd_study(args) -> int:
     cfg = config.load(args.study_file)
     if args.n_trials is not None and args.n_trials < 1:
         raise config.ConfigError(args.study_file, "--n-trials", "must be at least 1")
     if args.workers < 1:
         raise config.ConfigError(args.study_file, "--workers", "must be at least 1")
-    from . import study
+    from . import report, study
 
     result = study.run(cfg, args.workdir, n_trials=args.n_trials, storage_url=args.storage,
                        tracking_uri=args.tracking_uri, workers=args.workers)
-    from .report import summary
-
-    print(summary(cfg, result))
+    print(report.summary(cfg, result))
     return 0
 
 
 def _cmd_teacher(args) -> int:
-    from . import config, study, teacher, tracking
-
     cfg = config.load(args.study_file)
-    ws = study.Workspace.resolve(args.workdir, args.storage, args.tracking_uri)
-    study.check_stores(ws, cfg.source)
-    splits = study.load_splits(cfg)
+    from . import data, teacher, tracking
+
+    ws = _workspace(args, cfg)
+    splits = data.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
     t = teacher.load_or_train(cfg, splits, ws.teacher_cache)
     exp = tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
-    with tracking.start("study", f"{cfg.name}-teacher", experiment_id=exp):
-        ctx = study.StudyContext(cfg, ws, splits, t, exp, mlflow_active_run_id())
-        study.log_teacher(ctx)
+    with tracking.start("study", f"{cfg.name}-teacher", experiment_id=exp) as parent:
+        teacher.log_teacher(t, cfg, exp, parent.info.run_id, splits.validation.images[:2])
     print(f"teacher {t.key}: {t.params:,} params, val acc {t.val_accuracy:.4f}, test acc {t.test_accuracy:.4f}"
           f" ({'from cache' if t.from_cache else f'trained in {t.train_seconds:.0f} s'}) at {t.path}")
     return 0
 
 
-def mlflow_active_run_id() -> str:
-    import mlflow
-
-    return mlflow.active_run().info.run_id
-
-
 def _cmd_report(args) -> int:
-    from . import config, report, study
-
     cfg = config.load(args.study_file)
-    ws = study.Workspace.resolve(args.workdir, args.storage, args.tracking_uri)
-    study.check_stores(ws, cfg.source)
-    print(report.table(cfg, ws))
+    from . import report
+
+    print(report.table(cfg, _workspace(args, cfg)))
     return 0
 
 
 def _cmd_export(args) -> int:
-    from . import config, report, study
-
     cfg = config.load(args.study_file)
-    ws = study.Workspace.resolve(args.workdir, args.storage, args.tracking_uri)
-    study.check_stores(ws, cfg.source)
-    path = report.export_trial(cfg, ws, args.trial, args.out)
+    from . import report
+
+    path = report.export_trial(cfg, _workspace(args, cfg), args.trial, args.out)
     print(f"exported SavedModel: {path}")
     return 0
 
@@ -147,11 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
-    from .config import UserError
-
     try:
         return args.func(args)
-    except UserError as e:
+    except config.UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

@@ -120,6 +120,13 @@ class ChampionConfig:
 
 
 @dataclass(frozen=True)
+class ConfirmConfig:
+    """After the search: the chosen configurations again over fresh seeds, each paired with
+    its scratch twin, so gains come with confidence intervals. 0 turns it off."""
+    seeds: int = 5
+
+
+@dataclass(frozen=True)
 class HeartbeatConfig:
     interval: int = 10  # seconds between a running trial's heartbeats
     grace_period: int = 30  # a trial silent this long is failed and retried
@@ -139,6 +146,7 @@ class StudyConfig:
     pruner: PrunerConfig = PrunerConfig()
     n_trials: int = 20
     champion: ChampionConfig = ChampionConfig()
+    confirm: ConfirmConfig = ConfirmConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     source: str = ""  # the file it was read from (not a YAML key)
 
@@ -300,6 +308,8 @@ def _check(cfg: StudyConfig, path: str) -> None:
         fail("champion.rule", f"unknown rule {cfg.champion.rule!r}; allowed: {', '.join(CHAMPION_RULES)}")
     if cfg.champion.tolerance < 0:
         fail("champion.tolerance", "must be 0 or more accuracy points")
+    if cfg.confirm.seeds < 0 or cfg.confirm.seeds == 1:
+        fail("confirm.seeds", "must be 0 (off) or at least 2 (an interval needs two seeds)")
     if cfg.heartbeat.interval < 1 or cfg.heartbeat.grace_period <= cfg.heartbeat.interval:
         fail("heartbeat", "interval must be at least 1 s and grace_period longer than interval")
 

@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from tensorflow_datasets.image_classification import mnist as tfds_mnist
 
-from .config import DatasetConfig, UserError
+from .config import ConfigError, DatasetConfig, UserError
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +45,6 @@ INSTALL_HINT = "apt-get update && apt-get install -y dataset-fashion-mnist"
 
 class DataError(UserError):
     """The data cannot be had: what is missing and what to run."""
-
-
-class UnknownDataset(DataError):
-    pass
 
 
 @dataclass
@@ -98,9 +97,6 @@ def prepare_fashion_mnist(data_dir: str | None = None, src_dir: Path = DEBIAN_DI
     TFDS's own builder code writes the dataset; only where the four IDX files
     come from changes. Afterwards `tfds.load("fashion_mnist")` works offline.
     """
-    import tensorflow_datasets as tfds
-    from tensorflow_datasets.image_classification import mnist as tfds_mnist
-
     builder = tfds.builder("fashion_mnist", data_dir=data_dir)
     if builder.is_prepared():
         return
@@ -134,40 +130,42 @@ def prepare_fashion_mnist(data_dir: str | None = None, src_dir: Path = DEBIAN_DI
 # ---------------------------------------------------------------- splits
 
 
-def _take(split: Split, n: int | None) -> Split:
-    return split if n is None else Split(split.images[:n], split.labels[:n], split.index[:n])
+def _read(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
+    x, y = tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True, batch_size=-1))
+    return np.asarray(x), np.asarray(y).astype(np.int64)
 
 
-def load_splits(cfg: DatasetConfig, seed: int) -> Splits:
+def load_splits(cfg: DatasetConfig, seed: int, source: str = "<dataset>") -> Splits:
     """Transfer, validation and test splits of a TFDS image-classification dataset.
 
     The validation slice is a seeded permutation of the train split, so the
     same (dataset, fraction, seed) always gives the same disjoint splits.
+    With `limit`, each split keeps its first `limit` examples, and only the
+    part of the train split that holds them is read and decoded.
     """
-    import tensorflow_datasets as tfds
-
     if cfg.name == "fashion_mnist":
         prepare_fashion_mnist(cfg.data_dir)
     try:
-        (train, test), info = tfds.load(cfg.name, split=["train", "test"], data_dir=cfg.data_dir,
-                                        as_supervised=True, batch_size=-1, with_info=True)
+        builder = tfds.builder(cfg.name, data_dir=cfg.data_dir)
     except tfds.core.registered.DatasetNotFoundError as e:
         first = str(e).strip().splitlines()[0]
-        raise UnknownDataset(f"unknown TFDS dataset {cfg.name!r} ({first[:120]})") from None
-    train_x, train_y = (np.asarray(a) for a in tfds.as_numpy(train))
-    test_x, test_y = (np.asarray(a) for a in tfds.as_numpy(test))
-    order = np.random.default_rng(seed).permutation(len(train_y))
-    n_val = int(round(cfg.validation_fraction * len(train_y)))
+        raise ConfigError(source, "dataset.name", f"unknown TFDS dataset {cfg.name!r} ({first[:120]})") from None
+    builder.download_and_prepare()  # no-op once prepared; the download otherwise (online names)
+    n_train = builder.info.splits["train"].num_examples
+    order = np.random.default_rng(seed).permutation(n_train)
+    n_val = int(round(cfg.validation_fraction * n_train))
     val_idx, transfer_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-    transfer = Split(train_x[transfer_idx], train_y[transfer_idx].astype(np.int64), transfer_idx)
-    validation = Split(train_x[val_idx], train_y[val_idx].astype(np.int64), val_idx)
-    test_split = Split(test_x, test_y.astype(np.int64), np.arange(len(test_y)))
+    if cfg.limit is not None:
+        val_idx, transfer_idx = val_idx[:cfg.limit], transfer_idx[:cfg.limit]
+    needed = int(max(val_idx.max(initial=-1), transfer_idx.max(initial=-1))) + 1
+    train_x, train_y = _read(builder, f"train[:{needed}]" if needed < n_train else "train")
+    test_x, test_y = _read(builder, f"test[:{cfg.limit}]" if cfg.limit is not None else "test")
     return Splits(
-        transfer=_take(transfer, cfg.limit),
-        validation=_take(validation, cfg.limit),
-        test=_take(test_split, cfg.limit),
-        num_classes=info.features["label"].num_classes,
-        image_shape=tuple(info.features["image"].shape),
+        transfer=Split(train_x[transfer_idx], train_y[transfer_idx], transfer_idx),
+        validation=Split(train_x[val_idx], train_y[val_idx], val_idx),
+        test=Split(test_x, test_y, np.arange(len(test_y))),
+        num_classes=builder.info.features["label"].num_classes,
+        image_shape=tuple(builder.info.features["image"].shape),
         dataset=cfg.name,
     )
 
@@ -175,23 +173,23 @@ def load_splits(cfg: DatasetConfig, seed: int) -> Splits:
 # ---------------------------------------------------------------- pipelines
 
 
-def jitter(images, max_shift: int):
+def jitter(images, max_shift: int, seed):
     """Random shifts of up to `max_shift` pixels (the paper's 'jitter'), per example.
 
+    Stateless: the shifts are a function of `seed` (shape [2]) alone, so a
+    seeded pipeline jitters the same way on every run, whatever the threads do.
     Vectorised with two batched gathers over a padded batch: a per-example
     `map` costs a Python-free but serial op per image, which the 2-core
     machines here cannot afford next to training.
     """
-    import tensorflow as tf
-
     if max_shift <= 0:
         return images
     shape = tf.shape(images)
     b, h, w = shape[0], shape[1], shape[2]
     k = max_shift
     padded = tf.pad(images, [[0, 0], [k, k], [k, k], [0, 0]])
-    oy = tf.random.uniform([b, 1], 0, 2 * k + 1, dtype=tf.int32)
-    ox = tf.random.uniform([b, 1], 0, 2 * k + 1, dtype=tf.int32)
+    offsets = tf.random.stateless_uniform([b, 2], seed=seed, minval=0, maxval=2 * k + 1, dtype=tf.int32)
+    oy, ox = offsets[:, :1], offsets[:, 1:]
     rows = oy + tf.range(h)[None, :]
     cols = ox + tf.range(w)[None, :]
     shifted = tf.gather(padded, rows, axis=1, batch_dims=1)
@@ -199,25 +197,46 @@ def jitter(images, max_shift: int):
 
 
 def pipeline(images: np.ndarray, targets, batch_size: int, *, shuffle_seed: int | None = None,
-             max_shift: int = 0):
-    """A batched, prefetched tf.data pipeline over in-memory arrays.
+             max_shift: int = 0) -> tf.data.Dataset:
+    """A batched, prefetched tf.data pipeline over in-memory arrays (see `batches`).
 
-    Images become float32 with their 0-255 values: the models scale them in
-    their first layer, so a saved model takes what the dataset gives.
     `targets` is an array or a dict of arrays (labels plus cached teacher logits).
     """
-    import tensorflow as tf
+    return batches(tf.data.Dataset.from_tensor_slices((images, targets)), batch_size,
+                   shuffle_seed=shuffle_seed, max_shift=max_shift)
 
-    ds = tf.data.Dataset.from_tensor_slices((images, targets))
+
+def batches(examples: tf.data.Dataset, batch_size: int, *, shuffle_seed: int | None = None,
+            max_shift: int = 0) -> tf.data.Dataset:
+    """Shuffle, batch and prefetch a dataset of (image, target) examples.
+
+    Building `examples` (`from_tensor_slices`) copies the arrays, so a study does
+    it once and calls this per run: a new pipeline starts its shuffle afresh, so
+    the same seed gives the same batch order to a distilled student and its
+    scratch twin, whatever ran before in the process.
+    Images become float32 with their 0-255 values: the models scale them in
+    their first layer, so a saved model takes what the dataset gives.
+    Jitter (`max_shift`) draws its shifts from `shuffle_seed` (0 when unset):
+    each batch gets its own stateless seed from a seeded random stream, new
+    each epoch, so a study file and seed always train the same way.
+    """
+    ds = examples
     if shuffle_seed is not None:
-        ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(ds.cardinality(), seed=shuffle_seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
     if max_shift:
-        ds = ds.map(lambda x, y: (jitter(x, max_shift), y), num_parallel_calls=tf.data.AUTOTUNE)
+        seeds = tf.data.Dataset.random(seed=shuffle_seed or 0, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds).map(lambda xy, s: (jitter(xy[0], max_shift, s), xy[1]),
+                                                num_parallel_calls=tf.data.AUTOTUNE)
     # The autotuner off: with it on, the end of an epoch often waited for its
     # next wake-up (10 ms, 20 ms, ... doubling), so an MLP epoch of 3.4 s of
     # steps took 5.1 s (seen while building `harness bench`); off, steps run as fast.
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.prefetch(2).with_options(options)
+
+
+def labels_only(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """Drop the cached teacher logits: the same batches, for hard-label training."""
+    return ds.map(lambda x, y: (x, y["labels"]))

@@ -43,10 +43,6 @@ def deferred():
         _state["deferring"] -= 1
 
 
-def requested() -> bool:
-    return _state["requested"]
-
-
 def check() -> None:
     """A safe point: raise the Ctrl-C that arrived meanwhile, if any."""
     if _state["requested"]:

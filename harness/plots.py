@@ -8,7 +8,6 @@ and its contour plot needs many more trials than a study here has.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import warnings
@@ -16,52 +15,39 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+matplotlib.use("Agg")  # before pyplot: no display here
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
-import optuna  # noqa: E402
+from optuna.visualization import matplotlib as ovm  # noqa: E402
+
+from . import baselines  # noqa: E402
+from .champion import front  # noqa: E402
+from .record import TrialRecord, complete_records  # noqa: E402
 
 log = logging.getLogger(__name__)
-COMPLETE = optuna.trial.TrialState.COMPLETE
 
 
-def _complete(study):
-    return [t for t in study.trials if t.state == COMPLETE and "val_accuracy" in t.user_attrs]
-
-
-def baselines(ctx, widths) -> list[dict]:
-    out = []
-    for w in sorted(set(widths)):
-        p = ctx.ws.workdir / "baselines" / f"{ctx.baseline_key(w)}.json"
-        if p.exists():
-            out.append(json.loads(p.read_text()))
-    return out
-
-
-def pareto(study, cfg, teacher, base, champion, path: Path) -> None:
-    from .champion import front
-
-    trials = _complete(study)
-    on_front = {t.number for t in front(study, cfg)}
+def pareto(records: list[TrialRecord], on_front: list[TrialRecord], name: str, teacher, base,
+           champion: TrialRecord | None, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    ax.scatter([t.user_attrs["params"] for t in trials], [100 * t.user_attrs["val_accuracy"] for t in trials],
-               c=[t.params["temperature"] for t in trials], cmap="viridis", s=40, alpha=0.8,
+    ax.scatter([r.params for r in records], [100 * r.val_accuracy for r in records],
+               c=[r.temperature for r in records], cmap="viridis", s=40, alpha=0.8,
                norm=matplotlib.colors.LogNorm(), label="distilled trials (colour: temperature)")
-    fr = sorted((t for t in trials if t.number in on_front), key=lambda t: t.user_attrs["params"])
-    ax.plot([t.user_attrs["params"] for t in fr], [100 * t.user_attrs["val_accuracy"] for t in fr],
+    fr = sorted(on_front, key=lambda r: r.params)
+    ax.plot([r.params for r in fr], [100 * r.val_accuracy for r in fr],
             "-", color="tab:blue", lw=1.5, label="Pareto front")
     if base:
         ax.plot([b["params"] for b in base], [100 * b["val_accuracy"] for b in base], "s--", color="tab:gray",
                 label="trained from scratch")
     ax.axhline(100 * teacher.val_accuracy, color="tab:red", ls=":", label=f"teacher ({teacher.params:,} params)")
     if champion is not None:
-        ax.scatter([champion.user_attrs["params"]], [100 * champion.user_attrs["val_accuracy"]], marker="*",
+        ax.scatter([champion.params], [100 * champion.val_accuracy], marker="*",
                    s=300, color="gold", edgecolor="black", zorder=5, label=f"champion (trial {champion.number})")
-    if ax.collections and ax.collections[0].get_array() is not None and len(trials):
+    if ax.collections and ax.collections[0].get_array() is not None and records:
         fig.colorbar(ax.collections[0], ax=ax, label="temperature")
     ax.set_xscale("log")
     ax.set(xlabel="student parameters", ylabel="validation accuracy (%)",
-           title=f"{cfg.name}: accuracy vs size")
+           title=f"{name}: accuracy vs size")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -69,15 +55,14 @@ def pareto(study, cfg, teacher, base, champion, path: Path) -> None:
     plt.close(fig)
 
 
-def temperature_alpha(study, path: Path) -> None:
-    trials = _complete(study)
+def temperature_alpha(records: list[TrialRecord], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 5))
-    gains = [100 * t.user_attrs["distillation_gain"] for t in trials]
+    gains = [100 * r.distillation_gain for r in records]
     lim = max([abs(g) for g in gains] + [0.1])
-    sc = ax.scatter([t.params["temperature"] for t in trials], [t.params["alpha"] for t in trials], c=gains,
-                    cmap="RdBu", vmin=-lim, vmax=lim, s=[20 + t.params["width"] ** 0.5 * 4 for t in trials],
+    sc = ax.scatter([r.temperature for r in records], [r.alpha for r in records], c=gains,
+                    cmap="RdBu", vmin=-lim, vmax=lim, s=[20 + r.width ** 0.5 * 4 for r in records],
                     edgecolor="black", linewidth=0.4)
-    fig.colorbar(sc, ax=ax, label="distillation gain (val accuracy points)")
+    fig.colorbar(sc, ax=ax, label="distillation gain (val accuracy points, one seed)")
     ax.set_xscale("log")
     ax.set(xlabel="temperature", ylabel="alpha (weight of the hard labels)",
            title="temperature x alpha (size: student width)")
@@ -87,9 +72,31 @@ def temperature_alpha(study, path: Path) -> None:
     plt.close(fig)
 
 
-def _optuna_plot(fn, study, path: Path, **kw) -> None:
-    from optuna.visualization import matplotlib as ovm
+def confirmed(summary, teacher_test: float, name: str, path: Path) -> None:
+    """Test accuracy against parameters with 95% intervals over seeds, distilled vs scratch."""
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for arm, colour, label in (("test", "tab:blue", "distilled"), ("scratch_test", "tab:gray", "from scratch")):
+        cs = sorted(summary, key=lambda c: c.params)
+        iv = [getattr(c, arm) for c in cs]
+        ax.errorbar([c.params for c in cs], [100 * i.mean for i in iv], yerr=[100 * i.half_width for i in iv],
+                    fmt="o-" if arm == "test" else "s--", color=colour, capsize=4, label=f"{label} (95% CI)")
+    for c in summary:
+        if c.test_gain.excludes_zero:
+            ax.annotate(f"{c.test_gain.points()}*", (c.params, 100 * c.test.high), textcoords="offset points",
+                        xytext=(0, 6), ha="center", fontsize=7)
+    ax.axhline(100 * teacher_test, color="tab:red", ls=":", label="teacher")
+    n = summary[0].n if summary else 0
+    ax.set_xscale("log")
+    ax.set(xlabel="student parameters", ylabel="test accuracy (%)",
+           title=f"{name}: confirmed over {n} seeds (* gain whose CI excludes 0)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
+
+def _optuna_plot(fn, study, path: Path, **kw) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
         try:
@@ -110,19 +117,20 @@ def trials_table(study):
     return df[keep]
 
 
-def log_study_artifacts(study, ctx, champion) -> None:
-    trials = _complete(study)
+def log_study_artifacts(study, ctx, champion: TrialRecord | None) -> None:
+    records = complete_records(study.trials)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         trials_table(study).to_csv(d / "trials.csv", index=False)
         mlflow.log_artifact(str(d / "trials.csv"))
         plots = d / "plots"
         plots.mkdir()
-        if trials:
-            base = baselines(ctx, [t.params["width"] for t in trials])
-            pareto(study, ctx.cfg, ctx.teacher, base, champion, plots / "pareto_front.png")
-            temperature_alpha(study, plots / "temperature_alpha.png")
+        if records:
+            base = baselines.load(ctx.ws.workdir, ctx.cfg, [r.width for r in records])
+            pareto(records, front(study, ctx.cfg), ctx.cfg.name, ctx.teacher, base, champion,
+                   plots / "pareto_front.png")
+            temperature_alpha(records, plots / "temperature_alpha.png")
             _optuna_plot("plot_optimization_history", study, plots / "optimization_history.png")
-            if len(trials) >= 2:
+            if len(records) >= 2:
                 _optuna_plot("plot_param_importances", study, plots / "param_importances.png")
         mlflow.log_artifacts(str(plots), "plots")

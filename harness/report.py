@@ -4,31 +4,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
+import mlflow
 import optuna
 
+from . import champion, confirm, data, stores, tracking
 from .config import StudyConfig, UserError
+from .export import export_saved_model
+from .record import complete_records
 
 
 class ReportError(UserError):
     pass
 
 
-def _load(cfg: StudyConfig, ws):
-    from . import study as study_mod
-
-    s = study_mod.existing_study(cfg, ws)
+def _load(cfg: StudyConfig, ws: stores.Workspace) -> optuna.Study:
+    s = stores.existing_study(cfg, ws)
     if s is None:
         raise ReportError(f"{cfg.source}: name: no study {cfg.name!r} in {ws.storage}; "
                           f"run `python -m harness study {cfg.source}` first")
+    mlflow.set_tracking_uri(tracking.internal_uri(ws.tracking_uri))
     return s
 
 
-def _champion_trial_number(cfg: StudyConfig, ws) -> int | None:
-    from . import champion, tracking
-
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking.internal_uri(ws.tracking_uri))
+def _champion_trial_number(cfg: StudyConfig) -> int | None:
     v = champion.current(cfg)
     if v is None:
         return None
@@ -36,10 +35,6 @@ def _champion_trial_number(cfg: StudyConfig, ws) -> int | None:
 
 
 def _teacher_line(cfg: StudyConfig) -> str:
-    import mlflow
-
-    from . import tracking
-
     exp = mlflow.get_experiment_by_name(cfg.name)
     runs = tracking.find_runs(exp.experiment_id, "teacher") if exp else []
     if not runs:
@@ -49,15 +44,9 @@ def _teacher_line(cfg: StudyConfig) -> str:
             f"test acc {m.get('test_accuracy', float('nan')):.4f}")
 
 
-def rows(study: optuna.Study, cfg: StudyConfig) -> list[optuna.trial.FrozenTrial]:
-    from .champion import front
-
-    return sorted(front(study, cfg), key=lambda t: t.user_attrs.get("params", 0))
-
-
-def table(cfg: StudyConfig, ws) -> str:
+def table(cfg: StudyConfig, ws: stores.Workspace) -> str:
     study = _load(cfg, ws)
-    champ = _champion_trial_number(cfg, ws)
+    champ = _champion_trial_number(cfg)
     states = [t.state for t in study.trials]
     count = {s.name.lower(): states.count(s) for s in optuna.trial.TrialState if states.count(s)}
     title = "Pareto front (val accuracy vs parameters)" if cfg.multi_objective else "complete trials"
@@ -65,32 +54,49 @@ def table(cfg: StudyConfig, ws) -> str:
              f"{title}:",
              f"{'trial':>5} {'width':>5} {'params':>9} {'T':>6} {'alpha':>5} {'val_acc':>7} "
              f"{'scratch':>7} {'gain':>7}"]
-    for t in rows(study, cfg):
-        a = t.user_attrs
-        lines.append(f"{t.number:>5} {t.params['width']:>5} {a['params']:>9,} {t.params['temperature']:>6.2f} "
-                     f"{t.params['alpha']:>5.2f} {a['val_accuracy']:>7.4f} {a['baseline_val_accuracy']:>7.4f} "
-                     f"{100 * a['distillation_gain']:>+6.2f}p" + ("  <- champion" if t.number == champ else ""))
+    for r in sorted(champion.front(study, cfg), key=lambda r: r.params):
+        lines.append(f"{r.number:>5} {r.width:>5} {r.params:>9,} {r.temperature:>6.2f} {r.alpha:>5.2f} "
+                     f"{r.val_accuracy:>7.4f} {r.baseline_val_accuracy:>7.4f} "
+                     f"{100 * r.distillation_gain:>+6.2f}p" + ("  <- champion" if r.number == champ else ""))
     if champ is None:
         lines.append("no champion registered yet")
+    lines += ["", _confirmed(study)]
     return "\n".join(lines)
+
+
+def _confirmed(study: optuna.Study) -> str:
+    stored = study.user_attrs.get("confirmed")
+    if not stored:
+        return ("not confirmed over seeds (confirm.seeds: 0, or the study has not finished): the gains above "
+                "are one seed and best-of-N on validation, a search result, not a finding")
+    teacher = study.user_attrs.get("teacher_test", {})
+    return confirm.table([confirm.Confirmed.from_dict(d) for d in stored], teacher.get("accuracy"),
+                         teacher.get("ece"))
 
 
 def summary(cfg: StudyConfig, result) -> str:
     study, c = result.study, result.champion
     states = [t.state.name.lower() for t in study.trials]
-    out = [f"study {cfg.name!r} done in {result.seconds / 60:.1f} min ({result.new_trials} new trial(s)); "
+    out = [f"study {cfg.name!r} done in {result.seconds / 60:.1f} min (search {result.search_seconds / 60:.1f}, "
+           f"confirmation {result.confirm_seconds / 60:.1f}; {result.new_trials} new trial(s)); "
            f"trials: {states.count('complete')} complete, {states.count('pruned')} pruned, "
            f"{states.count('fail')} failed",
            f"teacher: {result.teacher.params:,} params, val acc {result.teacher.val_accuracy:.4f}, "
            f"test acc {result.teacher.test_accuracy:.4f}"]
+    if result.confirmed:
+        out.append(confirm.table(result.confirmed, result.teacher.test_accuracy, result.teacher_ece))
     if c is not None:
-        a = c.user_attrs
-        out += [f"champion: trial {c.number}, width {c.params['width']} ({a['params']:,} params), "
-                f"T={c.params['temperature']:.2f}, alpha={c.params['alpha']:.2f}",
-                f"          val acc {a['val_accuracy']:.4f} (scratch {a['baseline_val_accuracy']:.4f}, gain "
-                f"{100 * a['distillation_gain']:+.2f} points), test acc {result.test_accuracy:.4f} "
-                f"(scratch {a['baseline_test_accuracy']:.4f})",
-                f"          registered as models:/{cfg.name}-student@champion"]
+        conf = next((x for x in result.confirmed if x.trial == c.number), None)
+        how = (f"chosen by the rule on the confirmed validation means; confirmed test "
+               f"{100 * conf.test.mean:.2f} ± {100 * conf.test.half_width:.2f}, paired gain "
+               f"{conf.test_gain.points()} points ({confirm.verdict(conf)})" if conf else
+               f"search trial only (one seed): val acc {c.val_accuracy:.4f}, scratch {c.baseline_val_accuracy:.4f}, "
+               "not confirmed")
+        out += [f"champion: trial {c.number}, width {c.width} ({c.params:,} params), "
+                f"T={c.temperature:.2f}, alpha={c.alpha:.2f}",
+                f"          {how}",
+                f"          its search student (seed {cfg.seed}): test acc {result.test_accuracy:.4f}",
+                f"          registered as models:/{champion.registered_name(cfg.name)}@{champion.ALIAS}"]
     if result.export_path:
         out.append(f"SavedModel: {result.export_path}")
     out.append("browse: mlflow ui --backend-store-uri sqlite:///mlflow.db   |   "
@@ -98,34 +104,23 @@ def summary(cfg: StudyConfig, result) -> str:
     return "\n".join(out)
 
 
-def export_trial(cfg: StudyConfig, ws, trial_number: int | None, out: str) -> Path:
-    import keras
-
-    from . import data
-    from .champion import select
-    from .export import export_saved_model
-
+def export_trial(cfg: StudyConfig, ws: stores.Workspace, trial_number: int | None, out: str) -> Path:
+    """Export a trial's student (default: the registered champion, else the rule's pick)."""
     study = _load(cfg, ws)
     if trial_number is None:
-        trial_number = _champion_trial_number(cfg, ws)
+        trial_number = _champion_trial_number(cfg)
         if trial_number is None:
-            champ = select(study, cfg)
+            champ = champion.select(champion.front(study, cfg), cfg.champion)
             if champ is None:
                 raise ReportError(f"{cfg.source}: the study has no complete trial to export")
             trial_number = champ.number
-    matches = [t for t in study.trials if t.number == trial_number]
-    if not matches or "model_uri" not in matches[0].user_attrs:
+    records = [r for r in complete_records(study.trials) if r.number == trial_number]
+    if not records:
         raise ReportError(f"--trial {trial_number}: no complete trial with that number in study {cfg.name!r}")
-    trial = matches[0]
-    path = Path(trial.user_attrs["model_path"])
-    if path.exists():
-        student = keras.models.load_model(path, safe_mode=True, compile=False)
+    record = records[0]
+    if Path(record.model_path).exists():
+        student = keras.models.load_model(record.model_path, safe_mode=True, compile=False)
     else:  # trained on another machine: fetch it from MLflow
-        import mlflow
-
-        from . import tracking
-
-        mlflow.set_tracking_uri(tracking.internal_uri(ws.tracking_uri))
-        student = mlflow.keras.load_model(trial.user_attrs["model_uri"])
-    splits = data.load_splits(cfg.dataset, cfg.seed)
+        student = mlflow.keras.load_model(record.model_uri)
+    splits = data.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
     return export_saved_model(student, out, splits.validation.images[:256])

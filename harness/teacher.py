@@ -10,24 +10,24 @@ into place, and a file lock keeps parallel workers from training twice.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
-import hashlib
 import json
 import logging
-import os
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+import mlflow
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from . import data as data_mod
+from . import files, tracking
 from .config import StudyConfig
 from .distiller import compile_plain
+from .evaluate import ensemble_accuracy, ensemble_logits
 from .models import build_teacher, flops_per_example, param_count
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,6 @@ class Teacher:
 
 
 def cache_key(cfg: StudyConfig) -> str:
-    import tensorflow_datasets as tfds
-
     blob = json.dumps({
         "format": CACHE_FORMAT,
         "dataset": {k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k != "data_dir"},
@@ -68,7 +66,7 @@ def cache_key(cfg: StudyConfig) -> str:
         "seed": cfg.seed,
         "versions": [tf.__version__, keras.__version__, tfds.__version__],
     }, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    return files.digest(blob)
 
 
 def resolve_jit(cfg_jit: bool | None, family: str, dropout: float = 0.0, input_dropout: float = 0.0) -> bool:
@@ -79,25 +77,6 @@ def resolve_jit(cfg_jit: bool | None, family: str, dropout: float = 0.0, input_d
         return cfg_jit
     on_gpu = bool(tf.config.list_physical_devices("GPU"))
     return on_gpu or not (dropout or input_dropout or family == "cnn")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class _EpochLog(keras.callbacks.Callback):
@@ -112,29 +91,6 @@ class _EpochLog(keras.callbacks.Callback):
         log.info("%s epoch %d/%d  loss %.4f  acc %.4f  val_acc %.4f  (%.0f s)", self.label, epoch + 1,
                  self.epochs, logs.get("loss", float("nan")), logs.get("accuracy", float("nan")),
                  logs.get("val_accuracy", float("nan")), time.perf_counter() - self.t0)
-
-
-def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    ds = data_mod.pipeline(images, np.zeros(len(images), np.int64), batch_size)
-    return np.concatenate([model(x, training=False).numpy() for x, _ in ds], axis=0)
-
-
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(np.argmax(logits, axis=-1) == labels))
-
-
-def ensemble_logits(members: list[keras.Model], images: np.ndarray) -> np.ndarray:
-    """[n, classes] for one member, [n, members, classes] for an ensemble."""
-    outs = [predict_logits(m, images) for m in members]
-    return outs[0] if len(outs) == 1 else np.stack(outs, axis=1)
-
-
-def ensemble_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    if logits.ndim == 3:  # the ensemble predicts with the mean of its members' distributions
-        z = logits - logits.max(axis=-1, keepdims=True)
-        p = np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
-        return accuracy(p.mean(axis=1), labels)
-    return accuracy(logits, labels)
 
 
 def _train_member(cfg: StudyConfig, splits: data_mod.Splits, member: int) -> tuple[keras.Model, list]:
@@ -159,7 +115,7 @@ def _load(entry: Path, key: str) -> Teacher:
     if manifest.get("key") != key:
         raise ValueError("manifest key mismatch")
     for name, digest in manifest["sha256"].items():
-        if _sha256(entry / name) != digest:
+        if files.sha256(entry / name) != digest:
             raise ValueError(f"{name}: checksum mismatch")
     members = [keras.models.load_model(entry / f"member_{i}.keras", safe_mode=True, compile=False)
                for i in range(manifest["members"])]
@@ -170,26 +126,23 @@ def _load(entry: Path, key: str) -> Teacher:
 
 
 def _write(entry: Path, key: str, members, logits, val_acc, test_acc, history, seconds) -> None:
-    tmp = entry.with_name(f"{entry.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for i, m in enumerate(members):
-        m.save(tmp / f"member_{i}.keras")
-    np.save(tmp / "transfer_logits.npy", logits, allow_pickle=False)
-    files = sorted(p.name for p in tmp.iterdir())
-    manifest = {"key": key, "members": len(members), "val_accuracy": val_acc,
-                "test_accuracy": test_acc, "history": history, "train_seconds": seconds,
-                "sha256": {name: _sha256(tmp / name) for name in files}}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    shutil.rmtree(entry, ignore_errors=True)
-    os.replace(tmp, entry)
+    with files.replacing(entry) as tmp:
+        tmp.mkdir(parents=True)
+        for i, m in enumerate(members):
+            m.save(tmp / f"member_{i}.keras")
+        np.save(tmp / "transfer_logits.npy", logits, allow_pickle=False)
+        names = sorted(p.name for p in tmp.iterdir())
+        manifest = {"key": key, "members": len(members), "val_accuracy": val_acc,
+                    "test_accuracy": test_acc, "history": history, "train_seconds": seconds,
+                    "sha256": {name: files.sha256(tmp / name) for name in names}}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 
 def load_or_train(cfg: StudyConfig, splits: data_mod.Splits, cache_dir: str | Path) -> Teacher:
     """The study's teacher: from the cache when a valid entry exists, else trained now."""
     key = cache_key(cfg)
     entry = Path(cache_dir) / key
-    with _locked(Path(cache_dir) / f"{key}.lock"):
+    with files.locked(Path(cache_dir) / f"{key}.lock"):
         if entry.exists():
             try:
                 teacher = _load(entry, key)
@@ -213,3 +166,21 @@ def load_or_train(cfg: StudyConfig, splits: data_mod.Splits, cache_dir: str | Pa
                  seconds, val_acc, test_acc, entry)
         return Teacher(members, logits, val_acc, test_acc, key, entry, from_cache=False,
                        history=list(histories[0]), train_seconds=seconds)
+
+
+def log_teacher(teacher: Teacher, cfg: StudyConfig, experiment_id: str, parent_run_id: str,
+                sample: np.ndarray) -> str:
+    """The teacher's own MLflow run, once per experiment (found again by its cache key)."""
+    found = tracking.find_runs(experiment_id, "teacher", **{"harness.teacher_key": teacher.key})
+    if found:
+        return found[0].info.run_id
+    with tracking.start("teacher", "teacher", parent_run_id=parent_run_id, experiment_id=experiment_id,
+                        tags={"harness.teacher_key": teacher.key}) as run:
+        mlflow.log_params({f"teacher_{k}": v for k, v in dataclasses.asdict(cfg.teacher).items()})
+        tracking.log_history(teacher.history)
+        mlflow.log_metrics({"val_accuracy": teacher.val_accuracy, "test_accuracy": teacher.test_accuracy,
+                            "params": teacher.params, "flops": teacher.flops,
+                            "train_seconds": teacher.train_seconds})
+        for i, m in enumerate(teacher.members):
+            tracking.log_student(m, sample, name="model" if len(teacher.members) == 1 else f"member_{i}")
+        return run.info.run_id

@@ -13,7 +13,10 @@ import os
 import socket
 from pathlib import Path
 
+import keras
 import mlflow
+import tensorflow as tf
+from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
@@ -102,11 +105,6 @@ def log_student(model, sample, name: str = "model"):
     Requirements are given, not inferred: inference imports the model in a
     subprocess, which costs seconds per trial.
     """
-    import keras
-    import tensorflow as tf
-
-    from mlflow.models import infer_signature
-
     reqs = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}",
             f"mlflow=={mlflow.__version__}"]
     x = sample.astype("float32")

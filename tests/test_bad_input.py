@@ -57,6 +57,7 @@ CASES = {
     "storage_folder_missing": (BASE, ["--storage", "sqlite:////no/such/folder/optuna.db"], "--storage",
                                "does not exist"),
     "bad_n_trials": (BASE, ["--n-trials", "0"], "--n-trials", "at least 1"),
+    "no_width_fits_the_budget": ({**BASE, "max_params": 100}, [], "max_params", "no width"),
 }
 
 
@@ -80,13 +81,13 @@ def test_user_mistake_is_one_clear_line(case, tmp_path):
 def test_existing_study_with_another_search_space_is_refused(tmp_path):
     import optuna
 
-    from harness import config, study
+    from harness import config, stores
 
     workdir = tmp_path / "work"
     workdir.mkdir()
     cfg = config.load(SMOKE)
-    ws = study.Workspace.resolve(workdir)
-    study.create_study(cfg, ws)  # a study 'smoke' made with the original file
+    ws = stores.Workspace.resolve(workdir)
+    stores.create_study(cfg, ws)  # a study 'smoke' made with the original file
     changed = tmp_path / "smoke.yaml"
     changed.write_text(yaml.safe_dump(_with("search.alpha", {"low": 0.0, "high": 0.5})))
     before = sorted(p.name for p in workdir.iterdir())

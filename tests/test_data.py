@@ -36,14 +36,37 @@ def test_pipeline_gives_float_images_with_raw_values(small_splits):
     np.testing.assert_array_equal(x.numpy(), small_splits.test.images[:64].astype(np.float32))
 
 
-def test_jitter_shifts_each_example_within_bounds(small_splits):
+def test_jitter_shifts_each_example_within_bounds_as_its_seed_says(small_splits):
     import tensorflow as tf
 
     x = tf.constant(small_splits.test.images[:64], tf.float32)
-    shifted = data.jitter(x, 2).numpy()
+    shifted = data.jitter(x, 2, tf.constant([1, 2])).numpy()
     assert shifted.shape == x.shape
     assert np.all(shifted.sum(axis=(1, 2, 3)) <= x.numpy().sum(axis=(1, 2, 3)) + 1e-3)
     assert not np.array_equal(shifted, x.numpy())
+    np.testing.assert_array_equal(shifted, data.jitter(x, 2, tf.constant([1, 2])).numpy())
+    assert not np.array_equal(shifted, data.jitter(x, 2, tf.constant([1, 3])).numpy())
+
+
+def test_a_seeded_jittered_pipeline_repeats_itself_but_not_across_epochs(small_splits):
+    def epochs(ds, n=2):
+        return [np.concatenate([x.numpy() for x, _ in ds]) for _ in range(n)]
+
+    imgs, labels = small_splits.test.images[:300], small_splits.test.labels[:300]
+    first = epochs(data.pipeline(imgs, labels, 64, shuffle_seed=3, max_shift=2))
+    again = epochs(data.pipeline(imgs, labels, 64, shuffle_seed=3, max_shift=2))
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first[0], first[1])
+
+
+def test_a_limit_reads_a_prefix_of_the_same_splits(small_splits):
+    s = data.load_splits(config.DatasetConfig(limit=500), seed=0)
+    for small, big in ((s.transfer, small_splits.transfer), (s.validation, small_splits.validation),
+                       (s.test, small_splits.test)):
+        np.testing.assert_array_equal(small.index, big.index[:500])
+        np.testing.assert_array_equal(small.images, big.images[:500])
+        np.testing.assert_array_equal(small.labels, big.labels[:500])
 
 
 def test_tampered_debian_file_is_rejected(tmp_path):
@@ -60,5 +83,5 @@ def test_tampered_debian_file_is_rejected(tmp_path):
 
 
 def test_unknown_dataset_is_a_clear_error():
-    with pytest.raises(data.DataError, match="unknown TFDS dataset 'no_such_set'"):
+    with pytest.raises(config.ConfigError, match="dataset.name: unknown TFDS dataset 'no_such_set'"):
         data.load_splits(config.DatasetConfig(name="no_such_set"), seed=0)

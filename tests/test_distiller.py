@@ -7,7 +7,7 @@ import pytest
 
 from harness import data, models
 from harness.distiller import Distiller, compile_plain, make_optimizer
-from harness.teacher import predict_logits
+from harness.evaluate import predict_logits
 
 
 def _student(seed=1, dropout=0.0):

@@ -87,7 +87,7 @@ def tracking_server(postgres, tmp_path_factory):
 
 
 def test_two_machines_share_one_study(postgres, tracking_server, tmp_path):
-    study_file = write_study(tmp_path, name="shared")
+    study_file = write_study(tmp_path, name="shared", **{"confirm.seeds": 0})
     procs = []
     for machine in ("a", "b"):
         workdir = tmp_path / machine

@@ -16,7 +16,7 @@ def _runs(workdir, name):
 
 
 def _interrupt_second_trial(tmp_path, name, sig):
-    study_file = write_study(tmp_path, name=name, n_trials=3)
+    study_file = write_study(tmp_path, name=name, n_trials=3, **{"confirm.seeds": 0})
     workdir = tmp_path / "work"
     workdir.mkdir()
     proc = popen_harness("study", study_file, "--workdir", workdir)
@@ -67,7 +67,7 @@ def test_ctrl_c_closes_the_trial_and_its_run(tmp_path):
 
 
 def test_two_workers_complete_exactly_the_requested_trials(tmp_path):
-    study_file = write_study(tmp_path, name="parallel", n_trials=4)
+    study_file = write_study(tmp_path, name="parallel", n_trials=4, **{"confirm.seeds": 0})
     workdir = tmp_path / "work"
     workdir.mkdir()
     out = harness("study", study_file, "--workdir", workdir, "--workers", 2).stdout

@@ -6,6 +6,8 @@ import sys
 import numpy as np
 import pytest
 
+from harness import champion, config, confirm
+from harness.record import TrialRecord
 from helpers import SMOKE, harness, load_study, mlflow_client, runs_by_role
 
 
@@ -51,11 +53,11 @@ def test_champion_is_registered_tested_and_exported(smoke, tmp_path):
     export = workdir / "exports" / "smoke-champion"
     assert f"SavedModel: {export}" in first.stdout
     study = load_study(workdir)
-    champ = study.trials[int(version.tags["optuna.trial"])]
+    champ = TrialRecord.from_trial(study.trials[int(version.tags["optuna.trial"])])
 
     import keras
 
-    student = keras.models.load_model(champ.user_attrs["model_path"])
+    student = keras.models.load_model(champ.model_path)
     x = np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "want.npy", student.predict(x, verbose=0))
@@ -70,24 +72,46 @@ def test_champion_is_registered_tested_and_exported(smoke, tmp_path):
     assert float(out.stdout.strip().splitlines()[-1]) <= 1e-5
 
 
-def test_champion_rule_picks_smallest_within_tolerance(smoke):
-    from harness import champion, config
 
-    workdir, _ = smoke
-    cfg = config.load(SMOKE)
-    study = load_study(workdir)
-    champ = champion.select(study, cfg)
-    front = champion.front(study, cfg)
-    best = max(t.user_attrs["val_accuracy"] for t in front)
-    for t in front:
-        if t.user_attrs["val_accuracy"] >= best - 0.005:
-            assert champ.user_attrs["params"] <= t.user_attrs["params"]
+
+def test_confirmation_pairs_every_front_configuration_over_fresh_seeds(smoke, tmp_path):
+    import csv
+    import json
+
+    workdir, first = smoke
+    client = mlflow_client(workdir)
+    roles = runs_by_role(client, "smoke")
+    (parent,) = roles["study"]
+    client.download_artifacts(parent.info.run_id, "confirm", str(tmp_path))
+    with open(tmp_path / "confirm" / "confirm.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["trial", "width", "params", "temperature", "alpha", "seed", "role", "val_accuracy",
+                             "test_accuracy", "agreement", "ece"]
+    front = {r.number for r in champion.front(load_study(workdir), config.load(SMOKE))}
+    assert {int(r["trial"]) for r in rows} == front
+    for t in front:  # each configuration: seeds 1 and 2 (never the search's seed 0), both arms
+        got = sorted((int(r["seed"]), r["role"]) for r in rows if int(r["trial"]) == t)
+        assert got == [(1, "distilled"), (1, "scratch"), (2, "distilled"), (2, "scratch")]
+    summary = json.loads((tmp_path / "confirm" / "summary.json").read_text())
+    assert {c["trial"] for c in summary["configurations"]} == front
+    c = summary["configurations"][0]
+    assert c["n"] == 2 and {"mean", "low", "high", "excludes_zero"} <= set(c["test_gain"])
+    assert (tmp_path / "confirm" / "confirmed.png").stat().st_size > 10_000
+    assert len(roles["confirm"]) == 4 * len(front)  # one MLflow run per row
+    assert "confirmed over 2 seeds" in first.stdout and "paired" in first.stdout
+    champ = int(client.get_model_version_by_alias("smoke-student", "champion").tags["optuna.trial"])
+    picked = champion.select([confirm.Confirmed.from_dict(d) for d in summary["configurations"]],
+                             config.load(SMOKE).champion)
+    assert champ == picked.trial  # chosen on the confirmed validation means
+    metrics = client.get_run(client.get_model_version_by_alias("smoke-student", "champion").run_id).data.metrics
+    assert {f"test_accuracy_class_{k}" for k in range(10)} <= set(metrics)
 
 
 def test_report_and_export_read_the_stores(smoke, tmp_path):
     workdir, _ = smoke
     report = harness("report", SMOKE, "--workdir", workdir).stdout
     assert "Pareto front" in report and "<- champion" in report and "teacher:" in report
+    assert "confirmed over 2 seeds" in report
     out = tmp_path / "trial0"
     exported = harness("export", SMOKE, "--workdir", workdir, "--trial", 0, "--out", out).stdout
     assert (out / "saved_model.pb").exists() and str(out) in exported

@@ -3,7 +3,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from harness import config, teacher
+from harness import config, evaluate, teacher
 
 
 def _cfg(members=1):
@@ -35,8 +35,8 @@ def test_second_call_loads_instead_of_training(small_splits, tmp_path, counted):
     np.testing.assert_array_equal(first.transfer_logits, second.transfer_logits)
     assert first.transfer_logits.shape == (2000, 10)
     x = small_splits.validation.images[:32]
-    np.testing.assert_allclose(teacher.predict_logits(first.members[0], x),
-                               teacher.predict_logits(second.members[0], x), atol=1e-5)
+    np.testing.assert_allclose(evaluate.predict_logits(first.members[0], x),
+                               evaluate.predict_logits(second.members[0], x), atol=1e-5)
 
 
 def test_a_different_config_is_a_cache_miss(small_splits, tmp_path, counted):
@@ -72,3 +72,16 @@ def test_ensemble_caches_every_members_logits(small_splits, tmp_path, counted):
     assert t.transfer_logits.shape == (2000, 2, 10)
     assert not np.allclose(t.transfer_logits[:, 0], t.transfer_logits[:, 1])
     assert 0.3 < t.val_accuracy <= 1.0
+
+
+def test_the_same_file_and_seed_train_the_same_teacher(small_splits, tmp_path):
+    """Dropout, input dropout, jitter and shuffling all drawn from the study's seed."""
+    cfg = config.parse({"name": "t", "dataset": {"limit": 2000},
+                        "teacher": {"widths": [32], "epochs": 2, "dropout": 0.3, "input_dropout": 0.1,
+                                    "jitter": 2}})
+    first = teacher.load_or_train(cfg, small_splits, tmp_path / "a")
+    second = teacher.load_or_train(cfg, small_splits, tmp_path / "b")
+    assert not second.from_cache
+    np.testing.assert_array_equal(first.transfer_logits, second.transfer_logits)
+    other = teacher.load_or_train(dataclasses.replace(cfg, seed=1), small_splits, tmp_path / "c")
+    assert not np.array_equal(first.transfer_logits, other.transfer_logits)

@@ -1,0 +1,93 @@
+"""The scratch twin: the same student trained from scratch on hard labels alone.
+
+Every distillation gain is measured against it, so it must differ from the
+distilled student in the loss alone: same width, seed (initial weights and
+batch order), epochs and recipe. It is trained once per key (everything that
+determines it, the teacher included since its fidelity is measured against
+that teacher) and kept as a small JSON file under `baselines/`; plots and the
+report ask this module for those paths instead of rebuilding them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import keras
+import mlflow
+import tensorflow as tf
+
+from . import files, interrupt
+from .config import StudyConfig
+from .context import Context
+from .distiller import compile_plain
+from .evaluate import fidelity, predict_logits
+from .models import flops_per_example, param_count
+from .teacher import cache_key as teacher_key
+
+log = logging.getLogger(__name__)
+
+
+def key(cfg: StudyConfig, width: int, seed: int | None = None) -> str:
+    blob = json.dumps({"dataset": {k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k != "data_dir"},
+                       "student": dataclasses.asdict(cfg.student),
+                       "training": dataclasses.asdict(cfg.training), "width": width,
+                       "seed": cfg.seed if seed is None else seed, "teacher": teacher_key(cfg),
+                       "versions": [tf.__version__, keras.__version__]}, sort_keys=True)
+    return files.digest(blob)
+
+
+def path(workdir: Path, cfg: StudyConfig, width: int, seed: int | None = None) -> Path:
+    return Path(workdir) / "baselines" / f"{key(cfg, width, seed)}.json"
+
+
+def load(workdir: Path, cfg: StudyConfig, widths, seed: int | None = None) -> list[dict]:
+    """The twins already trained for these widths, by width."""
+    out = []
+    for w in sorted(set(widths)):
+        p = path(workdir, cfg, w, seed)
+        if p.exists():
+            out.append(json.loads(p.read_text()))
+    return out
+
+
+def train_or_load(ctx: Context, width: int, seed: int | None = None, role: str = "baseline") -> dict:
+    """The student at this width and seed trained from scratch: once per key, shared by every
+    trial and confirmation run that pairs with it. `role` tags its MLflow run."""
+    cfg, tr = ctx.cfg, ctx.cfg.training
+    seed = cfg.seed if seed is None else seed
+    target = path(ctx.ws.workdir, cfg, width, seed)
+    with files.locked(target.with_suffix(".lock")):
+        if target.exists():
+            try:
+                return json.loads(target.read_text())
+            except json.JSONDecodeError:
+                log.warning("baseline %s is damaged; training it again", target)
+        student, train = ctx.inputs(width, seed, distilled=False)
+        compile_plain(student, tr.optimizer, tr.learning_rate, jit_compile=ctx.jit,
+                      steps_per_execution=tr.steps_per_execution)
+        tags = {"width": str(width), "seed": str(seed), "harness.arm": "scratch"}
+        with ctx.start_run(role, f"{role}-w{width}-s{seed}", tags=tags) as run:
+            mlflow.log_params({"width": width, "seed": seed, "epochs": tr.epochs,
+                               "family": cfg.student.family, "depth": cfg.student.depth})
+            t0 = time.perf_counter()
+            hist = student.fit(train, validation_data=ctx.val_ds, epochs=tr.epochs, verbose=0, shuffle=False,
+                               callbacks=[interrupt.StopOnInterrupt(), mlflow.keras.MlflowCallback()])
+            ctx.fit_seconds += time.perf_counter() - t0
+            # Twins are reference points, never chosen by anything: reporting
+            # their test accuracy beside the champion's leaks no selection.
+            test = fidelity(predict_logits(student, ctx.splits.test.images), ctx.splits.test.labels,
+                            ctx.teacher_test_probs)
+            result = {"width": width, "seed": seed, "val_accuracy": float(hist.history["val_accuracy"][-1]),
+                      "test_accuracy": test["accuracy"], "agreement": test["agreement"], "kl": test["kl"],
+                      "ece": test["ece"], "params": param_count(student), "flops": flops_per_example(student),
+                      "epochs": tr.epochs, "mlflow_run_id": run.info.run_id}
+            mlflow.log_metrics({k: result[k] for k in ("params", "flops", "test_accuracy", "agreement", "kl",
+                                                       "ece")})
+        files.write_text(target, json.dumps(result))
+        log.info("scratch twin w=%d seed=%d: val acc %.4f, test acc %.4f", width, seed,
+                 result["val_accuracy"], result["test_accuracy"])
+        return result

@@ -1,0 +1,212 @@
+"""The confirmation stage: the search's chosen configurations again, over fresh seeds, paired.
+
+A search trial is one seed and the best of many on the same validation split,
+so its gain is optimistic. Here every chosen configuration (the Pareto front
+with two objectives, the best trial per width with one) is trained again with
+`confirm.seeds` new seeds; each distilled run is paired with its scratch twin
+(same width, seed, initial weights and batch order), and each arm is scored
+on validation (which chooses) and test (which only reports), with its
+agreement, KL and calibration against the teacher. The seeds are new ones,
+never the search's own, so the selection made on that seed does not leak into
+the confirmed means.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import optuna
+
+from . import baselines, files, interrupt
+from .config import StudyConfig
+from .context import Context
+from .evaluate import fidelity, predict_logits
+from .models import param_count
+from .record import TrialRecord, complete_records
+from .stats import Interval, mean_ci, paired_gain
+from .trial import train_distilled
+
+log = logging.getLogger(__name__)
+COLUMNS = ("trial", "width", "params", "temperature", "alpha", "seed", "role", "val_accuracy", "test_accuracy",
+           "agreement", "ece")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One confirmation run: a row of `confirm.csv` (plus KL, kept in the JSON)."""
+    trial: int
+    width: int
+    params: int
+    temperature: float
+    alpha: float
+    seed: int
+    role: str  # "distilled" or "scratch"
+    val_accuracy: float
+    test_accuracy: float
+    agreement: float
+    ece: float
+    kl: float
+
+
+def seeds(cfg: StudyConfig) -> list[int]:
+    return [cfg.seed + 1 + k for k in range(cfg.confirm.seeds)]
+
+
+def configurations(study: optuna.Study, cfg: StudyConfig) -> list[TrialRecord]:
+    """The Pareto front (two objectives), or the best complete trial per width (one)."""
+    if cfg.multi_objective:
+        return sorted(complete_records(study.best_trials), key=lambda r: r.params)
+    best: dict[int, TrialRecord] = {}
+    for r in complete_records(study.trials):
+        if r.width not in best or r.val_accuracy > best[r.width].val_accuracy:
+            best[r.width] = r
+    return [best[w] for w in sorted(best)]
+
+
+def _key(ctx: Context, r: TrialRecord, seed: int) -> str:
+    return files.digest(json.dumps({"twin": baselines.key(ctx.cfg, r.width, seed), "teacher": ctx.teacher.key,
+                                    "temperature": r.temperature, "alpha": r.alpha}, sort_keys=True))
+
+
+def distilled(ctx: Context, r: TrialRecord, seed: int) -> Row:
+    """The configuration of trial `r` distilled at `seed`: trained once, then read from its JSON."""
+    target = ctx.ws.workdir / "confirm" / f"{_key(ctx, r, seed)}.json"
+    with files.locked(target.with_suffix(".lock")):
+        if target.exists():
+            return Row(**json.loads(target.read_text()))
+        tags = {"width": str(r.width), "seed": str(seed), "harness.arm": "distilled",
+                "optuna.trial": str(r.number)}
+        with ctx.start_run("confirm", f"confirm-t{r.number}-s{seed}", tags=tags):
+            mlflow.log_params({"trial": r.number, "width": r.width, "seed": seed, "temperature": r.temperature,
+                               "alpha": r.alpha, "epochs": ctx.cfg.training.epochs})
+            student, history = train_distilled(ctx, r.width, seed, r.temperature, r.alpha,
+                                               [mlflow.keras.MlflowCallback()])
+            test = fidelity(predict_logits(student, ctx.splits.test.images), ctx.splits.test.labels,
+                            ctx.teacher_test_probs)
+            row = Row(r.number, r.width, param_count(student), r.temperature, r.alpha, seed, "distilled",
+                      float(history["val_accuracy"][-1]), test["accuracy"], test["agreement"], test["ece"],
+                      test["kl"])
+            mlflow.log_metrics({"test_accuracy": row.test_accuracy, "agreement": row.agreement,
+                                "ece": row.ece, "kl": row.kl, "params": row.params})
+        files.write_text(target, json.dumps(dataclasses.asdict(row)))
+        return row
+
+
+def scratch(ctx: Context, r: TrialRecord, seed: int) -> Row:
+    b = baselines.train_or_load(ctx, r.width, seed, role="confirm")
+    return Row(r.number, r.width, b["params"], r.temperature, r.alpha, seed, "scratch", b["val_accuracy"],
+               b["test_accuracy"], b["agreement"], b["ece"], b["kl"])
+
+
+def run(ctx: Context, configs: list[TrialRecord]) -> list[Row]:
+    """Every configuration at every confirmation seed, distilled and scratch."""
+    rows, todo = [], [(r, s) for r in configs for s in seeds(ctx.cfg)]
+    log.info("confirmation: %d configuration(s) x %d seed(s), each distilled and from scratch",
+             len(configs), len(seeds(ctx.cfg)))
+    for i, (r, seed) in enumerate(todo, 1):
+        with interrupt.deferred():
+            pair = [distilled(ctx, r, seed), scratch(ctx, r, seed)]
+        interrupt.check()
+        rows += pair
+        log.info("confirm %d/%d: trial %d (w=%d, T=%.2f, alpha=%.2f) seed %d: test acc %.4f distilled, "
+                 "%.4f scratch", i, len(todo), r.number, r.width, r.temperature, r.alpha, seed,
+                 pair[0].test_accuracy, pair[1].test_accuracy)
+    return rows
+
+
+@dataclass
+class Confirmed:
+    """One configuration over its seeds: what the champion rule and the report read."""
+    trial: int
+    width: int
+    params: int
+    temperature: float
+    alpha: float
+    n: int
+    val: Interval  # distilled
+    test: Interval
+    scratch_val: Interval
+    scratch_test: Interval
+    val_gain: Interval  # paired: distilled - scratch, seed by seed
+    test_gain: Interval
+    agreement: Interval
+    scratch_agreement: Interval
+    ece: Interval
+    scratch_ece: Interval
+    kl: Interval
+    scratch_kl: Interval
+
+    @property
+    def val_accuracy(self) -> float:  # what `champion.select` ranks by
+        return self.val.mean
+
+    def to_dict(self) -> dict:
+        return {k: (v.to_dict() if isinstance(v, Interval) else v) for k, v in vars(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Confirmed":
+        return cls(**{k: (Interval(v["mean"], v["low"], v["high"], v["n"]) if isinstance(v, dict) else v)
+                      for k, v in d.items()})
+
+
+def summarise(rows: list[Row]) -> list[Confirmed]:
+    out = []
+    for number in sorted({r.trial for r in rows}, key=lambda n: [r.params for r in rows if r.trial == n][0]):
+        d = sorted((r for r in rows if r.trial == number and r.role == "distilled"), key=lambda r: r.seed)
+        s = sorted((r for r in rows if r.trial == number and r.role == "scratch"), key=lambda r: r.seed)
+        if [r.seed for r in d] != [r.seed for r in s]:
+            raise ValueError(f"trial {number}: distilled and scratch seeds differ; cannot pair them")
+
+        def ci(runs, field):
+            return mean_ci([getattr(r, field) for r in runs])
+
+        def gain(field):
+            return paired_gain([getattr(r, field) for r in d], [getattr(r, field) for r in s])
+
+        first = d[0]
+        out.append(Confirmed(number, first.width, first.params, first.temperature, first.alpha, len(d),
+                             ci(d, "val_accuracy"), ci(d, "test_accuracy"), ci(s, "val_accuracy"),
+                             ci(s, "test_accuracy"), gain("val_accuracy"), gain("test_accuracy"),
+                             ci(d, "agreement"), ci(s, "agreement"), ci(d, "ece"), ci(s, "ece"), ci(d, "kl"),
+                             ci(s, "kl")))
+    return out
+
+
+def write_csv(rows: list[Row], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        for r in rows:
+            w.writerow([getattr(r, c) for c in COLUMNS])
+
+
+def verdict(c: Confirmed) -> str:
+    g = c.test_gain
+    if not g.excludes_zero:
+        return "not significant"
+    return "significant gain" if g.mean > 0 else "significant loss"
+
+
+def table(summary: list[Confirmed], teacher_test: float | None = None, teacher_ece: float | None = None) -> str:
+    """The confirmed table: test accuracy mean ± 95% CI half-width (points), paired gain."""
+    n = summary[0].n if summary else 0
+    lines = [f"confirmed over {n} seeds (test split; mean ± 95% CI; gain = distilled - scratch, paired by seed):",
+             f"{'trial':>5} {'width':>5} {'params':>9} {'T':>5} {'alpha':>5} {'scratch':>14} {'distilled':>14} "
+             f"{'gain (points)':>14}  {'agree s/d':>11} {'ECE s/d':>11}  verdict"]
+    for c in summary:
+        lines.append(
+            f"{c.trial:>5} {c.width:>5} {c.params:>9,} {c.temperature:>5.2f} {c.alpha:>5.2f} "
+            f"{100 * c.scratch_test.mean:>7.2f} ± {100 * c.scratch_test.half_width:<4.2f} "
+            f"{100 * c.test.mean:>7.2f} ± {100 * c.test.half_width:<4.2f} {c.test_gain.points():>14}  "
+            f"{100 * c.scratch_agreement.mean:>5.1f}/{100 * c.agreement.mean:<5.1f} "
+            f"{100 * c.scratch_ece.mean:>5.2f}/{100 * c.ece.mean:<5.2f}  {verdict(c)}")
+    if teacher_test is not None:
+        lines.append(f"teacher: test {100 * teacher_test:.2f}" +
+                     (f", ECE {100 * teacher_ece:.2f}" if teacher_ece is not None else ""))
+    return "\n".join(lines)

@@ -1,0 +1,68 @@
+"""`Context`: what every training run of one process shares (data, teacher, pipelines, runs).
+
+Built once per process, after the data and the teacher: every trial, scratch
+twin and confirmation run starts from its arrays and the teacher's cached
+logits instead of rebuilding them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import data as data_mod
+from . import tracking
+from .config import StudyConfig
+from .evaluate import ensemble_logits, ensemble_probabilities
+from .models import build_student
+from .stores import Workspace
+from .teacher import Teacher, resolve_jit
+
+
+@dataclass
+class Context:
+    cfg: StudyConfig
+    ws: Workspace
+    splits: data_mod.Splits
+    teacher: Teacher
+    experiment_id: str
+    parent_run_id: str
+    transfer: tf.data.Dataset = field(init=False)  # (image, {labels, teacher_logits}) examples
+    val_ds: tf.data.Dataset = field(init=False)
+    jit: bool = field(init=False)
+    fit_seconds: float = 0.0  # time spent inside students' `fit` (the bench's overhead figure)
+
+    def __post_init__(self):
+        tr, st = self.cfg.training, self.cfg.student
+        t = self.splits.transfer
+        self.transfer = tf.data.Dataset.from_tensor_slices(
+            (t.images, {"labels": t.labels, "teacher_logits": self.teacher.transfer_logits.astype(np.float32)}))
+        self.val_ds = data_mod.pipeline(self.splits.validation.images, self.splits.validation.labels, 1024)
+        self.jit = resolve_jit(tr.jit_compile, st.family, st.dropout, st.input_dropout)
+
+    def start_run(self, role: str, name: str, tags: dict | None = None):
+        """A run nested under this invocation's parent run."""
+        return tracking.start(role, name, parent_run_id=self.parent_run_id,
+                              experiment_id=self.experiment_id, tags=tags)
+
+    def inputs(self, width: int, seed: int, distilled: bool = True) -> tuple[keras.Model, tf.data.Dataset]:
+        """A fresh student and its transfer batches, both drawn from `seed` alone.
+
+        A distilled student and its scratch twin at the same seed start from
+        the same weights and see the same batches in the same order: they
+        differ in the loss alone, so their difference is a paired measurement.
+        """
+        keras.utils.set_random_seed(seed)
+        student = build_student(self.cfg.student, width, self.splits.image_shape, self.splits.num_classes,
+                                seed=seed)
+        ds = data_mod.batches(self.transfer, self.cfg.training.batch_size, shuffle_seed=seed)
+        return student, ds if distilled else data_mod.labels_only(ds)
+
+    @cached_property
+    def teacher_test_probs(self) -> np.ndarray:
+        """The teacher's prediction on the test split (fidelity is measured against it)."""
+        return ensemble_probabilities(ensemble_logits(self.teacher.members, self.splits.test.images))

@@ -1,0 +1,140 @@
+"""One trial's life: suggest, train the distilled student, score it against its scratch twin, store it.
+
+Whatever happens (completion, pruning, divergence, Ctrl-C, a bug), the trial
+leaves a `TrialRecord` in Optuna and a closed MLflow run whose `state` tag
+says which.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import keras
+import mlflow
+import optuna
+from optuna_integration import KerasPruningCallback
+
+from . import baselines, files, interrupt, space, tracking
+from .context import Context
+from .distiller import Distiller, make_optimizer
+from .models import flops_per_example, param_count
+from .record import TrialRecord
+
+log = logging.getLogger(__name__)
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops a trial at the first non-finite training loss (a batch, not an epoch, later)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            raise Diverged(f"training loss became {loss} at batch {batch}")
+
+
+class EpochCounter(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs = epoch + 1
+
+
+def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alpha: float,
+                    callbacks: list) -> tuple[keras.Model, dict]:
+    """A student distilled from the cached soft targets; returns it and its `fit` history.
+
+    Its initial weights and batch order come from `seed` alone (`Context.inputs`),
+    the same as its scratch twin's at that seed.
+    """
+    tr = ctx.cfg.training
+    student, train = ctx.inputs(width, seed)
+    distiller = Distiller(student, temperature=temperature, alpha=alpha)
+    distiller.compile(optimizer=make_optimizer(tr.optimizer, tr.learning_rate), jit_compile=ctx.jit,
+                      steps_per_execution=tr.steps_per_execution)
+    t0 = time.perf_counter()
+    try:
+        hist = distiller.fit(train, validation_data=ctx.val_ds, epochs=tr.epochs, verbose=0, shuffle=False,
+                             callbacks=[interrupt.StopOnInterrupt(), DivergenceGuard(), *callbacks])
+    finally:
+        ctx.fit_seconds += time.perf_counter() - t0
+    if not math.isfinite(float(hist.history["loss"][-1])):
+        raise Diverged("training loss is not finite at the end of training")
+    return student, hist.history
+
+
+class Objective:
+    """Optuna's objective over one process's `Context`: (val accuracy, params) or val accuracy."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def __call__(self, trial: optuna.Trial):
+        with interrupt.deferred():  # Ctrl-C waits for a safe point (see interrupt.py)
+            return self._run(trial)
+
+    def _run(self, trial: optuna.Trial):
+        ctx = self.ctx
+        cfg, tr = ctx.cfg, ctx.cfg.training
+        p = space.suggest(trial, cfg, ctx.splits.image_shape, ctx.splits.num_classes)
+        twin = baselines.train_or_load(ctx, p["width"])
+        interrupt.check()
+        run = ctx.start_run("trial", f"trial-{trial.number}",
+                            tags={"optuna.study": cfg.name, "optuna.trial": str(trial.number)})
+        record = TrialRecord(mlflow_run_id=run.info.run_id)
+        record.save(trial)
+        status, state, counter = "FAILED", "failed", EpochCounter()
+        try:
+            mlflow.log_params({**p, "family": cfg.student.family, "depth": cfg.student.depth,
+                               "epochs": tr.epochs, "batch_size": tr.batch_size, "optimizer": tr.optimizer,
+                               "learning_rate": tr.learning_rate, "seed": cfg.seed,
+                               "teacher_key": ctx.teacher.key})
+            callbacks = [counter, mlflow.keras.MlflowCallback()]
+            if not cfg.multi_objective:
+                callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
+            student, history = train_distilled(ctx, p["width"], cfg.seed, p["temperature"], p["alpha"],
+                                               callbacks)
+            params, flops = param_count(student), flops_per_example(student)
+            val_acc = float(history["val_accuracy"][-1])
+            gain = val_acc - twin["val_accuracy"]
+            mlflow.log_metrics({"params": params, "flops": flops, "distillation_gain": gain,
+                                "baseline_val_accuracy": twin["val_accuracy"]})
+            info = tracking.log_student(student, ctx.splits.validation.images[:2])
+            local = ctx.ws.workdir / "trials" / cfg.name / f"trial-{trial.number}.keras"
+            with files.replacing(local, suffix=".keras") as tmp:
+                student.save(tmp)
+            record = TrialRecord(val_accuracy=val_acc, params=params, flops=flops, distillation_gain=gain,
+                                 baseline_val_accuracy=twin["val_accuracy"],
+                                 baseline_test_accuracy=twin["test_accuracy"], model_uri=info.model_uri,
+                                 model_path=str(local))
+            record.save(trial)
+            status, state = "FINISHED", "complete"
+            return (val_acc, params) if cfg.multi_objective else val_acc
+        except optuna.TrialPruned:
+            status, state = "FINISHED", "pruned"
+            raise
+        except Diverged as e:
+            TrialRecord(diverged=str(e), fail_reason=str(e)).save(trial)
+            mlflow.set_tag("fail_reason", str(e))
+            raise
+        except KeyboardInterrupt:
+            status, state = "KILLED", "interrupted"
+            TrialRecord(fail_reason="interrupted (Ctrl-C)").save(trial)
+            raise
+        except Exception as e:
+            reason = f"{type(e).__name__}: {e}"[:500]
+            TrialRecord(fail_reason=reason).save(trial)
+            mlflow.set_tag("fail_reason", reason)
+            raise
+        finally:
+            TrialRecord(epochs_run=counter.epochs).save(trial)
+            mlflow.log_metric("epochs_run", counter.epochs)
+            mlflow.set_tag("state", state)
+            mlflow.end_run(status)

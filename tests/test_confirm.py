@@ -1,0 +1,105 @@
+"""Confirmation over seeds: the interval arithmetic, the pairing, the fidelity metrics."""
+
+import math
+
+import numpy as np
+import pytest
+
+from harness import confirm, evaluate, stats
+
+
+def test_student_t_interval_matches_a_hand_computed_case():
+    # values 1, 2, 3, 4, 5: mean 3, sd sqrt(2.5), t(0.975, 4) = 2.776445
+    ci = stats.mean_ci([1, 2, 3, 4, 5])
+    half = 2.776445 * math.sqrt(2.5) / math.sqrt(5)  # 1.963243
+    assert ci.mean == 3 and ci.n == 5
+    assert ci.half_width == pytest.approx(half, abs=1e-5)
+    assert (ci.low, ci.high) == pytest.approx((3 - half, 3 + half), abs=1e-5)
+    assert ci.excludes_zero
+
+
+def test_paired_gain_uses_the_differences_not_the_arms():
+    # Each arm spreads widely across seeds, but distilled is always 0.01 above scratch:
+    # unpaired arms overlap; the paired gain is exactly 0.01 with zero width.
+    scratch = [0.80, 0.85, 0.90]
+    distilled = [0.81, 0.86, 0.91]
+    gain = stats.paired_gain(distilled, scratch)
+    assert gain.mean == pytest.approx(0.01) and gain.half_width == pytest.approx(0.0, abs=1e-12)
+    assert gain.excludes_zero
+    assert not stats.paired_gain([0.81, 0.84, 0.91], scratch).excludes_zero  # +1, -1, +1 points
+    with pytest.raises(ValueError, match="unpaired"):
+        stats.paired_gain([0.8, 0.9], scratch)
+
+
+def test_one_seed_gives_no_interval():
+    ci = stats.mean_ci([0.9])
+    assert math.isinf(ci.half_width) and not ci.excludes_zero
+
+
+def test_expected_calibration_error_by_hand():
+    # Two examples in the (0.6, 0.6667] bin (confidence 0.6 each, one right: acc 0.5 -> gap 0.1),
+    # two in the top bin (confidence 1.0, both right -> gap 0). ECE = 2/4 * 0.1 = 0.05.
+    probs = np.array([[0.6, 0.4], [0.6, 0.4], [1.0, 0.0], [0.0, 1.0]])
+    labels = np.array([0, 1, 0, 1])
+    assert evaluate.ece(probs, labels, bins=15) == pytest.approx(0.05)
+
+
+def test_agreement_and_kl_against_the_teacher():
+    teacher = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    same = np.log(teacher)
+    assert evaluate.agreement(same, teacher) == 1.0
+    assert evaluate.kl_teacher_student(teacher, same) == pytest.approx(0.0, abs=1e-12)
+    other = np.array([[0.0, 5.0, 0.0], [0.0, 0.0, 5.0]])
+    assert evaluate.agreement(other, teacher) == 0.5
+    assert evaluate.kl_teacher_student(teacher, other) > 0.5
+    pc = evaluate.per_class_accuracy(other, np.array([1, 0]), 3)
+    assert pc[:2] == [0.0, 1.0] and np.isnan(pc[2])
+
+
+def _row(trial, seed, role, val, test, params=100):
+    return confirm.Row(trial, 16, params, 2.0, 0.5, seed, role, val, test, 0.9, 0.02, 0.1)
+
+
+def test_summary_pairs_runs_by_seed_and_says_what_is_significant():
+    rows = []
+    for seed, (d, s) in enumerate([(0.86, 0.85), (0.87, 0.855), (0.88, 0.87)], start=1):
+        rows += [_row(7, seed, "distilled", d, d), _row(7, seed, "scratch", s, s)]
+    (c,) = confirm.summarise(rows)
+    assert (c.trial, c.n) == (7, 3)
+    assert c.test_gain.mean == pytest.approx(np.mean([0.01, 0.015, 0.01]))
+    assert c.test_gain.excludes_zero and confirm.verdict(c) == "significant gain"
+    assert "significant gain" in confirm.table([c], 0.92, 0.01)
+    assert confirm.Confirmed.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match="pair"):
+        confirm.summarise(rows[:-1] + [_row(7, 9, "scratch", 0.8, 0.8)])
+
+
+def test_confirm_seeds_are_fresh_ones():
+    from harness import config
+
+    cfg = config.parse({"name": "t", "seed": 3, "confirm": {"seeds": 4}})
+    assert confirm.seeds(cfg) == [4, 5, 6, 7] and cfg.seed not in confirm.seeds(cfg)
+    with pytest.raises(config.ConfigError, match="confirm.seeds"):
+        config.parse({"name": "t", "confirm": {"seeds": 1}})
+
+
+def test_a_distilled_student_and_its_twin_start_alike_and_see_the_same_batches(small_splits, tmp_path):
+    """The pairing: same initial weights, same batches in the same order; only the targets differ."""
+    from harness import config, stores
+    from harness.context import Context
+    from harness.teacher import Teacher
+
+    cfg = config.parse({"name": "t", "dataset": {"limit": 2000}})
+    logits = np.random.default_rng(0).normal(size=(len(small_splits.transfer), 10)).astype(np.float32)
+    teacher = Teacher([], logits, 0.0, 0.0, "k", tmp_path, from_cache=True)
+    ctx = Context(cfg, stores.Workspace.resolve(tmp_path), small_splits, teacher, "0", "parent")
+    s1, distilled = ctx.inputs(32, seed=5)
+    s2, scratch = ctx.inputs(32, seed=5, distilled=False)
+    for a, b in zip(s1.get_weights(), s2.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for (xd, yd), (xs, ys) in zip(distilled.take(5), scratch.take(5)):
+        np.testing.assert_array_equal(xd.numpy(), xs.numpy())
+        np.testing.assert_array_equal(yd["labels"].numpy(), ys.numpy())
+    s3, other = ctx.inputs(32, seed=6, distilled=False)
+    assert not np.array_equal(next(iter(other))[1].numpy(), next(iter(scratch))[1].numpy())
+    assert not np.array_equal(s3.get_weights()[0], s1.get_weights()[0])
