@@ -26,26 +26,29 @@ from .context import Context
 from .distiller import compile_plain
 from .evaluate import fidelity, predict_logits
 from .models import flops_per_example, param_count
+from .recipe import Recipe
 from .teacher import cache_key as teacher_key
 
 log = logging.getLogger(__name__)
 
 
-def key(cfg: StudyConfig, width: int, seed: int | None = None) -> str:
+def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | None = None) -> str:
+    recipe = recipe or Recipe.of(cfg.training)
     blob = json.dumps({"dataset": {k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k != "data_dir"},
                        "student": dataclasses.asdict(cfg.student),
-                       "training": dataclasses.asdict(cfg.training), "width": width,
+                       "training": dataclasses.asdict(cfg.training), "recipe": recipe.to_dict(), "width": width,
                        "seed": cfg.seed if seed is None else seed, "teacher": teacher_key(cfg),
                        "versions": [tf.__version__, keras.__version__]}, sort_keys=True)
     return files.digest(blob)
 
 
-def path(workdir: Path, cfg: StudyConfig, width: int, seed: int | None = None) -> Path:
-    return Path(workdir) / "baselines" / f"{key(cfg, width, seed)}.json"
+def path(workdir: Path, cfg: StudyConfig, width: int, seed: int | None = None,
+         recipe: Recipe | None = None) -> Path:
+    return Path(workdir) / "baselines" / f"{key(cfg, width, seed, recipe)}.json"
 
 
 def load(workdir: Path, cfg: StudyConfig, widths, seed: int | None = None) -> list[dict]:
-    """The twins already trained for these widths, by width."""
+    """The twins already trained for these widths (with the file's own recipe), by width."""
     out = []
     for w in sorted(set(widths)):
         p = path(workdir, cfg, w, seed)
@@ -54,12 +57,14 @@ def load(workdir: Path, cfg: StudyConfig, widths, seed: int | None = None) -> li
     return out
 
 
-def train_or_load(ctx: Context, width: int, seed: int | None = None, role: str = "baseline") -> dict:
-    """The student at this width and seed trained from scratch: once per key, shared by every
-    trial and confirmation run that pairs with it. `role` tags its MLflow run."""
+def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Recipe | None = None,
+                  role: str = "baseline") -> dict:
+    """The student at this width, seed and recipe trained from scratch: once per key, shared by
+    every trial and confirmation run that pairs with it. `role` tags its MLflow run."""
     cfg, tr = ctx.cfg, ctx.cfg.training
     seed = cfg.seed if seed is None else seed
-    target = path(ctx.ws.workdir, cfg, width, seed)
+    recipe = recipe or Recipe.of(tr)
+    target = path(ctx.ws.workdir, cfg, width, seed, recipe)
     with files.locked(target.with_suffix(".lock")):
         if target.exists():
             try:
@@ -67,14 +72,14 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, role: str =
             except json.JSONDecodeError:
                 log.warning("baseline %s is damaged; training it again", target)
         student, train = ctx.inputs(width, seed, distilled=False)
-        compile_plain(student, tr.optimizer, tr.learning_rate, jit_compile=ctx.jit,
+        compile_plain(student, recipe.optimizer_for(len(ctx.splits.transfer)), jit_compile=ctx.jit,
                       steps_per_execution=tr.steps_per_execution)
         tags = {"width": str(width), "seed": str(seed), "harness.arm": "scratch"}
         with ctx.start_run(role, f"{role}-w{width}-s{seed}", tags=tags) as run:
-            mlflow.log_params({"width": width, "seed": seed, "epochs": tr.epochs,
-                               "family": cfg.student.family, "depth": cfg.student.depth})
+            mlflow.log_params({"width": width, "seed": seed, "family": cfg.student.family,
+                               "depth": cfg.student.depth, **recipe.to_dict()})
             t0 = time.perf_counter()
-            hist = student.fit(train, validation_data=ctx.val_ds, epochs=tr.epochs, verbose=0, shuffle=False,
+            hist = student.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0, shuffle=False,
                                callbacks=[interrupt.StopOnInterrupt(), mlflow.keras.MlflowCallback()])
             ctx.fit_seconds += time.perf_counter() - t0
             # Twins are reference points, never chosen by anything: reporting
@@ -84,7 +89,8 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, role: str =
             result = {"width": width, "seed": seed, "val_accuracy": float(hist.history["val_accuracy"][-1]),
                       "test_accuracy": test["accuracy"], "agreement": test["agreement"], "kl": test["kl"],
                       "ece": test["ece"], "params": param_count(student), "flops": flops_per_example(student),
-                      "epochs": tr.epochs, "mlflow_run_id": run.info.run_id}
+                      "epochs": recipe.epochs, "learning_rate": recipe.learning_rate,
+                      "mlflow_run_id": run.info.run_id}
             mlflow.log_metrics({k: result[k] for k in ("params", "flops", "test_accuracy", "agreement", "kl",
                                                        "ece")})
         files.write_text(target, json.dumps(result))

@@ -20,6 +20,7 @@ import yaml
 
 FAMILIES = ("mlp", "cnn")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "linear_warmup_cosine")  # see schedules.py
 OBJECTIVES = ("val_accuracy", "params")
 PRUNERS = ("median", "hyperband", "successive_halving", "none")
 CHAMPION_RULES = ("smallest_within", "best")
@@ -59,7 +60,25 @@ class TeacherConfig:
     batch_size: int = 128
     optimizer: str = "adam"
     learning_rate: float = 1e-3
+    schedule: str = "constant"  # constant | cosine | linear_warmup_cosine
+    warmup_epochs: int = 0  # linear_warmup_cosine only
+    batch_norm: bool = False  # cnn only: conv -> batch norm -> ReLU
+    pooling: str = "flatten"  # cnn only: flatten | gap (global average pooling) before the head
+    convs_per_block: int = 1  # cnn only
     jit_compile: bool | None = None  # None: the measured faster choice (see teacher.py)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    jitter: int = 0  # random shifts of up to this many pixels of the student's (and twin's) batches
+
+
+@dataclass(frozen=True)
+class DistillationConfig:
+    # cached: the teacher's logits over the (unaugmented) transfer set, computed once.
+    # online: the teacher runs inside each step on the student's own (augmented) batch,
+    # the "consistent" teacher of Beyer et al. 2022; it costs a teacher forward pass per step.
+    teacher: str = "cached"
 
 
 @dataclass(frozen=True)
@@ -69,6 +88,10 @@ class StudentConfig:
     head: int = 64  # cnn only
     dropout: float = 0.0
     input_dropout: float = 0.0
+    batch_norm: bool = False  # cnn only
+    pooling: str = "flatten"  # cnn only: flatten | gap
+    convs_per_block: int = 1  # cnn only
+    augment: AugmentConfig = AugmentConfig()
 
 
 @dataclass(frozen=True)
@@ -77,6 +100,8 @@ class TrainingConfig:
     batch_size: int = 128
     optimizer: str = "adam"
     learning_rate: float = 1e-3
+    schedule: str = "constant"  # constant | cosine | linear_warmup_cosine; over the run's steps
+    warmup_epochs: int = 0  # linear_warmup_cosine only
     jit_compile: bool | None = None  # None: the measured faster choice (see teacher.resolve_jit)
     # Batches per compiled call: fewer Python round trips per epoch (an MLP epoch
     # about 25% faster, seen while building `harness bench`). Per-batch callbacks
@@ -100,10 +125,19 @@ class WidthSpace:
 
 
 @dataclass(frozen=True)
+class EpochSpace:
+    choices: list[int]
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     temperature: FloatRange = FloatRange(1.0, 20.0, log=True)
     alpha: FloatRange = FloatRange(0.0, 1.0)
     width: WidthSpace = WidthSpace(choices=[16, 32, 64, 128, 256, 512, 800])
+    # The recipe as search dimensions (null: training's value for every trial). A trial's
+    # scratch twin is trained with the same recipe, so a gain never compares two recipes.
+    learning_rate: FloatRange | None = None
+    epochs: EpochSpace | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +174,7 @@ class StudyConfig:
     teacher: TeacherConfig = TeacherConfig()
     student: StudentConfig = StudentConfig()
     training: TrainingConfig = TrainingConfig()
+    distillation: DistillationConfig = DistillationConfig()
     search: SearchConfig = SearchConfig()
     objectives: list[str] = field(default_factory=lambda: ["val_accuracy", "params"])
     max_params: int | None = None
@@ -260,10 +295,29 @@ def _check(cfg: StudyConfig, path: str) -> None:
         fail("teacher.jitter", "must be 0 or more pixels")
     if t.members < 1:
         fail("teacher.members", "must be at least 1")
+    if cfg.student.augment.jitter < 0:
+        fail("student.augment.jitter", "must be 0 or more pixels")
+    if cfg.distillation.teacher not in ("cached", "online"):
+        fail("distillation.teacher", f"unknown mode {cfg.distillation.teacher!r}; allowed: cached, online")
+    if cfg.student.augment.jitter and cfg.distillation.teacher == "cached":
+        fail("distillation.teacher", "student.augment needs `teacher: online`: the cached logits are of "
+                                     "unaugmented images, so they would not match the student's batches")
     if cfg.student.depth < 1:
         fail("student.depth", "must be at least 1")
+    for section in ("teacher", "student"):
+        m = getattr(cfg, section)
+        if m.pooling not in ("flatten", "gap"):
+            fail(f"{section}.pooling", f"unknown pooling {m.pooling!r}; allowed: flatten, gap")
+        if m.convs_per_block < 1:
+            fail(f"{section}.convs_per_block", "must be at least 1")
     for section in ("teacher", "training"):
         s = getattr(cfg, section)
+        if s.schedule not in SCHEDULES:
+            fail(f"{section}.schedule", f"unknown schedule {s.schedule!r}; allowed: {', '.join(SCHEDULES)}")
+        if s.warmup_epochs < 0 or (s.warmup_epochs and s.schedule != "linear_warmup_cosine"):
+            fail(f"{section}.warmup_epochs", "0 or more, and only with schedule: linear_warmup_cosine")
+        if s.schedule == "linear_warmup_cosine" and not 0 < s.warmup_epochs < s.epochs:
+            fail(f"{section}.warmup_epochs", "linear_warmup_cosine needs 0 < warmup_epochs < epochs")
         if s.epochs < 1:
             fail(f"{section}.epochs", "must be at least 1")
         if s.batch_size < 1:
@@ -278,6 +332,11 @@ def _check(cfg: StudyConfig, path: str) -> None:
     for name, r in (("temperature", sp.temperature), ("alpha", sp.alpha)):
         if r.low > r.high:
             fail(f"search.{name}", f"low ({r.low:g}) is greater than high ({r.high:g})")
+    if sp.learning_rate is not None:
+        if not 0 < sp.learning_rate.low <= sp.learning_rate.high:
+            fail("search.learning_rate", "needs 0 < low <= high")
+    if sp.epochs is not None and any(e < 1 for e in sp.epochs.choices):
+        fail("search.epochs.choices", "every epoch count must be at least 1")
     if sp.temperature.low <= 0:
         fail("search.temperature.low", "temperature must be greater than 0")
     if sp.alpha.low < 0 or sp.alpha.high > 1:

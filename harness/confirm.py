@@ -30,7 +30,7 @@ from .evaluate import fidelity, predict_logits
 from .models import param_count
 from .record import TrialRecord, complete_records
 from .stats import Interval, mean_ci, paired_gain
-from .trial import train_distilled
+from .trial import recipe_of, train_distilled
 
 log = logging.getLogger(__name__)
 COLUMNS = ("trial", "width", "params", "temperature", "alpha", "seed", "role", "val_accuracy", "test_accuracy",
@@ -70,7 +70,8 @@ def configurations(study: optuna.Study, cfg: StudyConfig) -> list[TrialRecord]:
 
 
 def _key(ctx: Context, r: TrialRecord, seed: int) -> str:
-    return files.digest(json.dumps({"twin": baselines.key(ctx.cfg, r.width, seed), "teacher": ctx.teacher.key,
+    twin = baselines.key(ctx.cfg, r.width, seed, recipe_of(ctx, r))
+    return files.digest(json.dumps({"twin": twin, "teacher": ctx.teacher.key,
                                     "temperature": r.temperature, "alpha": r.alpha}, sort_keys=True))
 
 
@@ -83,9 +84,10 @@ def distilled(ctx: Context, r: TrialRecord, seed: int) -> Row:
         tags = {"width": str(r.width), "seed": str(seed), "harness.arm": "distilled",
                 "optuna.trial": str(r.number)}
         with ctx.start_run("confirm", f"confirm-t{r.number}-s{seed}", tags=tags):
+            recipe = recipe_of(ctx, r)
             mlflow.log_params({"trial": r.number, "width": r.width, "seed": seed, "temperature": r.temperature,
-                               "alpha": r.alpha, "epochs": ctx.cfg.training.epochs})
-            student, history = train_distilled(ctx, r.width, seed, r.temperature, r.alpha,
+                               "alpha": r.alpha, **recipe.to_dict()})
+            student, history = train_distilled(ctx, r.width, seed, r.temperature, r.alpha, recipe,
                                                [mlflow.keras.MlflowCallback()])
             test = fidelity(predict_logits(student, ctx.splits.test.images), ctx.splits.test.labels,
                             ctx.teacher_test_probs)
@@ -99,7 +101,7 @@ def distilled(ctx: Context, r: TrialRecord, seed: int) -> Row:
 
 
 def scratch(ctx: Context, r: TrialRecord, seed: int) -> Row:
-    b = baselines.train_or_load(ctx, r.width, seed, role="confirm")
+    b = baselines.train_or_load(ctx, r.width, seed, recipe_of(ctx, r), role="confirm")
     return Row(r.number, r.width, b["params"], r.temperature, r.alpha, seed, "scratch", b["val_accuracy"],
                b["test_accuracy"], b["agreement"], b["ece"], b["kl"])
 

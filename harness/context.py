@@ -43,6 +43,9 @@ class Context:
             (t.images, {"labels": t.labels, "teacher_logits": self.teacher.transfer_logits.astype(np.float32)}))
         self.val_ds = data_mod.pipeline(self.splits.validation.images, self.splits.validation.labels, 1024)
         self.jit = resolve_jit(tr.jit_compile, st.family, st.dropout, st.input_dropout)
+        if self.online and tr.jit_compile is None:  # the teacher runs in the step too
+            tc = self.cfg.teacher
+            self.jit = self.jit and resolve_jit(None, tc.family)
 
     def start_run(self, role: str, name: str, tags: dict | None = None):
         """A run nested under this invocation's parent run."""
@@ -53,14 +56,22 @@ class Context:
         """A fresh student and its transfer batches, both drawn from `seed` alone.
 
         A distilled student and its scratch twin at the same seed start from
-        the same weights and see the same batches in the same order: they
-        differ in the loss alone, so their difference is a paired measurement.
+        the same weights and see the same batches in the same order, with the
+        same jitter: they differ in the loss alone, so their difference is a
+        paired measurement. Batches carry the cached teacher logits only for a
+        distilled student with a cached teacher.
         """
         keras.utils.set_random_seed(seed)
         student = build_student(self.cfg.student, width, self.splits.image_shape, self.splits.num_classes,
                                 seed=seed)
-        ds = data_mod.batches(self.transfer, self.cfg.training.batch_size, shuffle_seed=seed)
-        return student, ds if distilled else data_mod.labels_only(ds)
+        ds = data_mod.batches(self.transfer, self.cfg.training.batch_size, shuffle_seed=seed,
+                              max_shift=self.cfg.student.augment.jitter)
+        return student, ds if distilled and not self.online else data_mod.labels_only(ds)
+
+    @property
+    def online(self) -> bool:
+        """The teacher runs in the step, on the student's own batch (`distillation.teacher: online`)."""
+        return self.cfg.distillation.teacher == "online"
 
     @cached_property
     def teacher_test_probs(self) -> np.ndarray:

@@ -87,15 +87,21 @@ class Distiller(keras.Model):
         return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy_metric.result()}
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+def make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
+    """`learning_rate`: a float or a `keras.optimizers.schedules` object."""
     return {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
             "rmsprop": keras.optimizers.RMSprop}[name](learning_rate=learning_rate)
 
 
-def compile_plain(model: keras.Model, optimizer: str, learning_rate: float,
+def compile_plain(model: keras.Model, optimizer, learning_rate=None,
                   jit_compile: bool = True, steps_per_execution: int = 32) -> keras.Model:
-    """Plain cross-entropy training of a model on hard labels (teachers, baselines)."""
-    model.compile(optimizer=make_optimizer(optimizer, learning_rate),
+    """Plain cross-entropy training of a model on hard labels (teachers, baselines).
+
+    `optimizer`: a Keras optimizer, or a name used with `learning_rate`.
+    """
+    if isinstance(optimizer, str):
+        optimizer = make_optimizer(optimizer, learning_rate)
+    model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                   jit_compile=jit_compile, steps_per_execution=steps_per_execution)

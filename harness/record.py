@@ -20,6 +20,8 @@ class TrialRecord:
     temperature: float | None = None  # suggested parameters (not stored: Optuna has them)
     alpha: float | None = None
     width: int | None = None
+    learning_rate: float | None = None  # only when the search suggests it (else the file's)
+    epochs: int | None = None  # likewise
     mlflow_run_id: str | None = None
     val_accuracy: float | None = None
     params: int | None = None
@@ -33,7 +35,7 @@ class TrialRecord:
     fail_reason: str | None = None
     diverged: str | None = None  # set (with the reason) when the loss became NaN or infinite
 
-    SUGGESTED = ("temperature", "alpha", "width")
+    SUGGESTED = ("temperature", "alpha", "width", "learning_rate", "epochs")
 
     @classmethod
     def from_trial(cls, trial: optuna.trial.FrozenTrial) -> "TrialRecord":

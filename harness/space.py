@@ -1,4 +1,5 @@
-"""What a trial may suggest: temperature, alpha and a student width within the budget.
+"""What a trial may suggest: temperature, alpha, a student width within the budget, and
+optionally the recipe's learning rate and epochs.
 
 With `max_params`, widths whose student would exceed the budget are never
 suggested: choices are filtered, and a range is cut at the largest width that
@@ -25,6 +26,11 @@ def suggest(trial: optuna.Trial, cfg: StudyConfig, image_shape, num_classes: int
     else:
         hi = max_width_in_budget(cfg, image_shape, num_classes)
         params["width"] = trial.suggest_int("width", s.width.low, hi, log=s.width.log)
+    if s.learning_rate is not None:
+        params["learning_rate"] = trial.suggest_float("learning_rate", s.learning_rate.low, s.learning_rate.high,
+                                                      log=s.learning_rate.log)
+    if s.epochs is not None:
+        params["epochs"] = trial.suggest_categorical("epochs", s.epochs.choices)
     return params
 
 

@@ -134,7 +134,8 @@ def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
     if p.type == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
     if p.type == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cfg.training.epochs)
+        epochs = cfg.search.epochs.choices if cfg.search.epochs else [cfg.training.epochs]
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs))
     return optuna.pruners.SuccessiveHalvingPruner(min_resource=1)
 
 

@@ -29,6 +29,7 @@ from .config import StudyConfig
 from .distiller import compile_plain
 from .evaluate import ensemble_accuracy, ensemble_logits
 from .models import build_teacher, flops_per_example, param_count
+from .recipe import Recipe
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
@@ -99,13 +100,13 @@ def _train_member(cfg: StudyConfig, splits: data_mod.Splits, member: int) -> tup
     keras.utils.set_random_seed(seed)
     model = build_teacher(t, splits.image_shape, splits.num_classes, seed=seed, name=f"teacher_{member}")
     jit = resolve_jit(t.jit_compile, t.family, t.dropout, t.input_dropout)
-    compile_plain(model, t.optimizer, t.learning_rate, jit_compile=jit)
+    compile_plain(model, Recipe.of(t).optimizer_for(len(splits.transfer)), jit_compile=jit)
     train = data_mod.pipeline(splits.transfer.images, splits.transfer.labels, t.batch_size,
                               shuffle_seed=seed, max_shift=t.jitter)
     val = data_mod.pipeline(splits.validation.images, splits.validation.labels, 1024)
     cb = _EpochLog(f"teacher[{member}]", t.epochs)
-    log.info("training teacher member %d: %s %s, %d epochs, XLA %s", member, t.family, t.widths,
-             t.epochs, "on" if jit else "off")
+    log.info("training teacher member %d: %s %s, %d epochs (%s, lr %g), XLA %s", member, t.family, t.widths,
+             t.epochs, t.schedule, t.learning_rate, "on" if jit else "off")
     model.fit(train, validation_data=val, epochs=t.epochs, verbose=0, callbacks=[cb], shuffle=False)
     return model, cb.history
 

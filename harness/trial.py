@@ -18,8 +18,9 @@ from optuna_integration import KerasPruningCallback
 
 from . import baselines, files, interrupt, space, tracking
 from .context import Context
-from .distiller import Distiller, make_optimizer
+from .distiller import Distiller
 from .models import flops_per_example, param_count
+from .recipe import Recipe
 from .record import TrialRecord
 
 log = logging.getLogger(__name__)
@@ -47,21 +48,29 @@ class EpochCounter(keras.callbacks.Callback):
         self.epochs = epoch + 1
 
 
-def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alpha: float,
+def recipe_of(ctx: Context, r: TrialRecord) -> Recipe:
+    """The recipe a trial trained with: the file's, with the trial's suggestions on top."""
+    return Recipe.of(ctx.cfg.training, r.learning_rate, r.epochs)
+
+
+def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alpha: float, recipe: Recipe,
                     callbacks: list) -> tuple[keras.Model, dict]:
-    """A student distilled from the cached soft targets; returns it and its `fit` history.
+    """A student distilled from the teacher's soft targets; returns it and its `fit` history.
+
+    Cached: the batches carry the teacher's logits. Online: the teacher runs in
+    the step on the very batch the student sees (augmented alike).
 
     Its initial weights and batch order come from `seed` alone (`Context.inputs`),
-    the same as its scratch twin's at that seed.
+    the same as its scratch twin's at that seed, and so does its recipe.
     """
-    tr = ctx.cfg.training
     student, train = ctx.inputs(width, seed)
-    distiller = Distiller(student, temperature=temperature, alpha=alpha)
-    distiller.compile(optimizer=make_optimizer(tr.optimizer, tr.learning_rate), jit_compile=ctx.jit,
-                      steps_per_execution=tr.steps_per_execution)
+    teacher = ctx.teacher.members if ctx.online else None
+    distiller = Distiller(student, teacher, temperature=temperature, alpha=alpha)
+    distiller.compile(optimizer=recipe.optimizer_for(len(ctx.splits.transfer)), jit_compile=ctx.jit,
+                      steps_per_execution=ctx.cfg.training.steps_per_execution)
     t0 = time.perf_counter()
     try:
-        hist = distiller.fit(train, validation_data=ctx.val_ds, epochs=tr.epochs, verbose=0, shuffle=False,
+        hist = distiller.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0, shuffle=False,
                              callbacks=[interrupt.StopOnInterrupt(), DivergenceGuard(), *callbacks])
     finally:
         ctx.fit_seconds += time.perf_counter() - t0
@@ -84,7 +93,8 @@ class Objective:
         ctx = self.ctx
         cfg, tr = ctx.cfg, ctx.cfg.training
         p = space.suggest(trial, cfg, ctx.splits.image_shape, ctx.splits.num_classes)
-        twin = baselines.train_or_load(ctx, p["width"])
+        recipe = Recipe.of(tr, p.get("learning_rate"), p.get("epochs"))
+        twin = baselines.train_or_load(ctx, p["width"], recipe=recipe)
         interrupt.check()
         run = ctx.start_run("trial", f"trial-{trial.number}",
                             tags={"optuna.study": cfg.name, "optuna.trial": str(trial.number)})
@@ -92,14 +102,12 @@ class Objective:
         record.save(trial)
         status, state, counter = "FAILED", "failed", EpochCounter()
         try:
-            mlflow.log_params({**p, "family": cfg.student.family, "depth": cfg.student.depth,
-                               "epochs": tr.epochs, "batch_size": tr.batch_size, "optimizer": tr.optimizer,
-                               "learning_rate": tr.learning_rate, "seed": cfg.seed,
-                               "teacher_key": ctx.teacher.key})
+            mlflow.log_params({**recipe.to_dict(), **p, "family": cfg.student.family, "depth": cfg.student.depth,
+                               "seed": cfg.seed, "teacher_key": ctx.teacher.key})
             callbacks = [counter, mlflow.keras.MlflowCallback()]
             if not cfg.multi_objective:
                 callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
-            student, history = train_distilled(ctx, p["width"], cfg.seed, p["temperature"], p["alpha"],
+            student, history = train_distilled(ctx, p["width"], cfg.seed, p["temperature"], p["alpha"], recipe,
                                                callbacks)
             params, flops = param_count(student), flops_per_example(student)
             val_acc = float(history["val_accuracy"][-1])

@@ -103,3 +103,43 @@ def test_student_saves_and_loads_without_the_distiller(random_data, tmp_path):
             "d = np.abs(m.predict(np.load(%r), verbose=0) - np.load(%r)).max(); print(d); assert d < 1e-5"
             % (str(tmp_path / "student.keras"), str(tmp_path / "x.npy"), str(tmp_path / "want.npy")))
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+class _Recording(keras.Model):
+    """Wraps a model and keeps every batch it is called on (eager steps only)."""
+
+    def __init__(self, inner, **kwargs):
+        super().__init__(**kwargs)
+        self.inner, self.seen = inner, []
+
+    def call(self, x, training=False):
+        self.seen.append(np.array(x))
+        return self.inner(x, training=training)
+
+
+def test_the_online_teacher_sees_exactly_the_students_augmented_batch(random_data):
+    x, y = random_data
+    teacher, student = _Recording(_teacher()), _Recording(_student())
+    d = Distiller(student, teacher, temperature=4.0, alpha=0.5)
+    d.compile(optimizer=make_optimizer("adam", 1e-3), run_eagerly=True)
+    ds = data.pipeline(x, y, 64, shuffle_seed=3, max_shift=2)
+    d.fit(ds.take(2), epochs=1, verbose=0)
+    assert len(teacher.seen) == 2 and len(student.seen) == 2
+    for t, s in zip(teacher.seen, student.seen):
+        np.testing.assert_array_equal(t, s)
+    # and the batch really was jittered: it is none of the unaugmented batches
+    raw = [b.numpy() for b, _ in data.pipeline(x, y, 64, shuffle_seed=3).take(2)]
+    assert not any(np.array_equal(teacher.seen[0], r) for r in raw)
+    # recomputing the teacher on that batch gives what the step used
+    np.testing.assert_allclose(teacher.inner(teacher.seen[0]).numpy(),
+                               teacher.inner(student.seen[0]).numpy(), atol=0)
+
+
+def test_student_augmentation_with_a_cached_teacher_is_refused():
+    from harness import config
+
+    with pytest.raises(config.ConfigError, match="distillation.teacher: student.augment needs `teacher: online`"):
+        config.parse({"name": "t", "student": {"augment": {"jitter": 2}}}, "t.yaml")
+    cfg = config.parse({"name": "t", "student": {"augment": {"jitter": 2}},
+                        "distillation": {"teacher": "online"}}, "t.yaml")
+    assert cfg.student.augment.jitter == 2
