@@ -24,16 +24,41 @@ def mlp(input_shape, num_classes: int, widths, *, dropout: float = 0.0,
 
 
 def cnn(input_shape, num_classes: int, widths, *, head: int = 128, dropout: float = 0.0,
-        input_dropout: float = 0.0, name: str = "cnn", seed: int | None = None) -> keras.Model:
-    """Conv blocks (3x3 conv, ReLU, 2x2 max-pool) of `widths` filters, then a dense head."""
+        input_dropout: float = 0.0, batch_norm: bool = False, pooling: str = "flatten",
+        convs_per_block: int = 1, name: str = "cnn", seed: int | None = None) -> keras.Model:
+    """Conv blocks of `widths` filters, then a dense head.
+
+    A block is `convs_per_block` 3x3 convolutions, each followed by ReLU (or,
+    with `batch_norm`, conv -> batch norm -> ReLU, the conv then without bias),
+    then a 2x2 max-pool. `pooling` turns the last feature map into a vector:
+    "flatten" (every position its own weights) or "gap" (global average, far
+    fewer head weights). The defaults build the original layers, names and
+    weights exactly, so existing studies and caches do not change.
+    """
+    if pooling not in ("flatten", "gap"):
+        raise ValueError(f"cnn pooling must be 'flatten' or 'gap', not {pooling!r}")
+    if convs_per_block < 1:
+        raise ValueError(f"cnn convs_per_block must be >= 1, not {convs_per_block}")
     inputs = keras.Input(shape=tuple(input_shape), dtype="float32", name="images")
     x = keras.layers.Rescaling(1.0 / 255.0)(inputs)
     if input_dropout:
         x = keras.layers.Dropout(input_dropout, seed=seed)(x)
     for i, filters in enumerate(widths):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv_{i}")(x)
+        for j in range(convs_per_block):
+            suffix = f"{i}" if convs_per_block == 1 else f"{i}_{j}"
+            if batch_norm:
+                x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                                        name=f"conv_{suffix}")(x)
+                x = keras.layers.BatchNormalization(name=f"bn_{suffix}")(x)
+                x = keras.layers.ReLU(name=f"relu_{suffix}")(x)
+            else:
+                x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
+                                        name=f"conv_{suffix}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool_{i}")(x)
-    x = keras.layers.Flatten()(x)
+    if pooling == "gap":
+        x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    else:
+        x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(head, activation="relu", name="head")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, seed=seed)(x)
@@ -41,10 +66,18 @@ def cnn(input_shape, num_classes: int, widths, *, head: int = 128, dropout: floa
     return keras.Model(inputs, logits, name=name)
 
 
+def _cnn_options(cfg) -> dict:
+    """The cnn-only options of a teacher or student section (defaults: the original cnn)."""
+    return {"head": cfg.head,
+            "batch_norm": bool(getattr(cfg, "batch_norm", False)),
+            "pooling": getattr(cfg, "pooling", "flatten"),
+            "convs_per_block": int(getattr(cfg, "convs_per_block", 1))}
+
+
 def build_teacher(cfg: TeacherConfig, input_shape, num_classes: int, seed: int | None = None,
                   name: str = "teacher") -> keras.Model:
     builder = mlp if cfg.family == "mlp" else cnn
-    extra = {} if cfg.family == "mlp" else {"head": cfg.head}
+    extra = {} if cfg.family == "mlp" else _cnn_options(cfg)
     return builder(input_shape, num_classes, cfg.widths, dropout=cfg.dropout,
                    input_dropout=cfg.input_dropout, name=name, seed=seed, **extra)
 
@@ -59,7 +92,7 @@ def student_widths(cfg: StudentConfig, width: int) -> list[int]:
 def build_student(cfg: StudentConfig, width: int, input_shape, num_classes: int,
                   seed: int | None = None) -> keras.Model:
     builder = mlp if cfg.family == "mlp" else cnn
-    extra = {} if cfg.family == "mlp" else {"head": cfg.head}
+    extra = {} if cfg.family == "mlp" else _cnn_options(cfg)
     return builder(input_shape, num_classes, student_widths(cfg, width), dropout=cfg.dropout,
                    input_dropout=cfg.input_dropout, name=f"student_w{width}", seed=seed, **extra)
 
