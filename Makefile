@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STUDY  ?= studies/fashion_mnist_mlp.yaml
+STUDY  ?= studies/fashion_mnist.yaml
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 

@@ -199,13 +199,16 @@ def table(summary: list[Confirmed], teacher_test: float | None = None, teacher_e
     """The confirmed table: test accuracy mean ± 95% CI half-width (points), paired gain."""
     n = summary[0].n if summary else 0
     lines = [f"confirmed over {n} seeds (test split; mean ± 95% CI; gain = distilled - scratch, paired by seed):",
-             f"{'trial':>5} {'width':>5} {'params':>9} {'T':>5} {'alpha':>5} {'scratch':>14} {'distilled':>14} "
-             f"{'gain (points)':>14}  {'agree s/d':>11} {'ECE s/d':>11}  verdict"]
+             f"{'trial':>5} {'width':>5} {'params':>9} {'T':>5} {'alpha':>5} {'scratch':>15} {'distilled':>15} "
+             f"{'gain (points)':>15}  {'agree s/d':>11} {'ECE s/d':>11}  verdict"]
+
+    def pm(iv: Interval) -> str:
+        return f"{100 * iv.mean:6.2f} ± {100 * iv.half_width:<6.2f}"
+
     for c in summary:
         lines.append(
             f"{c.trial:>5} {c.width:>5} {c.params:>9,} {c.temperature:>5.2f} {c.alpha:>5.2f} "
-            f"{100 * c.scratch_test.mean:>7.2f} ± {100 * c.scratch_test.half_width:<4.2f} "
-            f"{100 * c.test.mean:>7.2f} ± {100 * c.test.half_width:<4.2f} {c.test_gain.points():>14}  "
+            f"{pm(c.scratch_test)} {pm(c.test)} {c.test_gain.points():>15}  "
             f"{100 * c.scratch_agreement.mean:>5.1f}/{100 * c.agreement.mean:<5.1f} "
             f"{100 * c.scratch_ece.mean:>5.2f}/{100 * c.ece.mean:<5.2f}  {verdict(c)}")
     if teacher_test is not None:
