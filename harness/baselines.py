@@ -79,7 +79,9 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
             mlflow.log_params({"width": width, "seed": seed, "family": cfg.student.family,
                                "depth": cfg.student.depth, **recipe.to_dict()})
             t0 = time.perf_counter()
+            # Validated once, at the end: a twin is a reference point, never pruned.
             hist = student.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0, shuffle=False,
+                               validation_freq=recipe.epochs,
                                callbacks=[interrupt.StopOnInterrupt(), mlflow.keras.MlflowCallback()])
             ctx.fit_seconds += time.perf_counter() - t0
             # Twins are reference points, never chosen by anything: reporting

@@ -88,7 +88,7 @@ def distilled(ctx: Context, r: TrialRecord, seed: int) -> Row:
             mlflow.log_params({"trial": r.number, "width": r.width, "seed": seed, "temperature": r.temperature,
                                "alpha": r.alpha, **recipe.to_dict()})
             student, history = train_distilled(ctx, r.width, seed, r.temperature, r.alpha, recipe,
-                                               [mlflow.keras.MlflowCallback()])
+                                               [mlflow.keras.MlflowCallback()], every_epoch=False)
             test = fidelity(predict_logits(student, ctx.splits.test.images), ctx.splits.test.labels,
                             ctx.teacher_test_probs)
             row = Row(r.number, r.width, param_count(student), r.temperature, r.alpha, seed, "distilled",

@@ -49,7 +49,8 @@ def table(cfg: StudyConfig, ws: stores.Workspace) -> str:
     champ = _champion_trial_number(cfg)
     states = [t.state for t in study.trials]
     count = {s.name.lower(): states.count(s) for s in optuna.trial.TrialState if states.count(s)}
-    title = "Pareto front (val accuracy vs parameters)" if cfg.multi_objective else "complete trials"
+    title = ("Pareto front (val accuracy vs parameters)" if cfg.multi_objective else "complete trials") + \
+        " of the search: one seed each, gains are best-of-N, not findings"
     lines = [f"study {cfg.name!r}: " + ", ".join(f"{n} {k}" for k, n in count.items()), _teacher_line(cfg),
              f"{title}:",
              f"{'trial':>5} {'width':>5} {'params':>9} {'T':>6} {'alpha':>5} {'val_acc':>7} "

@@ -97,9 +97,10 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
 
         t0 = time.perf_counter()
         teacher_ece = ece(ctx.teacher_test_probs, splits.test.labels)
-        summary = _confirm(ctx, study, teacher_ece)
+        configs = confirm.configurations(study, cfg)
+        summary = _confirm(ctx, study, configs, teacher_ece)
         confirm_seconds = time.perf_counter() - t0
-        champ = _champion(study, cfg, summary)
+        champ = _champion(study, cfg, configs, summary)
         test_acc = export_path = None
         if champ is not None:
             test_acc = champion_mod.test_and_register(cfg, champ, splits)
@@ -121,10 +122,10 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
         mlflow.end_run(status)
 
 
-def _confirm(ctx: Context, study: optuna.Study, teacher_ece: float) -> list[confirm.Confirmed]:
+def _confirm(ctx: Context, study: optuna.Study, configs: list[TrialRecord],
+             teacher_ece: float) -> list[confirm.Confirmed]:
     """The confirmation stage, its artifacts on the parent run and its summary in the study."""
     cfg = ctx.cfg
-    configs = confirm.configurations(study, cfg)
     if not cfg.confirm.seeds or not configs:
         log.warning("no confirmation (confirm.seeds: %d): every gain below is one seed, a search result",
                     cfg.confirm.seeds)
@@ -146,10 +147,10 @@ def _confirm(ctx: Context, study: optuna.Study, teacher_ece: float) -> list[conf
     return summary
 
 
-def _champion(study: optuna.Study, cfg: StudyConfig, summary: list[confirm.Confirmed]) -> TrialRecord | None:
+def _champion(study: optuna.Study, cfg: StudyConfig, configs: list[TrialRecord],
+              summary: list[confirm.Confirmed]) -> TrialRecord | None:
     """The rule applied to the confirmed validation means, or to the search's front without them."""
     if not summary:
         return champion_mod.select(champion_mod.front(study, cfg), cfg.champion)
     pick = champion_mod.select(summary, cfg.champion)
-    return next(r for r in champion_mod.front(study, cfg) + confirm.configurations(study, cfg)
-                if r.number == pick.trial)
+    return next(r for r in configs if r.number == pick.trial)

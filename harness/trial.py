@@ -54,11 +54,12 @@ def recipe_of(ctx: Context, r: TrialRecord) -> Recipe:
 
 
 def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alpha: float, recipe: Recipe,
-                    callbacks: list) -> tuple[keras.Model, dict]:
+                    callbacks: list, every_epoch: bool = True) -> tuple[keras.Model, dict]:
     """A student distilled from the teacher's soft targets; returns it and its `fit` history.
 
     Cached: the batches carry the teacher's logits. Online: the teacher runs in
-    the step on the very batch the student sees (augmented alike).
+    the step on the very batch the student sees (augmented alike). Without
+    `every_epoch` it is validated once, at the end (what confirmation needs).
 
     Its initial weights and batch order come from `seed` alone (`Context.inputs`),
     the same as its scratch twin's at that seed, and so does its recipe.
@@ -71,6 +72,7 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
     t0 = time.perf_counter()
     try:
         hist = distiller.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0, shuffle=False,
+                             validation_freq=1 if every_epoch else recipe.epochs,
                              callbacks=[interrupt.StopOnInterrupt(), DivergenceGuard(), *callbacks])
     finally:
         ctx.fit_seconds += time.perf_counter() - t0
