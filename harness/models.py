@@ -68,10 +68,8 @@ def cnn(input_shape, num_classes: int, widths, *, head: int = 128, dropout: floa
 
 def _cnn_options(cfg) -> dict:
     """The cnn-only options of a teacher or student section (defaults: the original cnn)."""
-    return {"head": cfg.head,
-            "batch_norm": bool(getattr(cfg, "batch_norm", False)),
-            "pooling": getattr(cfg, "pooling", "flatten"),
-            "convs_per_block": int(getattr(cfg, "convs_per_block", 1))}
+    return {"head": cfg.head, "batch_norm": cfg.batch_norm, "pooling": cfg.pooling,
+            "convs_per_block": cfg.convs_per_block}
 
 
 def build_teacher(cfg: TeacherConfig, input_shape, num_classes: int, seed: int | None = None,

@@ -45,14 +45,7 @@ def pareto(records: list[TrialRecord], on_front: list[TrialRecord], name: str, t
                    s=300, color="gold", edgecolor="black", zorder=5, label=f"champion (trial {champion.number})")
     if ax.collections and ax.collections[0].get_array() is not None and records:
         fig.colorbar(ax.collections[0], ax=ax, label="temperature")
-    ax.set_xscale("log")
-    ax.set(xlabel="student parameters", ylabel="validation accuracy (%)",
-           title=f"{name}: accuracy vs size")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save_size_plot(fig, ax, "validation accuracy (%)", f"{name}: accuracy vs size", path)
 
 
 def temperature_alpha(records: list[TrialRecord], path: Path) -> None:
@@ -86,9 +79,14 @@ def confirmed(summary, teacher_test: float, name: str, path: Path) -> None:
                         xytext=(0, 6), ha="center", fontsize=7)
     ax.axhline(100 * teacher_test, color="tab:red", ls=":", label="teacher")
     n = summary[0].n if summary else 0
+    _save_size_plot(fig, ax, "test accuracy (%)", f"{name}: confirmed over {n} seeds (* gain whose CI excludes 0)",
+                    path)
+
+
+def _save_size_plot(fig, ax, ylabel: str, title: str, path: Path) -> None:
+    """Accuracy against parameters (log scale), legend, grid; written and closed."""
     ax.set_xscale("log")
-    ax.set(xlabel="student parameters", ylabel="test accuracy (%)",
-           title=f"{name}: confirmed over {n} seeds (* gain whose CI excludes 0)")
+    ax.set(xlabel="student parameters", ylabel=ylabel, title=title)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -8,7 +8,6 @@ Hand computations, base learning rate 2e-3:
     t=40 (a quarter of the cosine): 1.7071068e-3;  t=70 (half): 1e-3;  t=130: 0
 """
 
-import types
 
 import keras
 import numpy as np
@@ -127,8 +126,8 @@ def test_build_teacher_without_the_new_fields_is_unchanged():
 
 def test_batch_norm_gap_and_convs_per_block_change_the_model():
     def teacher(**options):
-        cfg = types.SimpleNamespace(family="cnn", widths=[32, 64], head=256, dropout=0.5,
-                                    input_dropout=0.0, **options)
+        cfg = config.TeacherConfig(family="cnn", widths=[32, 64], head=256, dropout=0.5,
+                                   input_dropout=0.0, **options)
         return models.build_teacher(cfg, (28, 28, 1), 10, seed=0)
 
     bn = teacher(batch_norm=True)
