@@ -71,9 +71,11 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
                 return json.loads(target.read_text())
             except json.JSONDecodeError:
                 log.warning("baseline %s is damaged; training it again", target)
-        student, train = ctx.inputs(width, seed, distilled=False)
-        compile_plain(student, recipe.optimizer_for(len(ctx.splits.transfer)), jit_compile=ctx.jit,
-                      steps_per_execution=tr.steps_per_execution)
+        fresh, train = ctx.inputs(width, seed, distilled=False)
+        _, student = ctx.compiled.get(
+            ctx.compile_key("scratch", width, recipe), fresh,
+            lambda s: compile_plain(s, recipe.optimizer_for(len(ctx.splits.transfer)), jit_compile=ctx.jit,
+                                    steps_per_execution=tr.steps_per_execution))
         tags = {"width": str(width), "seed": str(seed), "harness.arm": "scratch"}
         with ctx.start_run(role, f"{role}-w{width}-s{seed}", tags=tags) as run:
             mlflow.log_params({"width": width, "seed": seed, "family": cfg.student.family,

@@ -154,10 +154,22 @@ class ChampionConfig:
 
 
 @dataclass(frozen=True)
+class ArmConfig:
+    """One distilled arm of the confirmation: how the teacher is consulted and how the
+    student's batches are jittered. Its scratch twin sees the same jittered batches."""
+    name: str
+    teacher: str = "cached"  # cached | online (see DistillationConfig)
+    jitter: int = 0
+
+
+@dataclass(frozen=True)
 class ConfirmConfig:
     """After the search: the chosen configurations again over fresh seeds, each paired with
     its scratch twin, so gains come with confidence intervals. 0 turns it off."""
     seeds: int = 5
+    # Several distilled arms per configuration (e.g. cached vs consistent online), compared
+    # with each other seed by seed too; null: one arm, the file's distillation and augment.
+    arms: list[ArmConfig] | None = None
 
 
 @dataclass(frozen=True)
@@ -369,6 +381,19 @@ def _check(cfg: StudyConfig, path: str) -> None:
         fail("champion.tolerance", "must be 0 or more accuracy points")
     if cfg.confirm.seeds < 0 or cfg.confirm.seeds == 1:
         fail("confirm.seeds", "must be 0 (off) or at least 2 (an interval needs two seeds)")
+    names = set()
+    for i, arm in enumerate(cfg.confirm.arms or []):
+        where = f"confirm.arms[{i}]"
+        if not arm.name.strip() or arm.name in names:
+            fail(f"{where}.name", f"must be a unique, non-empty name (got {arm.name!r})")
+        names.add(arm.name)
+        if arm.teacher not in ("cached", "online"):
+            fail(f"{where}.teacher", f"unknown mode {arm.teacher!r}; allowed: cached, online")
+        if arm.jitter < 0:
+            fail(f"{where}.jitter", "must be 0 or more pixels")
+        if arm.jitter and arm.teacher == "cached":
+            fail(f"{where}.teacher", "jitter needs `teacher: online`: the cached logits are of unaugmented "
+                                     "images, so they would not match the student's batches")
     if cfg.heartbeat.interval < 1 or cfg.heartbeat.grace_period <= cfg.heartbeat.interval:
         fail("heartbeat", "interval must be at least 1 s and grace_period longer than interval")
 

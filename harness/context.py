@@ -7,6 +7,7 @@ logits instead of rebuilding them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -16,7 +17,8 @@ import tensorflow as tf
 
 from . import data as data_mod
 from . import tracking
-from .config import StudyConfig
+from .compiled import Compiled
+from .config import ArmConfig, AugmentConfig, DistillationConfig, StudyConfig
 from .evaluate import ensemble_logits, ensemble_probabilities
 from .models import build_student
 from .stores import Workspace
@@ -35,6 +37,7 @@ class Context:
     val_ds: tf.data.Dataset = field(init=False)
     jit: bool = field(init=False)
     fit_seconds: float = 0.0  # time spent inside students' `fit` (the bench's overhead figure)
+    compiled: Compiled = field(default_factory=Compiled)
 
     def __post_init__(self):
         tr, st = self.cfg.training, self.cfg.student
@@ -46,6 +49,20 @@ class Context:
         if self.online and tr.jit_compile is None:  # the teacher runs in the step too
             tc = self.cfg.teacher
             self.jit = self.jit and resolve_jit(None, tc.family)
+
+    def for_arm(self, arm: ArmConfig) -> "Context":
+        """The same data and teacher, with this arm's teacher mode and jitter: its students, and
+        its scratch twins (whose key holds the jitter), train as the arm says."""
+        cfg = dataclasses.replace(
+            self.cfg, distillation=DistillationConfig(teacher=arm.teacher),
+            student=dataclasses.replace(self.cfg.student, augment=AugmentConfig(jitter=arm.jitter)))
+        return Context(cfg, self.ws, self.splits, self.teacher, self.experiment_id, self.parent_run_id)
+
+    def compile_key(self, kind: str, width: int, recipe) -> str:
+        """What a compiled training graph depends on, beyond the study file's student section."""
+        return Compiled.key(kind=kind, width=width, recipe=recipe.to_dict(), examples=len(self.splits.transfer),
+                            online=self.online and kind == "distilled", jit=self.jit,
+                            steps_per_execution=self.cfg.training.steps_per_execution)
 
     def start_run(self, role: str, name: str, tags: dict | None = None):
         """A run nested under this invocation's parent run."""

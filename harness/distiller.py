@@ -33,12 +33,27 @@ class Distiller(keras.Model):
         for m in members:
             m.trainable = False
         self.teachers = list(members)
-        self.temperature = float(temperature)
-        self.alpha = float(alpha)
+        # Variables, not Python floats, so one compiled step serves every (T, alpha) of a shape
+        # (`compiled.py`); the loss casts them to float32 as it did the floats.
+        self._temperature = keras.Variable(float(temperature), trainable=False, dtype="float32",
+                                           name="temperature")
+        self._alpha = keras.Variable(float(alpha), trainable=False, dtype="float32", name="alpha")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.hard_tracker = keras.metrics.Mean(name="hard_loss")
         self.soft_tracker = keras.metrics.Mean(name="soft_loss")
         self.accuracy_metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    @property
+    def temperature(self) -> float:
+        return float(self._temperature.numpy())
+
+    @property
+    def alpha(self) -> float:
+        return float(self._alpha.numpy())
+
+    def set_loss(self, temperature: float, alpha: float) -> None:
+        self._temperature.assign(float(temperature))
+        self._alpha.assign(float(alpha))
 
     @property
     def metrics(self):
@@ -66,7 +81,7 @@ class Distiller(keras.Model):
         with tf.GradientTape() as tape:
             student_logits = self.student(x, training=True)
             total, hard, soft = distillation_loss(labels, student_logits, teacher_logits,
-                                                  self.temperature, self.alpha)
+                                                  self._temperature, self._alpha)
         weights = self.student.trainable_variables
         grads = tape.gradient(total, weights)
         self.optimizer.apply_gradients(zip(grads, weights))

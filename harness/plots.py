@@ -66,7 +66,10 @@ def temperature_alpha(records: list[TrialRecord], path: Path) -> None:
 
 
 def confirmed(summary, teacher_test: float, name: str, path: Path) -> None:
-    """Test accuracy against parameters with 95% intervals over seeds, distilled vs scratch."""
+    """Test accuracy against parameters with 95% intervals over seeds, distilled vs scratch
+    (with several arms: one column per configuration and arm instead)."""
+    if any(c.arm for c in summary):
+        return _confirmed_arms(summary, teacher_test, name, path)
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for arm, colour, label in (("test", "tab:blue", "distilled"), ("scratch_test", "tab:gray", "from scratch")):
         cs = sorted(summary, key=lambda c: c.params)
@@ -81,6 +84,28 @@ def confirmed(summary, teacher_test: float, name: str, path: Path) -> None:
     n = summary[0].n if summary else 0
     _save_size_plot(fig, ax, "test accuracy (%)", f"{name}: confirmed over {n} seeds (* gain whose CI excludes 0)",
                     path)
+
+
+def _confirmed_arms(summary, teacher_test: float, name: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(summary) + 2), 5))
+    for k, (field, colour, fmt, label) in enumerate((("scratch_test", "tab:gray", "s", "from scratch (the arm's twin)"),
+                                                     ("test", "tab:blue", "o", "distilled"))):
+        iv = [getattr(c, field) for c in summary]
+        ax.errorbar([i + 0.12 * (2 * k - 1) for i in range(len(summary))], [100 * v.mean for v in iv],
+                    yerr=[100 * v.half_width for v in iv], fmt=fmt, color=colour, capsize=4, label=f"{label} (95% CI)")
+    for i, c in enumerate(summary):
+        ax.annotate(c.test_gain.points() + ("*" if c.test_gain.excludes_zero else ""), (i, 100 * c.test.high),
+                    textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7)
+    ax.axhline(100 * teacher_test, color="tab:red", ls=":", label="teacher")
+    ax.set_xticks(range(len(summary)), [f"{c.arm}\nw={c.width}, {c.params:,} p" for c in summary], fontsize=8)
+    ax.set_xlim(-0.6, len(summary) - 0.4)
+    n = summary[0].n if summary else 0
+    ax.set(ylabel="test accuracy (%)", title=f"{name}: arms over {n} seeds (gain vs twin; * CI excludes 0)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _save_size_plot(fig, ax, ylabel: str, title: str, path: Path) -> None:

@@ -72,7 +72,15 @@ def _confirmed(study: optuna.Study) -> str:
                 "are one seed and best-of-N on validation, a search result, not a finding")
     teacher = study.user_attrs.get("teacher_test", {})
     return confirm.table([confirm.Confirmed.from_dict(d) for d in stored], teacher.get("accuracy"),
-                         teacher.get("ece"))
+                         teacher.get("ece"), _between_arms(study))
+
+
+def _between_arms(study: optuna.Study) -> list[dict]:
+    """The arms' paired differences as stored in the study (intervals rebuilt)."""
+    def iv(v):
+        return confirm.Interval(v["mean"], v["low"], v["high"], v["n"])
+    return [{**d, "val_gain": iv(d["val_gain"]), "test_gain": iv(d["test_gain"])}
+            for d in study.user_attrs.get("between_arms", [])]
 
 
 def summary(cfg: StudyConfig, result) -> str:
@@ -85,9 +93,11 @@ def summary(cfg: StudyConfig, result) -> str:
            f"teacher: {result.teacher.params:,} params, val acc {result.teacher.val_accuracy:.4f}, "
            f"test acc {result.teacher.test_accuracy:.4f}"]
     if result.confirmed:
-        out.append(confirm.table(result.confirmed, result.teacher.test_accuracy, result.teacher_ece))
+        out.append(confirm.table(result.confirmed, result.teacher.test_accuracy, result.teacher_ece,
+                                 _between_arms(study)))
     if c is not None:
-        conf = next((x for x in result.confirmed if x.trial == c.number), None)
+        conf = max((x for x in result.confirmed if x.trial == c.number), key=lambda x: x.val_accuracy,
+                   default=None)
         how = (f"chosen by the rule on the confirmed validation means; confirmed test "
                f"{100 * conf.test.mean:.2f} ± {100 * conf.test.half_width:.2f}, paired gain "
                f"{conf.test_gain.points()} points ({confirm.verdict(conf)})" if conf else

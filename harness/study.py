@@ -131,8 +131,10 @@ def _confirm(ctx: Context, study: optuna.Study, configs: list[TrialRecord],
                     cfg.confirm.seeds)
         return []
     rows = confirm.run(ctx, configs)
-    summary = confirm.summarise(rows)
+    summary, comparisons = confirm.summarise(rows), confirm.between_arms(rows)
+    as_dicts = [{k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in d.items()} for d in comparisons]
     study.set_user_attr("confirmed", [c.to_dict() for c in summary])
+    study.set_user_attr("between_arms", as_dicts)
     study.set_user_attr("teacher_test", {"accuracy": ctx.teacher.test_accuracy, "ece": teacher_ece})
     mlflow.log_metric("teacher_test_ece", teacher_ece)
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,10 +142,10 @@ def _confirm(ctx: Context, study: optuna.Study, configs: list[TrialRecord],
         confirm.write_csv(rows, d / "confirm.csv")
         (d / "summary.json").write_text(json.dumps(
             {"seeds": confirm.seeds(cfg), "teacher": {"test_accuracy": ctx.teacher.test_accuracy, "ece": teacher_ece},
-             "configurations": [c.to_dict() for c in summary]}, indent=1))
+             "configurations": [c.to_dict() for c in summary], "between_arms": as_dicts}, indent=1))
         plots.confirmed(summary, ctx.teacher.test_accuracy, cfg.name, d / "confirmed.png")
         mlflow.log_artifacts(str(d), "confirm")
-    log.info("%s", confirm.table(summary, ctx.teacher.test_accuracy, teacher_ece))
+    log.info("%s", confirm.table(summary, ctx.teacher.test_accuracy, teacher_ece, comparisons))
     return summary
 
 

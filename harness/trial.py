@@ -64,11 +64,17 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
     Its initial weights and batch order come from `seed` alone (`Context.inputs`),
     the same as its scratch twin's at that seed, and so does its recipe.
     """
-    student, train = ctx.inputs(width, seed)
+    fresh, train = ctx.inputs(width, seed)
     teacher = ctx.teacher.members if ctx.online else None
-    distiller = Distiller(student, teacher, temperature=temperature, alpha=alpha)
-    distiller.compile(optimizer=recipe.optimizer_for(len(ctx.splits.transfer)), jit_compile=ctx.jit,
-                      steps_per_execution=ctx.cfg.training.steps_per_execution)
+
+    def compile_distiller(s: keras.Model) -> Distiller:
+        d = Distiller(s, teacher, temperature=temperature, alpha=alpha)
+        d.compile(optimizer=recipe.optimizer_for(len(ctx.splits.transfer)), jit_compile=ctx.jit,
+                  steps_per_execution=ctx.cfg.training.steps_per_execution)
+        return d
+
+    distiller, student = ctx.compiled.get(ctx.compile_key("distilled", width, recipe), fresh, compile_distiller)
+    distiller.set_loss(temperature, alpha)
     t0 = time.perf_counter()
     try:
         hist = distiller.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0, shuffle=False,

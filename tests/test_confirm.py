@@ -1,5 +1,6 @@
 """Confirmation over seeds: the interval arithmetic, the pairing, the fidelity metrics."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -103,3 +104,63 @@ def test_a_distilled_student_and_its_twin_start_alike_and_see_the_same_batches(s
     s3, other = ctx.inputs(32, seed=6, distilled=False)
     assert not np.array_equal(next(iter(other))[1].numpy(), next(iter(scratch))[1].numpy())
     assert not np.array_equal(s3.get_weights()[0], s1.get_weights()[0])
+
+
+def test_arms_are_summarised_apart_and_compared_with_each_other_by_seed(tmp_path):
+    """Several distilled arms of one configuration: each paired with its own twin, and the later
+    arm minus the earlier one, seed by seed (the patient study's question)."""
+    rows = []
+    for seed in (1, 2, 3):
+        rows += [confirm.Row(4, 8, 7000, 2.0, 0.1, seed, "distilled", 0.80, 0.80 + 0.001 * seed, 0.9, 0.02, 0.1,
+                             "cached"),
+                 confirm.Row(4, 8, 7000, 2.0, 0.1, seed, "scratch", 0.79, 0.79, 0.9, 0.02, 0.1, "cached"),
+                 confirm.Row(4, 8, 7000, 2.0, 0.1, seed, "distilled", 0.82, 0.82 + 0.001 * seed, 0.9, 0.02, 0.1,
+                             "online"),
+                 confirm.Row(4, 8, 7000, 2.0, 0.1, seed, "scratch", 0.80, 0.80, 0.9, 0.02, 0.1, "online")]
+    cached, online = confirm.summarise(rows)
+    assert (cached.arm, online.arm) == ("cached", "online")
+    assert cached.test_gain.mean == pytest.approx(0.012) and online.test_gain.mean == pytest.approx(0.022)
+    (between,) = confirm.between_arms(rows)
+    assert (between["arm"], between["minus"]) == ("online", "cached")
+    assert between["test_gain"].mean == pytest.approx(0.02) and between["test_gain"].excludes_zero
+    text = confirm.table([cached, online], 0.93, 0.01, [between])
+    assert "online - cached" in text and "online" in text.splitlines()[3]
+    confirm.write_csv(rows, tmp_path / "c.csv")
+    assert (tmp_path / "c.csv").read_text().splitlines()[0].endswith(",ece,arm")
+    confirm.write_csv([r for r in rows if r.arm == "cached"][:2], tmp_path / "one.csv")
+    assert (tmp_path / "one.csv").read_text().splitlines()[0].endswith(",ece,arm")
+    one = [dataclasses.replace(r, arm="") for r in rows[:2]]
+    confirm.write_csv(one, tmp_path / "plain.csv")
+    assert (tmp_path / "plain.csv").read_text().splitlines()[0].endswith(",agreement,ece")
+
+
+def test_an_arm_with_jitter_and_a_cached_teacher_is_refused():
+    from harness import config
+
+    ok = config.parse({"name": "t", "confirm": {"seeds": 2, "arms": [{"name": "a"},
+                                                                    {"name": "b", "teacher": "online", "jitter": 1}]}})
+    assert [a.name for a in ok.confirm.arms] == ["a", "b"]
+    with pytest.raises(config.ConfigError, match=r"confirm.arms\[0\].teacher.*online"):
+        config.parse({"name": "t", "confirm": {"arms": [{"name": "a", "jitter": 2}]}})
+    with pytest.raises(config.ConfigError, match=r"confirm.arms\[1\].name"):
+        config.parse({"name": "t", "confirm": {"arms": [{"name": "a"}, {"name": "a", "teacher": "online"}]}})
+
+
+def test_an_arm_trains_as_it_says(small_splits, tmp_path):
+    from harness import baselines, config, stores
+    from harness.context import Context
+    from harness.teacher import Teacher
+
+    cfg = config.parse({"name": "t", "dataset": {"limit": 2000}})
+    logits = np.zeros((len(small_splits.transfer), 10), np.float32)
+    ctx = Context(cfg, stores.Workspace.resolve(tmp_path), small_splits, Teacher([], logits, 0.0, 0.0, "k", tmp_path,
+                                                                            from_cache=True), "0", "parent")
+    arm = ctx.for_arm(config.ArmConfig("online", "online", 2))
+    assert arm.online and arm.cfg.student.augment.jitter == 2 and not ctx.online
+    assert baselines.key(arm.cfg, 32, 1) != baselines.key(ctx.cfg, 32, 1)  # its twin is jittered too
+    _, online = arm.inputs(32, 1)
+    _, plain = ctx.inputs(32, 1, distilled=False)
+    (xo, yo), (xp, yp) = next(iter(online)), next(iter(plain))
+    assert not isinstance(yo, dict)  # labels only: the teacher runs in the step
+    np.testing.assert_array_equal(yo.numpy(), yp.numpy())  # same order
+    assert not np.array_equal(xo.numpy(), xp.numpy())  # but jittered

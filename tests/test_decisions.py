@@ -9,6 +9,8 @@ from harness import champion, config, space, stores
 from harness.config import ChampionConfig, ConfigError
 from harness.record import TrialRecord
 
+from helpers import ROOT
+
 SHAPE, CLASSES = (28, 28, 1), 10
 
 
@@ -109,3 +111,9 @@ def test_trial_record_round_trips_through_optuna():
     assert (r.val_accuracy, r.params, r.model_path, r.epochs_run, r.fail_reason) == (0.9, 123, "m.keras", 2, None)
     assert r.width in (16, 32) and 1 <= r.temperature <= 20 and r.number == 0 and r.complete
     assert set(study.trials[0].user_attrs) == {"val_accuracy", "params", "model_path", "epochs_run"}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_study_file_is_valid(path):
+    cfg = config.load(path)
+    assert cfg.name == path.stem  # the MLflow experiment and Optuna study are named after the file

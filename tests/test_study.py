@@ -87,8 +87,12 @@ def test_confirmation_pairs_every_front_configuration_over_fresh_seeds(smoke, tm
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["trial", "width", "params", "temperature", "alpha", "seed", "role", "val_accuracy",
                              "test_accuracy", "agreement", "ece"]
-    front = {r.number for r in champion.front(load_study(workdir), config.load(SMOKE))}
+    on_front = champion.front(load_study(workdir), config.load(SMOKE))
+    front = {r.number for r in confirm.configurations(load_study(workdir), config.load(SMOKE))}
     assert {int(r["trial"]) for r in rows} == front
+    # every width on the Pareto front is confirmed once (equal-width ties are one question)
+    assert sorted({int(r["width"]) for r in rows if r["seed"] == "1" and r["role"] == "scratch"}) == \
+        sorted({r.width for r in on_front}) and len(front) == len({r.width for r in on_front})
     for t in front:  # each configuration: seeds 1 and 2 (never the search's seed 0), both arms
         got = sorted((int(r["seed"]), r["role"]) for r in rows if int(r["trial"]) == t)
         assert got == [(1, "distilled"), (1, "scratch"), (2, "distilled"), (2, "scratch")]
