@@ -5,6 +5,9 @@ For each teacher/student pair, in one process and on the same transfer data:
 * A  the student alone, plain `fit` with cross-entropy (the baseline);
 * B  the harness `Distiller` with cached teacher logits (the default mode);
 * C  the harness `Distiller` with the teacher running inside the step;
+* Cj C on batches jittered by up to 2 pixels: the consistent online mode
+     (`student.augment` with `distillation.teacher: online`), its cost with the
+     augmentation included;
 * D  Keras' own `keras.distillation.Distiller` (which always runs the teacher),
      configured as a careful user would, so that it computes the same loss as B
      and C: `LogitsDistillation(loss=keras.losses.KLDivergence())`. Its default
@@ -69,8 +72,8 @@ PAIRS = {
 }
 
 # In the order `format_table` prints them.
-KEYS = ("scratch_epoch_s", "distill_cached_epoch_s", "distill_online_epoch_s",
-        "keras_distiller_epoch_s", "B_over_A", "C_over_B", "D_over_B", "student_xla",
+KEYS = ("scratch_epoch_s", "distill_cached_epoch_s", "distill_online_epoch_s", "distill_online_jitter_epoch_s",
+        "keras_distiller_epoch_s", "B_over_A", "C_over_B", "Cj_over_B", "D_over_B", "student_xla",
         "scratch_xla_epoch_s", "scratch_noxla_epoch_s",
         "scratch_examples_per_s", "distill_examples_per_s",
         "matmul_gflops", "scratch_gflops", "distill_gflops",
@@ -169,6 +172,7 @@ def _bench_pair(name: str, images: np.ndarray, labels: np.ndarray, num_classes: 
     plain_ds = data.pipeline(images, labels, BATCH_SIZE, shuffle_seed=SEED)
     cached = {"labels": labels, "teacher_logits": predict_logits(teacher, images)}
     cached_ds = data.pipeline(images, cached, BATCH_SIZE, shuffle_seed=SEED)
+    jitter_ds = data.pipeline(images, labels, BATCH_SIZE, shuffle_seed=SEED, max_shift=2)
 
     # Every variant runs as a study runs its students: the XLA choice the
     # harness makes for this family here, and the study's steps per execution.
@@ -186,13 +190,14 @@ def _bench_pair(name: str, images: np.ndarray, labels: np.ndarray, num_classes: 
     a_other = compile_plain(student(), "adam", 1e-3, jit_compile=not jit, steps_per_execution=spe)
     product = _matmul(MATMUL_N)
 
-    log.info("pair %s: timing A B C D (XLA %s), A with XLA %s, matmul; %d examples", name,
+    log.info("pair %s: timing A B C Cj D (XLA %s), A with XLA %s, matmul; %d examples", name,
              "on" if jit else "off", "off" if jit else "on", len(images))
     t = _alternate({"A scratch": _epoch(a, plain_ds), "B cached": _epoch(b, cached_ds),
-                    "C online": _epoch(c, plain_ds), "D keras": _epoch(d, plain_ds),
+                    "C online": _epoch(c, plain_ds), "Cj online, jitter 2": _epoch(c, jitter_ds),
+                    "D keras": _epoch(d, plain_ds),
                     "A other XLA": _epoch(a_other, plain_ds),
                     "matmul": lambda: [product() for _ in range(MATMUL_PRODUCTS)]}, repeats)
-    scratch_s, cached_s, online_s, keras_s, scratch_other_s, matmul_s = t.values()
+    scratch_s, cached_s, online_s, jitter_s, keras_s, scratch_other_s, matmul_s = t.values()
     xla_s, noxla_s = (scratch_s, scratch_other_s) if jit else (scratch_other_s, scratch_s)
     gflops = 2 * MATMUL_N**3 * MATMUL_PRODUCTS / matmul_s / 1e9
 
@@ -203,8 +208,9 @@ def _bench_pair(name: str, images: np.ndarray, labels: np.ndarray, num_classes: 
     train_flops = 3 * models.flops_per_example(a)  # forward + two backward products
     return {
         "scratch_epoch_s": scratch_s, "distill_cached_epoch_s": cached_s,
-        "distill_online_epoch_s": online_s, "keras_distiller_epoch_s": keras_s,
-        "B_over_A": cached_s / scratch_s, "C_over_B": online_s / cached_s,
+        "distill_online_epoch_s": online_s, "distill_online_jitter_epoch_s": jitter_s,
+        "keras_distiller_epoch_s": keras_s,
+        "B_over_A": cached_s / scratch_s, "C_over_B": online_s / cached_s, "Cj_over_B": jitter_s / cached_s,
         "D_over_B": keras_s / cached_s, "student_xla": float(jit),
         "scratch_xla_epoch_s": xla_s, "scratch_noxla_epoch_s": noxla_s,
         "scratch_examples_per_s": n / scratch_s, "distill_examples_per_s": n / cached_s,
