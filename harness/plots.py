@@ -87,7 +87,7 @@ def confirmed(summary, teacher_test: float, name: str, path: Path) -> None:
 
 
 def _confirmed_arms(summary, teacher_test: float, name: str, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(summary) + 2), 5))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.6 * len(summary) + 2), 5))
     for k, (field, colour, fmt, label) in enumerate((("scratch_test", "tab:gray", "s", "from scratch (the arm's twin)"),
                                                      ("test", "tab:blue", "o", "distilled"))):
         iv = [getattr(c, field) for c in summary]
@@ -100,8 +100,10 @@ def _confirmed_arms(summary, teacher_test: float, name: str, path: Path) -> None
     ax.set_xticks(range(len(summary)), [f"{c.arm}\nw={c.width}, {c.params:,} p" for c in summary], fontsize=8)
     ax.set_xlim(-0.6, len(summary) - 0.4)
     n = summary[0].n if summary else 0
-    ax.set(ylabel="test accuracy (%)", title=f"{name}: arms over {n} seeds (gain vs twin; * CI excludes 0)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{name}: {n} seeds per arm\n(label: paired gain over the arm's scratch twin; * its CI excludes 0)",
+                 fontsize=10)
+    ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -1,13 +1,6 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Under pytest-xdist, each worker (and each study it starts in a subprocess, which inherits
-# this) gets its share of the cores, so two workers do not oversubscribe a 2-core machine
-# with two full TensorFlow thread pools each.
-_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-if _workers > 1:
-    _threads = str(max(1, len(os.sched_getaffinity(0)) // _workers))
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", _threads)
 
 import numpy as np
 import pytest
