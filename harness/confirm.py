@@ -128,12 +128,11 @@ def run(ctx: Context, configs: list[TrialRecord]) -> list[Row]:
         with interrupt.deferred():
             pair = [distilled(actx, r, seed, arm), scratch(actx, r, seed, arm)]
         interrupt.check()
-        ctx.fit_seconds += actx.fit_seconds if actx is not ctx else 0.0
-        actx.fit_seconds = actx.fit_seconds if actx is ctx else 0.0
         rows += pair
         log.info("confirm %d/%d: trial %d (w=%d, T=%.2f, alpha=%.2f)%s seed %d: test acc %.4f distilled, "
                  "%.4f scratch", i, len(todo), r.number, r.width, r.temperature, r.alpha,
                  f" arm {arm}" if arm else "", seed, pair[0].test_accuracy, pair[1].test_accuracy)
+    ctx.fit_seconds += sum(a.fit_seconds for _, a in contexts if a is not ctx)
     return rows
 
 
@@ -169,8 +168,7 @@ class Confirmed:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Confirmed":
-        return cls(**{k: (Interval(v["mean"], v["low"], v["high"], v["n"]) if isinstance(v, dict) else v)
-                      for k, v in d.items()})
+        return cls(**{k: (Interval.from_dict(v) if isinstance(v, dict) else v) for k, v in d.items()})
 
 
 def _groups(rows: list[Row]) -> list[tuple[int, str]]:

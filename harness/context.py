@@ -52,7 +52,10 @@ class Context:
 
     def for_arm(self, arm: ArmConfig) -> "Context":
         """The same data and teacher, with this arm's teacher mode and jitter: its students, and
-        its scratch twins (whose key holds the jitter), train as the arm says."""
+        its scratch twins (whose key holds the jitter), train as the arm says. An arm that asks
+        for the file's own settings is this context, with its pipelines and compiled models."""
+        if (arm.teacher, arm.jitter) == (self.cfg.distillation.teacher, self.cfg.student.augment.jitter):
+            return self
         cfg = dataclasses.replace(
             self.cfg, distillation=DistillationConfig(teacher=arm.teacher),
             student=dataclasses.replace(self.cfg.student, augment=AugmentConfig(jitter=arm.jitter)))

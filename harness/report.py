@@ -77,8 +77,7 @@ def _confirmed(study: optuna.Study) -> str:
 
 def _between_arms(study: optuna.Study) -> list[dict]:
     """The arms' paired differences as stored in the study (intervals rebuilt)."""
-    def iv(v):
-        return confirm.Interval(v["mean"], v["low"], v["high"], v["n"])
+    iv = confirm.Interval.from_dict
     return [{**d, "val_gain": iv(d["val_gain"]), "test_gain": iv(d["test_gain"])}
             for d in study.user_attrs.get("between_arms", [])]
 

@@ -34,6 +34,10 @@ class Interval:
     def to_dict(self) -> dict:
         return {**asdict(self), "excludes_zero": self.excludes_zero}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Interval":
+        return cls(d["mean"], d["low"], d["high"], d["n"])
+
     def points(self, digits: int = 2) -> str:
         """As accuracy points: '+0.84 ± 0.31'."""
         return f"{100 * self.mean:+.{digits}f} ± {100 * self.half_width:.{digits}f}"

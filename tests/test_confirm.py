@@ -164,3 +164,25 @@ def test_an_arm_trains_as_it_says(small_splits, tmp_path):
     assert not isinstance(yo, dict)  # labels only: the teacher runs in the step
     np.testing.assert_array_equal(yo.numpy(), yp.numpy())  # same order
     assert not np.array_equal(xo.numpy(), xp.numpy())  # but jittered
+    assert ctx.for_arm(config.ArmConfig("same")) is ctx  # the file's own settings: its compiled models too
+
+
+def test_equal_width_ties_on_the_front_are_confirmed_once():
+    import optuna
+
+    from harness import config
+    from harness.record import TrialRecord
+
+    cfg = config.parse({"name": "t", "objectives": ["val_accuracy", "params"]})
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    dist = {"temperature": optuna.distributions.FloatDistribution(1, 20),
+            "alpha": optuna.distributions.FloatDistribution(0, 1),
+            "width": optuna.distributions.CategoricalDistribution([16, 32])}
+    for width, acc, params, t in [(32, 0.88, 200, 2.0), (16, 0.85, 100, 3.0), (16, 0.85, 100, 5.0)]:
+        record = TrialRecord(val_accuracy=acc, params=params, model_path="m.keras")
+        study.add_trial(optuna.trial.create_trial(params={"temperature": t, "alpha": 0.5, "width": width},
+                                                  distributions=dist, values=[acc, params],
+                                                  user_attrs=record.to_attrs()))
+    assert len(study.best_trials) == 3  # the two width-16 trials tie on the front
+    picked = confirm.configurations(study, cfg)
+    assert [(r.width, r.number) for r in picked] == [(16, 1), (32, 0)]  # the first of the tie, by size
