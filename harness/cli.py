@@ -54,7 +54,7 @@ def _cmd_study(args) -> int:
     from . import report, study
 
     result = study.run(cfg, args.workdir, n_trials=args.n_trials, storage_url=args.storage,
-                       tracking_uri=args.tracking_uri, workers=args.workers)
+                       tracking_uri=args.tracking_uri, workers=args.workers, export=not args.no_export)
     print(report.summary(cfg, result))
     return 0
 
@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-trials", type=int, default=None,
                    help="add this many trials (default: run until the file's n_trials are done)")
     s.add_argument("--workers", type=int, default=1, help="parallel worker processes on this machine")
+    s.add_argument("--no-export", action="store_true",
+                   help="register the champion but write no export (later: `python -m harness export`)")
     s.set_defaults(func=_cmd_study)
 
     t = sub.add_parser("teacher", help="train (or load from the cache) the study's teacher alone")

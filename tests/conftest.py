@@ -14,6 +14,24 @@ def small_splits():
     return data.load_splits(config.DatasetConfig(limit=2000), seed=0)
 
 
+@pytest.fixture(scope="session")
+def smoke_teacher_cache(tmp_path_factory):
+    """The smoke study's teacher cache, trained once per test process.
+
+    Subprocess studies whose subject is not the teacher start from a copy
+    (`helpers.workdir_with_teacher`): what a second run finds anyway, minus a
+    teacher's training per test.
+    """
+    from helpers import SMOKE
+
+    from harness import teacher
+
+    cfg = config.load(SMOKE)
+    cache = tmp_path_factory.mktemp("smoke_teacher") / "teacher_cache"
+    teacher.load_or_train(cfg, data.load_splits(cfg.dataset, cfg.seed), cache)
+    return cache
+
+
 @pytest.fixture
 def random_data():
     rng = np.random.default_rng(0)

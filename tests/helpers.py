@@ -9,6 +9,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "studies" / "smoke.yaml"
 
 
+def workdir_with_teacher(directory, teacher_cache):
+    """A fresh working directory holding a copy of the smoke teacher's cache (see conftest)."""
+    import shutil
+
+    workdir = Path(directory)
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(teacher_cache, workdir / "teacher_cache")
+    return workdir
+
+
 def harness(*args, cwd=None, timeout=600, check=True, **kwargs):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd or ROOT, env=env,

@@ -1,10 +1,12 @@
 """Every user mistake: one line naming the file and the field, exit code 2, nothing written."""
 
 import copy
+import logging
 
 import pytest
 import yaml
 
+from harness import cli
 from helpers import SMOKE, harness
 
 BASE = yaml.safe_load(SMOKE.read_text())
@@ -61,24 +63,56 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_user_mistake_is_one_clear_line(case, tmp_path):
-    content, extra, field, words = CASES[case]
+def _main(argv, capsys):
+    """`python -m harness ARGV` in this process: what the user sees, minus a new interpreter per case.
+
+    (The command line's own process boundary is tested once, below.)
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        code = cli.main([str(a) for a in argv])
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _write(tmp_path, content):
     study_file = tmp_path / "study.yaml"
     if content is not None:
         study_file.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
     workdir = tmp_path / "work"
     workdir.mkdir()
-    proc = harness("study", study_file, "--workdir", workdir, *extra, check=False, timeout=120)
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
+    return study_file, workdir
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_user_mistake_is_one_clear_line(case, tmp_path, capsys):
+    content, extra, field, words = CASES[case]
+    study_file, workdir = _write(tmp_path, content)
+    code, out, err = _main(["study", study_file, "--workdir", workdir, *extra], capsys)
+    assert code == 2, out[-2000:] + err[-2000:]
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err + out
     assert str(study_file) in lines[0] and field in lines[0] and words in lines[0], lines[0]
     assert list(workdir.iterdir()) == [], "nothing may be written to the working directory"
 
 
-def test_existing_study_with_another_search_space_is_refused(tmp_path):
+@pytest.mark.parametrize("case", ["unknown_key_typo", "unreachable_storage"])
+def test_the_real_command_line_exits_2_with_one_line(case, tmp_path):
+    content, extra, field, words = CASES[case]
+    study_file, workdir = _write(tmp_path, content)
+    proc = harness("study", study_file, "--workdir", workdir, *extra, check=False, timeout=120)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("error:") and words in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert list(workdir.iterdir()) == []
+
+
+def test_existing_study_with_another_search_space_is_refused(tmp_path, capsys):
     import optuna
 
     from harness import config, stores
@@ -91,9 +125,9 @@ def test_existing_study_with_another_search_space_is_refused(tmp_path):
     changed = tmp_path / "smoke.yaml"
     changed.write_text(yaml.safe_dump(_with("search.alpha", {"low": 0.0, "high": 0.5})))
     before = sorted(p.name for p in workdir.iterdir())
-    proc = harness("study", changed, "--workdir", workdir, check=False, timeout=120)
-    assert proc.returncode == 2
-    line = proc.stderr.strip().splitlines()[-1]
+    code, _, err = _main(["study", changed, "--workdir", workdir], capsys)
+    assert code == 2
+    line = err.strip().splitlines()[-1]
     assert str(changed) in line and "search" in line and "different search space" in line
     assert sorted(p.name for p in workdir.iterdir()) == before  # no mlflow.db, no caches
     st = optuna.load_study(study_name="smoke", storage=ws.storage)

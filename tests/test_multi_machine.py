@@ -17,7 +17,7 @@ import optuna
 import pytest
 import requests
 
-from helpers import popen_harness, write_study
+from helpers import popen_harness, workdir_with_teacher, write_study
 
 
 def _free_port():
@@ -61,6 +61,8 @@ def tracking_server(postgres, tmp_path_factory):
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"{postgres}/mlflow",
          "--artifacts-destination", artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        # MLflow 3's job runner (seven huey consumers, each importing mlflow) is not used here
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         start_new_session=True)  # its own process group: the server starts helpers of its own
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
@@ -86,13 +88,12 @@ def tracking_server(postgres, tmp_path_factory):
             pass
 
 
-def test_two_machines_share_one_study(postgres, tracking_server, tmp_path):
+def test_two_machines_share_one_study(postgres, tracking_server, tmp_path, smoke_teacher_cache):
     study_file = write_study(tmp_path, name="shared", **{"confirm.seeds": 0})
     procs = []
     for machine in ("a", "b"):
-        workdir = tmp_path / machine
-        workdir.mkdir()
-        procs.append(popen_harness("study", study_file, "--workdir", workdir, "--n-trials", 2,
+        workdir = workdir_with_teacher(tmp_path / machine, smoke_teacher_cache)
+        procs.append(popen_harness("study", study_file, "--workdir", workdir, "--n-trials", 2, "--no-export",
                                    "--storage", f"{postgres}/optuna", "--tracking-uri", tracking_server))
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outs)

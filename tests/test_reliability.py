@@ -5,7 +5,8 @@ import time
 
 import optuna
 
-from helpers import harness, load_study, mlflow_client, popen_harness, runs_by_role, wait_for_line, write_study
+from helpers import (harness, load_study, mlflow_client, popen_harness, runs_by_role, wait_for_line,
+                     workdir_with_teacher, write_study)
 
 TS = optuna.trial.TrialState
 
@@ -15,11 +16,10 @@ def _runs(workdir, name):
     return client, [r for rs in runs_by_role(client, name).values() for r in rs]
 
 
-def _interrupt_second_trial(tmp_path, name, sig):
+def _interrupt_second_trial(tmp_path, teacher_cache, name, sig):
     study_file = write_study(tmp_path, name=name, n_trials=3, **{"confirm.seeds": 0})
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    proc = popen_harness("study", study_file, "--workdir", workdir)
+    workdir = workdir_with_teacher(tmp_path / "work", teacher_cache)
+    proc = popen_harness("study", study_file, "--workdir", workdir, "--no-export")
     wait_for_line(proc, r"trial +0 complete")
     time.sleep(2.0)  # now inside trial 1 (its baseline or its fit)
     proc.send_signal(sig)
@@ -27,8 +27,8 @@ def _interrupt_second_trial(tmp_path, name, sig):
     return study_file, workdir, proc.returncode, out
 
 
-def test_sigkill_mid_trial_then_resume_loses_nothing(tmp_path):
-    study_file, workdir, rc, _ = _interrupt_second_trial(tmp_path, "crash", signal.SIGKILL)
+def test_sigkill_mid_trial_then_resume_loses_nothing(tmp_path, smoke_teacher_cache):
+    study_file, workdir, rc, _ = _interrupt_second_trial(tmp_path, smoke_teacher_cache, "crash", signal.SIGKILL)
     assert rc == -signal.SIGKILL
     study = load_study(workdir, "crash")
     assert [t.state for t in study.trials] == [TS.COMPLETE, TS.RUNNING]
@@ -37,7 +37,7 @@ def test_sigkill_mid_trial_then_resume_loses_nothing(tmp_path):
     left_running = {r.info.run_id for r in runs if r.info.status == "RUNNING"}
     assert left_running  # the crash really left runs open
 
-    again = harness("study", study_file, "--workdir", workdir)
+    again = harness("study", study_file, "--workdir", workdir, "--no-export")
     assert "training teacher" not in again.stdout
     study = load_study(workdir, "crash")
     states = [t.state for t in study.trials]
@@ -53,8 +53,8 @@ def test_sigkill_mid_trial_then_resume_loses_nothing(tmp_path):
     assert len(trial_runs) == 3
 
 
-def test_ctrl_c_closes_the_trial_and_its_run(tmp_path):
-    study_file, workdir, rc, out = _interrupt_second_trial(tmp_path, "sigint", signal.SIGINT)
+def test_ctrl_c_closes_the_trial_and_its_run(tmp_path, smoke_teacher_cache):
+    study_file, workdir, rc, out = _interrupt_second_trial(tmp_path, smoke_teacher_cache, "sigint", signal.SIGINT)
     assert rc == 130, out[-2000:]
     assert "run the same command again" in out
     assert "Traceback" not in out
@@ -70,7 +70,7 @@ def test_two_workers_complete_exactly_the_requested_trials(tmp_path):
     study_file = write_study(tmp_path, name="parallel", n_trials=4, **{"confirm.seeds": 0})
     workdir = tmp_path / "work"
     workdir.mkdir()
-    out = harness("study", study_file, "--workdir", workdir, "--workers", 2).stdout
+    out = harness("study", study_file, "--workdir", workdir, "--workers", 2, "--no-export").stdout
     assert out.count("training teacher member 0") == 1
     assert "database is locked" not in out
     study = load_study(workdir, "parallel")
@@ -86,11 +86,10 @@ def test_two_workers_complete_exactly_the_requested_trials(tmp_path):
     assert len(widths) == len(set(widths))
 
 
-def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path):
+def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path, smoke_teacher_cache):
     study_file = write_study(tmp_path, name="diverge", n_trials=2,
                              **{"training.optimizer": "sgd", "training.learning_rate": 1.0e30})
-    workdir = tmp_path / "work"
-    workdir.mkdir()
+    workdir = workdir_with_teacher(tmp_path / "work", smoke_teacher_cache)
     out = harness("study", study_file, "--workdir", workdir).stdout
     study = load_study(workdir, "diverge")
     assert [t.state for t in study.trials] == [TS.FAIL, TS.FAIL]  # both ran: the study went on

@@ -8,12 +8,15 @@ import pytest
 
 from harness import champion, config, confirm
 from harness.record import TrialRecord
-from helpers import SMOKE, harness, load_study, mlflow_client, runs_by_role
+from helpers import SMOKE, harness, load_study, mlflow_client, runs_by_role, workdir_with_teacher
+
+# One process runs this module's tests: they share the study below (`make test` uses --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("smoke_study")
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("smoke")
+@pytest.fixture(scope="session")  # not "module": other files' tests may run between these, and must not rebuild it
+def smoke(tmp_path_factory, smoke_teacher_cache):
+    workdir = workdir_with_teacher(tmp_path_factory.mktemp("smoke"), smoke_teacher_cache)
     first = harness("study", SMOKE, "--workdir", workdir)
     return workdir, first
 

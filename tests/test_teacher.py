@@ -10,7 +10,8 @@ def _cfg(members=1):
     return config.parse({
         "name": "t", "dataset": {"limit": 2000},
         "teacher": {"widths": [32], "epochs": 1, "members": members, "dropout": 0.0,
-                    "input_dropout": 0.0, "jitter": 1},
+                    "input_dropout": 0.0, "jitter": 1,
+                    "jit_compile": False},  # the cache is the subject: XLA's compile would cost more than the training
     })
 
 
