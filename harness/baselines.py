@@ -39,8 +39,11 @@ def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | 
             "training": dataclasses.asdict(cfg.training), "recipe": recipe.to_dict(), "width": width,
             "seed": cfg.seed if seed is None else seed, "teacher": teacher_key(cfg),
             "versions": [tf.__version__, keras.__version__]}
-    if not cfg.transfer.default:  # the twin's own transfer set (absent when whole: older twins stay valid)
-        what["transfer"] = dataclasses.asdict(cfg.transfer)
+    # The twin's own examples (absent when all: older twins stay valid). Not `labels`: a twin always
+    # learns from hard labels, so a soft-targets-only study shares the twins of its data.
+    examples = {"fraction": cfg.transfer.fraction, "omit_classes": cfg.transfer.omit_classes}
+    if examples != {"fraction": 1.0, "omit_classes": None}:
+        what["transfer"] = examples
     return files.digest(json.dumps(what, sort_keys=True))
 
 

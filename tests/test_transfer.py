@@ -66,6 +66,8 @@ def test_an_arm_brings_its_own_transfer_set_and_epochs(small_splits, tmp_path):
     assert arm.transfer_examples < ctx.transfer_examples and arm.cfg.training.epochs == 40
     assert baselines.key(arm.cfg, 16, 1) != baselines.key(ctx.cfg, 16, 1)
     assert ctx.for_arm(config.ArmConfig("full")) is ctx
+    soft = dataclasses.replace(ctx.cfg, transfer=config.TransferConfig(labels=False))
+    assert baselines.key(soft, 16, 1) == baselines.key(ctx.cfg, 16, 1)  # a twin learns from hard labels anyway
 
 
 def _identity_logits_model():
