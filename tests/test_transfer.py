@@ -148,3 +148,19 @@ def test_omitting_every_class_or_an_unknown_one_is_refused_once_the_classes_are_
         config.check_classes(config.parse({"name": "t", "confirm": {"arms": [
             {"name": "a", "transfer": {"omit_classes": [10]}}]}}), 10)
     config.check_classes(dataclasses.replace(every, transfer=config.TransferConfig(omit_classes=[9])), 10)
+
+
+def test_every_arm_is_measured_against_the_reference_arms_scratch_twin_seed_by_seed():
+    from harness import confirm, reference
+
+    rows = []
+    for seed in (1, 2, 3):
+        for arm, d, s in (("p1", 0.80, 0.78), ("full", 0.885, 0.88)):
+            rows += [confirm.Row(3, 128, 118282, 1.0, 0.0, seed, "distilled", d, d + 0.001 * seed, 0.9, 0.02, 0.1, arm),
+                     confirm.Row(3, 128, 118282, 1.0, 0.0, seed, "scratch", s, s, 0.9, 0.02, 0.1, arm)]
+    got = {(d["arm"], d["role"]): d["test_gain"] for d in reference.against_reference(rows, "full")}
+    assert set(got) == {("p1", "distilled"), ("p1", "scratch"), ("full", "distilled")}
+    assert got[("p1", "distilled")].mean == pytest.approx(0.80 + 0.002 - 0.88)
+    assert got[("p1", "scratch")].mean == pytest.approx(-0.10) and got[("p1", "scratch")].excludes_zero
+    assert "p1 distilled - full scratch" in "\n".join(reference.lines(reference.against_reference(rows, "full")))
+    assert reference.against_reference(rows, None) == []
