@@ -20,7 +20,7 @@ import keras
 import mlflow
 import tensorflow as tf
 
-from . import files, interrupt
+from . import files, interrupt, omitted
 from .config import StudyConfig
 from .context import Context
 from .distiller import compile_plain
@@ -34,12 +34,17 @@ log = logging.getLogger(__name__)
 
 def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | None = None) -> str:
     recipe = recipe or Recipe.of(cfg.training)
-    blob = json.dumps({"dataset": {k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k != "data_dir"},
-                       "student": dataclasses.asdict(cfg.student),
-                       "training": dataclasses.asdict(cfg.training), "recipe": recipe.to_dict(), "width": width,
-                       "seed": cfg.seed if seed is None else seed, "teacher": teacher_key(cfg),
-                       "versions": [tf.__version__, keras.__version__]}, sort_keys=True)
-    return files.digest(blob)
+    what = {"dataset": {k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k != "data_dir"},
+            "student": dataclasses.asdict(cfg.student),
+            "training": dataclasses.asdict(cfg.training), "recipe": recipe.to_dict(), "width": width,
+            "seed": cfg.seed if seed is None else seed, "teacher": teacher_key(cfg),
+            "versions": [tf.__version__, keras.__version__]}
+    # The twin's own examples (absent when all: older twins stay valid). Not `labels`: a twin always
+    # learns from hard labels, so a soft-targets-only study shares the twins of its data.
+    examples = {"fraction": cfg.transfer.fraction, "omit_classes": cfg.transfer.omit_classes}
+    if examples != {"fraction": 1.0, "omit_classes": None}:
+        what["transfer"] = examples
+    return files.digest(json.dumps(what, sort_keys=True))
 
 
 def path(workdir: Path, cfg: StudyConfig, width: int, seed: int | None = None,
@@ -74,12 +79,13 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
         fresh, train = ctx.inputs(width, seed, distilled=False)
         _, student = ctx.compiled.get(
             ctx.compile_key("scratch", width, recipe), fresh,
-            lambda s: compile_plain(s, recipe.optimizer_for(len(ctx.splits.transfer)), jit_compile=ctx.jit,
+            lambda s: compile_plain(s, recipe.optimizer_for(ctx.transfer_examples), jit_compile=ctx.jit,
                                     steps_per_execution=tr.steps_per_execution))
         tags = {"width": str(width), "seed": str(seed), "harness.arm": "scratch"}
         with ctx.start_run(role, f"{role}-w{width}-s{seed}", tags=tags) as run:
             mlflow.log_params({"width": width, "seed": seed, "family": cfg.student.family,
                                "depth": cfg.student.depth, **recipe.to_dict()})
+            ctx.log_transfer()
             t0 = time.perf_counter()
             # Validated once, at the end: a twin is a reference point, never pruned.
             hist = student.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0, shuffle=False,
@@ -88,8 +94,8 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
             ctx.fit_seconds += time.perf_counter() - t0
             # Twins are reference points, never chosen by anything: reporting
             # their test accuracy beside the champion's leaks no selection.
-            test = fidelity(predict_logits(student, ctx.splits.test.images), ctx.splits.test.labels,
-                            ctx.teacher_test_probs)
+            test_logits = predict_logits(student, ctx.splits.test.images)
+            test = fidelity(test_logits, ctx.splits.test.labels, ctx.teacher_test_probs)
             result = {"width": width, "seed": seed, "val_accuracy": float(hist.history["val_accuracy"][-1]),
                       "test_accuracy": test["accuracy"], "agreement": test["agreement"], "kl": test["kl"],
                       "ece": test["ece"], "params": param_count(student), "flops": flops_per_example(student),
@@ -97,6 +103,10 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
                       "mlflow_run_id": run.info.run_id}
             mlflow.log_metrics({k: result[k] for k in ("params", "flops", "test_accuracy", "agreement", "kl",
                                                        "ece")})
+            if ctx.omitted:  # never saw these classes: near 0% on them, before and after the correction
+                fix = omitted.correct(student, ctx.splits, ctx.omitted, test_logits)
+                mlflow.log_metrics(fix.metrics())
+                result.update(fix.summary())
         files.write_text(target, json.dumps(result))
         log.info("scratch twin w=%d seed=%d: val acc %.4f, test acc %.4f", width, seed,
                  result["val_accuracy"], result["test_accuracy"])

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Sequence, TypeVar
 
 import keras
 import mlflow
 import optuna
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from . import data as data_mod
+from . import omitted
 from .config import ChampionConfig, StudyConfig
-from .evaluate import accuracy, per_class_accuracy, predict_logits
+from .evaluate import accuracy, predict_logits
 from .export import export_saved_model
 from .record import TrialRecord, complete_records
 
@@ -67,18 +70,35 @@ def test_and_register(cfg: StudyConfig, record: TrialRecord, splits: data_mod.Sp
         if "test_accuracy" in metrics:
             log.info("champion unchanged (trial %d, version %s)", record.number, version.version)
             return metrics["test_accuracy"]
-    logits = predict_logits(load_student(record), splits.test.images)
+    student = load_student(record)
+    logits = predict_logits(student, splits.test.images)
     test_acc = accuracy(logits, splits.test.labels)
-    client.log_metric(record.mlflow_run_id, "test_accuracy", test_acc)
-    for k, acc in enumerate(per_class_accuracy(logits, splits.test.labels, splits.num_classes)):
-        client.log_metric(record.mlflow_run_id, f"test_accuracy_class_{k}", acc)
+    classes = cfg.transfer.omit_classes or []
+    # test_accuracy, test_accuracy_class_K for every class; with omitted classes, their accuracy and
+    # the same after the bias correction (corrected_*, its shift chosen on validation).
+    metrics = (omitted.correct(student, splits, classes, logits).metrics() if classes
+               else omitted.scores(logits, splits.test.labels, [], splits.num_classes))
+    client.log_batch(record.mlflow_run_id, metrics=[Metric(k, v, int(time.time() * 1000), 0)
+                                                    for k, v in metrics.items()])
     mv = mlflow.register_model(record.model_uri, name)
     client.set_registered_model_alias(name, ALIAS, mv.version)
     client.set_model_version_tag(name, mv.version, "optuna.trial", str(record.number))
+    if classes:  # the registered model is the trial's own; the export is the corrected one
+        client.set_model_version_tag(name, mv.version, "harness.bias_shift", str(metrics["bias_shift"]))
+        log.info("champion: omitted classes %s: test acc %.4f -> %.4f, on them %.4f -> %.4f after adding %+.2f "
+                 "(chosen on validation) to their logit bias", classes, test_acc, metrics["corrected_test_accuracy"],
+                 metrics["omitted_class_test_accuracy"], metrics["corrected_omitted_class_test_accuracy"],
+                 metrics["bias_shift"])
     log.info("champion: trial %d, registered as %s version %s (alias %r), test acc %.4f", record.number,
              name, mv.version, ALIAS, test_acc)
     return test_acc
 
 
-def export(record: TrialRecord, out: Path, splits: data_mod.Splits) -> Path:
-    return export_saved_model(load_student(record), out, splits.validation.images[:256])
+def export(record: TrialRecord, out: Path, splits: data_mod.Splits, omit_classes: list[int] | None = None) -> Path:
+    """The champion's SavedModel; with omitted classes, the bias-corrected student (shift chosen on
+    validation, as `test_and_register` logged it)."""
+    student = load_student(record)
+    if omit_classes:
+        fix = omitted.correct(student, splits, omit_classes)
+        student = omitted.corrected_model(student, omit_classes, fix.shift)
+    return export_saved_model(student, out, splits.validation.images[:256])

@@ -69,6 +69,24 @@ class TeacherConfig:
 
 
 @dataclass(frozen=True)
+class TransferConfig:
+    """The student's transfer set (and its scratch twin's), a part of the teacher's: the teacher is
+    always trained on the whole training split, and validation and test never change."""
+    fraction: float = 1.0  # a seeded, class-stratified subset of the transfer set
+    omit_classes: list[int] | None = None  # class ids removed from the student's transfer set
+    labels: bool = True  # false: soft targets only (alpha fixed at 0; search.alpha must be null)
+
+    @property
+    def default(self) -> bool:
+        return self == TransferConfig()
+
+    def to_params(self) -> dict:
+        """The MLflow params every student run logs."""
+        return {"transfer_fraction": self.fraction, "omit_classes": ",".join(map(str, self.omit_classes or [])),
+                "transfer_labels": self.labels}
+
+
+@dataclass(frozen=True)
 class AugmentConfig:
     jitter: int = 0  # random shifts of up to this many pixels of the student's (and twin's) batches
 
@@ -132,7 +150,7 @@ class EpochSpace:
 @dataclass(frozen=True)
 class SearchConfig:
     temperature: FloatRange = FloatRange(1.0, 20.0, log=True)
-    alpha: FloatRange = FloatRange(0.0, 1.0)
+    alpha: FloatRange | None = FloatRange(0.0, 1.0)  # null: not searched, fixed at 0 (transfer.labels: false)
     width: WidthSpace = WidthSpace(choices=[16, 32, 64, 128, 256, 512, 800])
     # The recipe as search dimensions (null: training's value for every trial). A trial's
     # scratch twin is trained with the same recipe, so a gain never compares two recipes.
@@ -160,6 +178,10 @@ class ArmConfig:
     name: str
     teacher: str = "cached"  # cached | online (see DistillationConfig)
     jitter: int = 0
+    # The arm's own transfer set and epochs (null: the file's): e.g. 1%, 3% and all of the data in
+    # one confirmation, each arm with its own scratch twin on the same data.
+    transfer: TransferConfig | None = None
+    epochs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +192,9 @@ class ConfirmConfig:
     # Several distilled arms per configuration (e.g. cached vs consistent online), compared
     # with each other seed by seed too; null: one arm, the file's distillation and augment.
     arms: list[ArmConfig] | None = None
+    # An arm whose scratch twin every arm's students are also compared with, paired by seed
+    # (e.g. the full-data scratch student of a few-examples study).
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +212,7 @@ class StudyConfig:
     student: StudentConfig = StudentConfig()
     training: TrainingConfig = TrainingConfig()
     distillation: DistillationConfig = DistillationConfig()
+    transfer: TransferConfig = TransferConfig()
     search: SearchConfig = SearchConfig()
     objectives: list[str] = field(default_factory=lambda: ["val_accuracy", "params"])
     max_params: int | None = None
@@ -208,9 +234,11 @@ class StudyConfig:
 
     def search_space_fingerprint(self) -> str:
         """What must match for a stored study to be resumed with this file."""
-        blob = json.dumps(
-            {"search": dataclasses.asdict(self.search), "objectives": self.objectives,
-             "max_params": self.max_params}, sort_keys=True)
+        what = {"search": dataclasses.asdict(self.search), "objectives": self.objectives,
+                "max_params": self.max_params}
+        if not self.transfer.default:  # absent when default: studies from before keep their fingerprint
+            what["transfer"] = dataclasses.asdict(self.transfer)
+        blob = json.dumps(what, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -341,7 +369,14 @@ def _check(cfg: StudyConfig, path: str) -> None:
         if s.optimizer not in OPTIMIZERS:
             fail(f"{section}.optimizer", f"unknown optimizer {s.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
     sp = cfg.search
-    for name, r in (("temperature", sp.temperature), ("alpha", sp.alpha)):
+    _check_transfer(cfg.transfer, "transfer", fail)
+    if cfg.transfer.labels and sp.alpha is None:
+        fail("search.alpha", "null (alpha fixed at 0) needs transfer.labels: false; to fix alpha, "
+                             "give {low: a, high: a}")
+    if not cfg.transfer.labels and sp.alpha is not None:
+        fail("search.alpha", "transfer.labels: false trains on soft targets only (alpha is 0): "
+                             "set search.alpha: null")
+    for name, r in (("temperature", sp.temperature), ("alpha", sp.alpha or FloatRange(0.0, 0.0))):
         if r.low > r.high:
             fail(f"search.{name}", f"low ({r.low:g}) is greater than high ({r.high:g})")
     if sp.learning_rate is not None:
@@ -351,7 +386,7 @@ def _check(cfg: StudyConfig, path: str) -> None:
         fail("search.epochs.choices", "every epoch count must be at least 1")
     if sp.temperature.low <= 0:
         fail("search.temperature.low", "temperature must be greater than 0")
-    if sp.alpha.low < 0 or sp.alpha.high > 1:
+    if sp.alpha is not None and (sp.alpha.low < 0 or sp.alpha.high > 1):
         fail("search.alpha", "alpha must lie in [0, 1]")
     w = sp.width
     if w.choices is not None:
@@ -394,8 +429,43 @@ def _check(cfg: StudyConfig, path: str) -> None:
         if arm.jitter and arm.teacher == "cached":
             fail(f"{where}.teacher", "jitter needs `teacher: online`: the cached logits are of unaugmented "
                                      "images, so they would not match the student's batches")
+        if arm.transfer is not None:
+            _check_transfer(arm.transfer, f"{where}.transfer", fail)
+            if arm.transfer.labels != cfg.transfer.labels:
+                fail(f"{where}.transfer.labels", "must equal transfer.labels: the arm's students take the "
+                                                 "search's alpha")
+        if arm.epochs is not None and (arm.epochs < 1 or sp.epochs is not None):
+            fail(f"{where}.epochs", "must be at least 1, and only when search.epochs is null")
+    if cfg.confirm.reference is not None and cfg.confirm.reference not in names:
+        fail("confirm.reference", f"names no arm in confirm.arms (got {cfg.confirm.reference!r})")
     if cfg.heartbeat.interval < 1 or cfg.heartbeat.grace_period <= cfg.heartbeat.interval:
         fail("heartbeat", "interval must be at least 1 s and grace_period longer than interval")
+
+
+def _check_transfer(t: TransferConfig, where: str, fail, num_classes: int | None = None) -> None:
+    """A transfer section's own rules (the dataset's class count is checked once the data are read)."""
+    if not 0.0 < t.fraction <= 1.0:
+        fail(f"{where}.fraction", f"must be in (0, 1] (got {t.fraction:g})")
+    omitted = t.omit_classes or []
+    if any(k < 0 for k in omitted) or len(set(omitted)) != len(omitted):
+        fail(f"{where}.omit_classes", "class ids must be distinct and 0 or more")
+    if num_classes is not None:
+        if any(k >= num_classes for k in omitted):
+            fail(f"{where}.omit_classes", f"the dataset's classes are 0 to {num_classes - 1}")
+        if len(set(omitted)) >= num_classes:
+            fail(f"{where}.omit_classes", f"omits every one of the dataset's {num_classes} classes: "
+                                          "the student would have nothing to learn from")
+
+
+def check_classes(cfg: StudyConfig, num_classes: int) -> None:
+    """The transfer sections against the dataset's classes (once its class count is known)."""
+    def fail(field_name: str, message: str) -> None:
+        raise ConfigError(cfg.source, field_name, message)
+
+    _check_transfer(cfg.transfer, "transfer", fail, num_classes)
+    for i, arm in enumerate(cfg.confirm.arms or []):
+        if arm.transfer is not None:
+            _check_transfer(arm.transfer, f"confirm.arms[{i}].transfer", fail, num_classes)
 
 
 def parse(data: Any, path: str = "<dict>") -> StudyConfig:

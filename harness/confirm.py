@@ -17,13 +17,14 @@ import csv
 import dataclasses
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import optuna
 
-from . import baselines, files, interrupt
+from . import baselines, files, interrupt, omitted
 from .config import StudyConfig
 from .context import Context
 from .evaluate import fidelity, predict_logits
@@ -53,6 +54,12 @@ class Row:
     ece: float
     kl: float
     arm: str = ""  # with `confirm.arms`: the arm's name (a scratch row: the arm it is the twin of)
+    transfer_examples: int | None = None  # how many examples it trained on (None: rows from before)
+    # Omitted classes (else nan), test split: their accuracy, then all and theirs after the correction.
+    omitted_accuracy: float = math.nan
+    corrected_accuracy: float = math.nan
+    corrected_omitted_accuracy: float = math.nan
+    bias_shift: float = math.nan
 
 
 def seeds(cfg: StudyConfig) -> list[int]:
@@ -94,23 +101,26 @@ def distilled(ctx: Context, r: TrialRecord, seed: int, arm: str = "") -> Row:
             mlflow.log_params({"trial": r.number, "width": r.width, "seed": seed, "temperature": r.temperature,
                                "alpha": r.alpha, "teacher_mode": ctx.cfg.distillation.teacher,
                                "jitter": ctx.cfg.student.augment.jitter, **recipe.to_dict()})
+            ctx.log_transfer()
             student, history = train_distilled(ctx, r.width, seed, r.temperature, r.alpha, recipe,
                                                [mlflow.keras.MlflowCallback()], every_epoch=False)
-            test = fidelity(predict_logits(student, ctx.splits.test.images), ctx.splits.test.labels,
-                            ctx.teacher_test_probs)
+            test_logits = predict_logits(student, ctx.splits.test.images)
+            test = fidelity(test_logits, ctx.splits.test.labels, ctx.teacher_test_probs)
+            fix = omitted.correct(student, ctx.splits, ctx.omitted, test_logits) if ctx.omitted else None
             row = Row(r.number, r.width, param_count(student), r.temperature, r.alpha, seed, "distilled",
                       float(history["val_accuracy"][-1]), test["accuracy"], test["agreement"], test["ece"],
-                      test["kl"], arm)
+                      test["kl"], arm, ctx.transfer_examples, **(fix.summary() if fix else {}))
             mlflow.log_metrics({"test_accuracy": row.test_accuracy, "agreement": row.agreement,
-                                "ece": row.ece, "kl": row.kl, "params": row.params})
+                                "ece": row.ece, "kl": row.kl, "params": row.params, **(fix.metrics() if fix else {})})
         files.write_text(target, json.dumps(dataclasses.asdict(row)))
         return row
 
 
 def scratch(ctx: Context, r: TrialRecord, seed: int, arm: str = "") -> Row:
     b = baselines.train_or_load(ctx, r.width, seed, recipe_of(ctx, r), role="confirm")
+    fix = {k: b[k] for k in omitted.FIELDS if k in b}
     return Row(r.number, r.width, b["params"], r.temperature, r.alpha, seed, "scratch", b["val_accuracy"],
-               b["test_accuracy"], b["agreement"], b["ece"], b["kl"], arm)
+               b["test_accuracy"], b["agreement"], b["ece"], b["kl"], arm, ctx.transfer_examples, **fix)
 
 
 def arms(ctx: Context) -> list[tuple[str, Context]]:
@@ -158,6 +168,15 @@ class Confirmed:
     kl: Interval
     scratch_kl: Interval
     arm: str = ""
+    transfer_examples: int | None = None
+    omitted: Interval | None = None  # omitted classes (else None): test accuracy on them, then corrected
+    scratch_omitted: Interval | None = None
+    corrected: Interval | None = None  # test accuracy, all classes
+    scratch_corrected: Interval | None = None
+    corrected_omitted: Interval | None = None
+    scratch_corrected_omitted: Interval | None = None
+    corrected_gain: Interval | None = None  # corrected distilled - corrected scratch, paired by seed
+    bias_shift: Interval | None = None  # the distilled students' shifts
 
     @property
     def val_accuracy(self) -> float:  # what `champion.select` ranks by
@@ -197,11 +216,17 @@ def summarise(rows: list[Row]) -> list[Confirmed]:
             return paired_gain([getattr(r, field) for r in d], [getattr(r, field) for r in s])
 
         first = d[0]
+        fixed = all(math.isfinite(r.omitted_accuracy) for r in d + s)
+        extra = dict(omitted=ci(d, "omitted_accuracy"), scratch_omitted=ci(s, "omitted_accuracy"),
+                     corrected=ci(d, "corrected_accuracy"), scratch_corrected=ci(s, "corrected_accuracy"),
+                     corrected_omitted=ci(d, "corrected_omitted_accuracy"),
+                     scratch_corrected_omitted=ci(s, "corrected_omitted_accuracy"),
+                     corrected_gain=gain("corrected_accuracy"), bias_shift=ci(d, "bias_shift")) if fixed else {}
         out.append(Confirmed(number, first.width, first.params, first.temperature, first.alpha, len(d),
                              ci(d, "val_accuracy"), ci(d, "test_accuracy"), ci(s, "val_accuracy"),
                              ci(s, "test_accuracy"), gain("val_accuracy"), gain("test_accuracy"),
                              ci(d, "agreement"), ci(s, "agreement"), ci(d, "ece"), ci(s, "ece"), ci(d, "kl"),
-                             ci(s, "kl"), arm))
+                             ci(s, "kl"), arm, first.transfer_examples, **extra))
     return out
 
 
@@ -224,8 +249,11 @@ def between_arms(rows: list[Row]) -> list[dict]:
 
 
 def write_csv(rows: list[Row], path: Path) -> None:
-    """`COLUMNS`, plus `arm` when the study confirms several arms."""
+    """`COLUMNS`, plus `arm` when the study confirms several arms, the transfer set's size, and the
+    omitted-class figures when it omits classes."""
     columns = COLUMNS + (("arm",) if any(r.arm for r in rows) else ())
+    columns += ("transfer_examples",) if any(r.transfer_examples is not None for r in rows) else ()
+    columns += omitted.FIELDS if any(math.isfinite(r.omitted_accuracy) for r in rows) else ()
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(columns)
@@ -241,9 +269,10 @@ def verdict(c: Confirmed) -> str:
 
 
 def table(summary: list[Confirmed], teacher_test: float | None = None, teacher_ece: float | None = None,
-          comparisons: list[dict] | None = None) -> str:
+          comparisons: list[dict] | None = None, notes: list[str] | None = None) -> str:
     """The confirmed table: test accuracy mean ± 95% CI half-width (points), paired gain; with
-    several arms, an arm column and the arms' paired differences below."""
+    several arms, an arm column and the arms' paired differences below; then `notes` (the
+    reference arm's comparisons, the omitted classes before and after the bias correction)."""
     n = summary[0].n if summary else 0
     wide = max((len(c.arm) for c in summary), default=0)
     arm = (lambda c: f" {c.arm:<{wide}}") if wide else (lambda c: "")
@@ -264,6 +293,7 @@ def table(summary: list[Confirmed], teacher_test: float | None = None, teacher_e
         g = d["test_gain"]
         lines.append(f"trial {d['trial']}: {d['arm']} - {d['minus']} (distilled, paired by seed): test "
                      f"{g.points()} points ({'significant' if g.excludes_zero else 'not significant'})")
+    lines += notes or []
     if teacher_test is not None:
         lines.append(f"teacher: test {100 * teacher_test:.2f}" +
                      (f", ECE {100 * teacher_ece:.2f}" if teacher_ece is not None else ""))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import keras
+import mlflow
 import numpy as np
 import tensorflow as tf
 
@@ -34,6 +35,7 @@ class Context:
     experiment_id: str
     parent_run_id: str
     transfer: tf.data.Dataset = field(init=False)  # (image, {labels, teacher_logits}) examples
+    student_transfer: data_mod.Split = field(init=False)  # the part of the transfer set the students see
     val_ds: tf.data.Dataset = field(init=False)
     jit: bool = field(init=False)
     fit_seconds: float = 0.0  # time spent inside students' `fit` (the bench's overhead figure)
@@ -41,9 +43,12 @@ class Context:
 
     def __post_init__(self):
         tr, st = self.cfg.training, self.cfg.student
-        t = self.splits.transfer
-        self.transfer = tf.data.Dataset.from_tensor_slices(
-            (t.images, {"labels": t.labels, "teacher_logits": self.teacher.transfer_logits.astype(np.float32)}))
+        # The teacher learned from (and has logits for) the whole transfer split; the students see
+        # the part `transfer:` keeps, each example with its own cached logits.
+        keep = data_mod.transfer_positions(self.splits.transfer.labels, self.cfg.transfer, self.cfg.seed)
+        t = self.student_transfer = data_mod.subset(self.splits.transfer, keep)
+        logits = self.teacher.transfer_logits[keep].astype(np.float32)
+        self.transfer = tf.data.Dataset.from_tensor_slices((t.images, {"labels": t.labels, "teacher_logits": logits}))
         self.val_ds = data_mod.pipeline(self.splits.validation.images, self.splits.validation.labels, 1024)
         self.jit = resolve_jit(tr.jit_compile, st.family, st.dropout, st.input_dropout)
         if self.online and tr.jit_compile is None:  # the teacher runs in the step too
@@ -51,19 +56,38 @@ class Context:
             self.jit = self.jit and resolve_jit(None, tc.family)
 
     def for_arm(self, arm: ArmConfig) -> "Context":
-        """The same data and teacher, with this arm's teacher mode and jitter: its students, and
-        its scratch twins (whose key holds the jitter), train as the arm says. An arm that asks
-        for the file's own settings is this context, with its pipelines and compiled models."""
-        if (arm.teacher, arm.jitter) == (self.cfg.distillation.teacher, self.cfg.student.augment.jitter):
-            return self
+        """The same data and teacher, with this arm's teacher mode, jitter, transfer set and epochs:
+        its students, and its scratch twins (whose key holds all four), train as the arm says. An
+        arm that asks for the file's own settings is this context, with its pipelines and compiled
+        models."""
+        c = self.cfg
         cfg = dataclasses.replace(
-            self.cfg, distillation=DistillationConfig(teacher=arm.teacher),
-            student=dataclasses.replace(self.cfg.student, augment=AugmentConfig(jitter=arm.jitter)))
+            c, distillation=DistillationConfig(teacher=arm.teacher),
+            student=dataclasses.replace(c.student, augment=AugmentConfig(jitter=arm.jitter)),
+            transfer=arm.transfer or c.transfer,
+            training=dataclasses.replace(c.training, epochs=arm.epochs or c.training.epochs))
+        if cfg == c:
+            return self
         return Context(cfg, self.ws, self.splits, self.teacher, self.experiment_id, self.parent_run_id)
+
+    @property
+    def transfer_examples(self) -> int:
+        """How many examples the students train on (the `transfer_examples` metric)."""
+        return len(self.student_transfer)
+
+    @property
+    def omitted(self) -> list[int]:
+        """Classes the students never see (their bias is corrected after training)."""
+        return list(self.cfg.transfer.omit_classes or [])
+
+    def log_transfer(self) -> None:
+        """The transfer set of the active run's student: params and the `transfer_examples` metric."""
+        mlflow.log_params(self.cfg.transfer.to_params())
+        mlflow.log_metric("transfer_examples", self.transfer_examples)
 
     def compile_key(self, kind: str, width: int, recipe) -> str:
         """What a compiled training graph depends on, beyond the study file's student section."""
-        return Compiled.key(kind=kind, width=width, recipe=recipe.to_dict(), examples=len(self.splits.transfer),
+        return Compiled.key(kind=kind, width=width, recipe=recipe.to_dict(), examples=self.transfer_examples,
                             online=self.online and kind == "distilled", jit=self.jit,
                             steps_per_execution=self.cfg.training.steps_per_execution)
 
@@ -97,3 +121,11 @@ class Context:
     def teacher_test_probs(self) -> np.ndarray:
         """The teacher's prediction on the test split (fidelity is measured against it)."""
         return ensemble_probabilities(ensemble_logits(self.teacher.members, self.splits.test.images))
+
+    @cached_property
+    def teacher_omitted_accuracy(self) -> float | None:
+        """The teacher's test accuracy on the classes the students never see (None: none omitted)."""
+        if not self.omitted:
+            return None
+        mask = np.isin(self.splits.test.labels, self.omitted)
+        return float(np.mean(self.teacher_test_probs[mask].argmax(-1) == self.splits.test.labels[mask]))

@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 
 import optuna
 
+FIXED = "fixed_"  # the user attr prefix of a parameter the file fixes instead of searching
+
 
 @dataclass
 class TrialRecord:
@@ -40,7 +42,8 @@ class TrialRecord:
     @classmethod
     def from_trial(cls, trial: optuna.trial.FrozenTrial) -> "TrialRecord":
         stored = {f.name: trial.user_attrs.get(f.name) for f in fields(cls) if f.name in cls._stored()}
-        suggested = {k: trial.params.get(k) for k in cls.SUGGESTED}
+        # A parameter the file fixes (alpha with transfer.labels: false) is a `fixed_` user attr.
+        suggested = {k: trial.params.get(k, trial.user_attrs.get(FIXED + k)) for k in cls.SUGGESTED}
         return cls(number=trial.number, **suggested, **stored)
 
     @classmethod

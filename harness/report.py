@@ -8,7 +8,7 @@ import keras
 import mlflow
 import optuna
 
-from . import champion, confirm, data, stores, tracking
+from . import champion, confirm, data, omitted, reference, stores, tracking
 from .config import StudyConfig, UserError
 from .export import export_saved_model
 from .record import complete_records
@@ -71,8 +71,9 @@ def _confirmed(study: optuna.Study) -> str:
         return ("not confirmed over seeds (confirm.seeds: 0, or the study has not finished): the gains above "
                 "are one seed and best-of-N on validation, a search result, not a finding")
     teacher = study.user_attrs.get("teacher_test", {})
-    return confirm.table([confirm.Confirmed.from_dict(d) for d in stored], teacher.get("accuracy"),
-                         teacher.get("ece"), _between_arms(study))
+    summary = [confirm.Confirmed.from_dict(d) for d in stored]
+    return confirm.table(summary, teacher.get("accuracy"), teacher.get("ece"), _between_arms(study),
+                         _notes(study, summary))
 
 
 def _between_arms(study: optuna.Study) -> list[dict]:
@@ -80,6 +81,14 @@ def _between_arms(study: optuna.Study) -> list[dict]:
     iv = confirm.Interval.from_dict
     return [{**d, "val_gain": iv(d["val_gain"]), "test_gain": iv(d["test_gain"])}
             for d in study.user_attrs.get("between_arms", [])]
+
+
+def _notes(study: optuna.Study, summary: list) -> list[str]:
+    """Each arm against the reference arm's scratch twin (as stored, intervals rebuilt), and the
+    omitted classes before and after the bias correction."""
+    refs = [{**d, "test_gain": confirm.Interval.from_dict(d["test_gain"])}
+            for d in study.user_attrs.get("against_reference", [])]
+    return reference.lines(refs) + omitted.lines(summary, study.user_attrs.get("teacher_test", {}).get("omitted"))
 
 
 def summary(cfg: StudyConfig, result) -> str:
@@ -93,7 +102,7 @@ def summary(cfg: StudyConfig, result) -> str:
            f"test acc {result.teacher.test_accuracy:.4f}"]
     if result.confirmed:
         out.append(confirm.table(result.confirmed, result.teacher.test_accuracy, result.teacher_ece,
-                                 _between_arms(study)))
+                                 _between_arms(study), _notes(study, result.confirmed)))
     if c is not None:
         conf = max((x for x in result.confirmed if x.trial == c.number), key=lambda x: x.val_accuracy,
                    default=None)

@@ -12,15 +12,18 @@ import optuna
 
 from .config import ConfigError, StudyConfig
 from .models import build_student, param_count
+from .record import FIXED
 
 
 def suggest(trial: optuna.Trial, cfg: StudyConfig, image_shape, num_classes: int) -> dict:
     s = cfg.search
-    params = {
-        "temperature": trial.suggest_float("temperature", s.temperature.low, s.temperature.high,
-                                           log=s.temperature.log),
-        "alpha": trial.suggest_float("alpha", s.alpha.low, s.alpha.high, log=s.alpha.log),
-    }
+    params = {"temperature": trial.suggest_float("temperature", s.temperature.low, s.temperature.high,
+                                                 log=s.temperature.log)}
+    if s.alpha is not None:
+        params["alpha"] = trial.suggest_float("alpha", s.alpha.low, s.alpha.high, log=s.alpha.log)
+    else:  # soft targets only (transfer.labels: false): not a search dimension; kept beside them
+        params["alpha"] = 0.0
+        trial.set_user_attr(FIXED + "alpha", 0.0)
     if s.width.choices is not None:
         params["width"] = trial.suggest_categorical("width", allowed_widths(cfg, image_shape, num_classes))
     else:

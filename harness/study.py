@@ -24,8 +24,8 @@ import optuna
 from . import champion as champion_mod
 from . import confirm
 from . import data as data_mod
-from . import interrupt, plots, space, stores, tracking
-from .config import StudyConfig
+from . import interrupt, omitted, plots, reference, space, stores, tracking
+from .config import StudyConfig, check_classes
 from .context import Context
 from .evaluate import ece
 from .record import TrialRecord
@@ -67,6 +67,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
     splits = data_mod.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
+    check_classes(cfg, splits.num_classes)
     space.check_budget(cfg, splits.image_shape, splits.num_classes)
     teacher = load_or_train(cfg, splits, ws.teacher_cache)
     experiment_id = tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
@@ -86,6 +87,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
         mlflow.log_dict(cfg.to_dict(), "config.yaml")
         mlflow.log_params({"n_trials": cfg.n_trials, "workers": workers, "new_trials": todo,
                            "teacher_key": teacher.key})
+        ctx.log_transfer()
         log_teacher(teacher, cfg, experiment_id, parent.info.run_id, splits.validation.images[:2])
 
         t0 = time.perf_counter()
@@ -105,7 +107,8 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
         if champ is not None:
             test_acc = champion_mod.test_and_register(cfg, champ, splits)
             if export:
-                export_path = champion_mod.export(champ, ws.workdir / "exports" / f"{cfg.name}-champion", splits)
+                export_path = champion_mod.export(champ, ws.workdir / "exports" / f"{cfg.name}-champion", splits,
+                                                  cfg.transfer.omit_classes)
             mlflow.log_metrics({"champion_trial": champ.number, "champion_test_accuracy": test_acc})
         plots.log_study_artifacts(study, ctx, champ)
 
@@ -132,20 +135,29 @@ def _confirm(ctx: Context, study: optuna.Study, configs: list[TrialRecord],
         return []
     rows = confirm.run(ctx, configs)
     summary, comparisons = confirm.summarise(rows), confirm.between_arms(rows)
-    as_dicts = [{k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in d.items()} for d in comparisons]
+    references = reference.against_reference(rows, cfg.confirm.reference)
+
+    def plain(ds):
+        return [{k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in d.items()} for d in ds]
+
+    as_dicts = plain(comparisons)
+    teacher_test = {"accuracy": ctx.teacher.test_accuracy, "ece": teacher_ece,
+                    "omitted": ctx.teacher_omitted_accuracy}
     study.set_user_attr("confirmed", [c.to_dict() for c in summary])
     study.set_user_attr("between_arms", as_dicts)
-    study.set_user_attr("teacher_test", {"accuracy": ctx.teacher.test_accuracy, "ece": teacher_ece})
+    study.set_user_attr("against_reference", plain(references))
+    study.set_user_attr("teacher_test", teacher_test)
     mlflow.log_metric("teacher_test_ece", teacher_ece)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         confirm.write_csv(rows, d / "confirm.csv")
         (d / "summary.json").write_text(json.dumps(
-            {"seeds": confirm.seeds(cfg), "teacher": {"test_accuracy": ctx.teacher.test_accuracy, "ece": teacher_ece},
-             "configurations": [c.to_dict() for c in summary], "between_arms": as_dicts}, indent=1))
+            {"seeds": confirm.seeds(cfg), "teacher": teacher_test, "configurations": [c.to_dict() for c in summary],
+             "between_arms": as_dicts, "against_reference": plain(references)}, indent=1))
         plots.confirmed(summary, ctx.teacher.test_accuracy, cfg.name, d / "confirmed.png")
         mlflow.log_artifacts(str(d), "confirm")
-    log.info("%s", confirm.table(summary, ctx.teacher.test_accuracy, teacher_ece, comparisons))
+    notes = reference.lines(references) + omitted.lines(summary, ctx.teacher_omitted_accuracy)
+    log.info("%s", confirm.table(summary, ctx.teacher.test_accuracy, teacher_ece, comparisons, notes))
     return summary
 
 

@@ -69,7 +69,7 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
 
     def compile_distiller(s: keras.Model) -> Distiller:
         d = Distiller(s, teacher, temperature=temperature, alpha=alpha)
-        d.compile(optimizer=recipe.optimizer_for(len(ctx.splits.transfer)), jit_compile=ctx.jit,
+        d.compile(optimizer=recipe.optimizer_for(ctx.transfer_examples), jit_compile=ctx.jit,
                   steps_per_execution=ctx.cfg.training.steps_per_execution)
         return d
 
@@ -112,6 +112,7 @@ class Objective:
         try:
             mlflow.log_params({**recipe.to_dict(), **p, "family": cfg.student.family, "depth": cfg.student.depth,
                                "seed": cfg.seed, "teacher_key": ctx.teacher.key})
+            ctx.log_transfer()
             callbacks = [counter, mlflow.keras.MlflowCallback()]
             if not cfg.multi_objective:
                 callbacks.append(KerasPruningCallback(trial, "val_accuracy"))

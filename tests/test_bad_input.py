@@ -60,6 +60,7 @@ CASES = {
                                "does not exist"),
     "bad_n_trials": (BASE, ["--n-trials", "0"], "--n-trials", "at least 1"),
     "no_width_fits_the_budget": ({**BASE, "max_params": 100}, [], "max_params", "no width"),
+    "transfer_fraction_outside": ({**BASE, "transfer": {"fraction": 0}}, [], "transfer.fraction", "(0, 1]"),
 }
 
 

@@ -89,7 +89,7 @@ def test_confirmation_pairs_every_front_configuration_over_fresh_seeds(smoke, tm
     with open(tmp_path / "confirm" / "confirm.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["trial", "width", "params", "temperature", "alpha", "seed", "role", "val_accuracy",
-                             "test_accuracy", "agreement", "ece"]
+                             "test_accuracy", "agreement", "ece", "transfer_examples"]
     on_front = champion.front(load_study(workdir), config.load(SMOKE))
     front = {r.number for r in confirm.configurations(load_study(workdir), config.load(SMOKE))}
     assert {int(r["trial"]) for r in rows} == front
