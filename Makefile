@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STUDY  ?= studies/fashion_mnist.yaml
+WORKDIR ?= .
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: study test bench data postgres mlflow-ui clean
+.PHONY: study test bench data postgres ui mlflow-ui dashboard clean
 
 $(VENV)/.installed: requirements.txt
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
@@ -42,8 +43,16 @@ test: data postgres
 bench: data
 	$(PY) -m harness bench --json bench.json
 
-mlflow-ui: $(VENV)/.installed
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1
+# The two browsers on a working directory's default stores (make ui WORKDIR=DIR for another).
+# The venv's bin/ goes first on PATH: MLflow starts its server (uvicorn) by name.
+ui: $(VENV)/.installed
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m mlflow ui \
+	  --backend-store-uri sqlite:///$(abspath $(WORKDIR))/mlflow.db --host 127.0.0.1 --port 5000
+
+mlflow-ui: ui
+
+dashboard: $(VENV)/.installed
+	$(VENV)/bin/optuna-dashboard sqlite:///$(abspath $(WORKDIR))/optuna.db --host 127.0.0.1 --port 8080
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -75,20 +75,21 @@ def check_tflite(path: str, d: dict, kind: str) -> dict:
             f"output is {[int(v) for v in out[0]['shape_signature']]} {np.dtype(out[0]['dtype']).name}, "
             f"not [-1, {want.shape[-1]}] float32 logits")
     got = tflite.predict(interp, x)
-    result = {"max_diff": float(np.abs(got - want).max()),
-              "agreement": float((got.argmax(1) == want.argmax(1)).mean())}
-    if kind == "tflite-int8":
-        _expect(result["agreement"] >= INT8_AGREEMENT,
-                f"top-1 agreement with the student {result['agreement']:.4f} < {INT8_AGREEMENT}")
-    else:
-        _expect(result["max_diff"] <= TFLITE_TOLERANCE,
-                f"differs from the student by {result['max_diff']:g} > {TFLITE_TOLERANCE:g}")
     test = tflite.predict(interp, d["test_x"])
-    result["test_accuracy"] = float((test.argmax(1) == d["test_y"]).mean())
+    r = {"max_diff": float(np.abs(got - want).max()), "agreement": float((got.argmax(1) == want.argmax(1)).mean()),
+         "test_accuracy": float((test.argmax(1) == d["test_y"]).mean())}
     interp.resize_tensor_input(inp[0]["index"], [1, *x.shape[1:]])
     interp.allocate_tensors()
     interp.set_tensor(inp[0]["index"], d["test_x"][:1].astype(dtype))
-    return {**result, **latency.measure(interp.invoke, runs=d["runs"])}
+    r.update(latency.measure(interp.invoke, runs=d["runs"]))
+    seen = f"(it scored test acc {r['test_accuracy']:.4f}, p50 {r['p50_ms']:.4f} ms, p99 {r['p99_ms']:.4f} ms)"
+    if kind == "tflite-int8":
+        _expect(r["agreement"] >= INT8_AGREEMENT, f"top-1 agreement with the student on {len(x)} validation "
+                f"images {r['agreement']:.4f} < {INT8_AGREEMENT} {seen}")
+    else:
+        _expect(r["max_diff"] <= TFLITE_TOLERANCE,
+                f"differs from the student by {r['max_diff']:g} > {TFLITE_TOLERANCE:g} {seen}")
+    return r
 
 
 def main(spec_path: str) -> None:

@@ -1,5 +1,6 @@
 """Exports, in process on a tiny student and random images; one fresh process checks them all."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -8,7 +9,8 @@ from harness import export, models, tflite
 
 @pytest.fixture(scope="module")
 def student_and_data():
-    student = models.mlp((28, 28, 1), 10, [16], seed=0)  # int8 agrees on all 300 images
+    keras.utils.set_random_seed(4)  # this untrained student's int8 twin agrees on 299 of the 300 images
+    student = models.mlp((28, 28, 1), 10, [16], seed=0)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (900, 28, 28, 1)).astype(np.uint8)
     data = export.CheckData(validation=x[:300], test_images=x[300:600], test_labels=rng.integers(0, 10, 300),
