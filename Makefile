@@ -4,10 +4,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STUDY  ?= studies/fashion_mnist.yaml
 WORKDIR ?= .
+MODEL  ?= fashion_mnist-student
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: study test bench data postgres ui mlflow-ui dashboard clean
+.PHONY: study test bench data postgres ui mlflow-ui dashboard serve clean
 
 $(VENV)/.installed: requirements.txt
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
@@ -53,6 +54,11 @@ mlflow-ui: ui
 
 dashboard: $(VENV)/.installed
 	$(VENV)/bin/optuna-dashboard sqlite:///$(abspath $(WORKDIR))/optuna.db --host 127.0.0.1 --port 8080
+
+# The registered champion over REST (loopback), from the local environment.
+serve: $(VENV)/.installed
+	PATH="$(abspath $(VENV))/bin:$$PATH" MLFLOW_TRACKING_URI=sqlite:///$(abspath $(WORKDIR))/mlflow.db \
+	  $(PY) -m mlflow models serve -m models:/$(MODEL)@champion --env-manager local -h 127.0.0.1 -p 5001
 
 clean:
 	rm -rf $(VENV) .pytest_cache
