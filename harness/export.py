@@ -137,13 +137,13 @@ def export(student, outs: dict[str, Path], data: CheckData) -> dict[str, dict]:
             r = results.get(str(tmp), {"error": "not checked"})
             out = Path(outs[kind]).resolve()
             if "error" in r:
-                figures[kind] = {"refused": f"{kind} export to {out} refused: {r['error']}"}
+                figures[kind] = {"refused": f"{kind} export to {out} ({size_bytes(tmp):,} bytes) refused: {r['error']}"}
                 log.warning("%s", figures[kind]["refused"])
                 continue
             figures[kind] = {**r, "size_bytes": size_bytes(tmp), "path": str(out)}
             _place(tmp, out)
             log.info("exported %s to %s (%d bytes; fresh-process check: max |diff| %.2g, test acc %.4f, "
-                     "p50 %.3f ms, p99 %.3f ms)", kind, out, figures[kind]["size_bytes"], r["max_diff"],
+                     "p50 %.4f ms, p99 %.4f ms)", kind, out, figures[kind]["size_bytes"], r["max_diff"],
                      r["test_accuracy"], r["p50_ms"], r["p99_ms"])
         return figures
     finally:

@@ -116,7 +116,7 @@ def summary(cfg: StudyConfig, result) -> str:
     for kind, f in (result.exports or {}).items():
         out.append(f"{LABELS[kind]}: " + (f["refused"] if "refused" in f else
                    f"{f['path']}  (test acc {f['test_accuracy']:.4f}, {f['size_bytes']:,} bytes, "
-                   f"p50 {f['p50_ms']:.3f} ms, p99 {f['p99_ms']:.3f} ms)"))
+                   f"p50 {f['p50_ms']:.4f} ms, p99 {f['p99_ms']:.4f} ms)"))
     out.append("browse: make ui (MLflow, http://127.0.0.1:5000)   |   make dashboard (Optuna, http://127.0.0.1:8080)"
                "   (WORKDIR=DIR for another working directory)")
     return "\n".join(out)
