@@ -87,9 +87,18 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
     return student, hist.history
 
 
-def deployed_cost(student: keras.Model, image) -> dict:
+def deployed_cost(trial: optuna.Trial, student: keras.Model, image) -> dict:
     """The student as it would be deployed (float TFLite): its file size and the median
-    single-image latency on one thread, after a warm-up."""
+    single-image latency on one thread, after a warm-up.
+
+    Both depend on the architecture (the width), not on the weights: a width measured by an
+    earlier complete trial of the study is not measured again. Otherwise the noise between two
+    measurements (10-30% at these microsecond scales) would rank equal students apart and put
+    several copies of one width on the front."""
+    width = trial.params["width"]
+    for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if t.params.get("width") == width and t.user_attrs.get("latency_ms") is not None:
+            return {"size_bytes": t.user_attrs["size_bytes"], "latency_ms": t.user_attrs["latency_ms"]}
     model = tflite.convert(student, "tflite")
     return {"size_bytes": len(model), "latency_ms": latency.tflite_ms(model, image)}
 
@@ -129,7 +138,7 @@ class Objective:
             params, flops = param_count(student), flops_per_example(student)
             val_acc = float(history["val_accuracy"][-1])
             gain = val_acc - twin["val_accuracy"]
-            deployed = deployed_cost(student, ctx.splits.validation.images[0]) if cfg.cost != "params" else {}
+            deployed = deployed_cost(trial, student, ctx.splits.validation.images[0]) if cfg.cost != "params" else {}
             mlflow.log_metrics({"params": params, "flops": flops, "distillation_gain": gain,
                                 "baseline_val_accuracy": twin["val_accuracy"], **deployed})
             info = tracking.log_student(student, ctx.splits.validation.images[:2])

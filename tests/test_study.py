@@ -152,14 +152,14 @@ def test_resume_adds_exactly_one_trial_without_training_the_teacher(smoke):
 
 
 def test_latency_as_an_objective_next_to_accuracy(smoke, tmp_path):
-    """In process, on the smoke study's stores (its teacher cached): a trial that minimises
+    """In process, on the smoke study's stores (its teacher cached): two trials that minimise
     the float TFLite student's single-image latency; names, front, champion, report, datasets."""
     from harness import report, stores
     from harness import study as study_mod
 
     workdir, _ = smoke
-    cfg = config.load(write_study(tmp_path, "smoke_latency", objectives=["val_accuracy", "latency_ms"], n_trials=1,
-                                  **{"confirm.seeds": 0}))
+    cfg = config.load(write_study(tmp_path, "smoke_latency", objectives=["val_accuracy", "latency_ms"], n_trials=2,
+                                  **{"confirm.seeds": 0, "search.width": {"choices": [16]}}))
     result = study_mod.run(cfg, workdir, export=False)
     study = result.study
     assert study.metric_names == ["val_accuracy", "latency_ms"]
@@ -168,6 +168,7 @@ def test_latency_as_an_objective_next_to_accuracy(smoke, tmp_path):
     for t, r in zip(study.trials, records):
         assert t.values == [r.val_accuracy, r.latency_ms] and 0 < r.latency_ms < 50
         assert r.size_bytes > 4 * r.params  # float32 weights and the graph
+    assert records[0].latency_ms == records[1].latency_ms  # one width: measured once, by the first trial
     front = champion.front(study, cfg)
     assert result.champion.number == champion.select(front, cfg.champion, lambda r: r.latency_ms).number
     table = report.table(cfg, stores.Workspace.resolve(workdir, None, None))
