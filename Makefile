@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STUDY  ?= studies/fashion_mnist.yaml
+WORKDIR ?= .
+MODEL  ?= fashion_mnist-student
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: study test bench data postgres mlflow-ui clean
+.PHONY: study test bench data postgres ui mlflow-ui dashboard serve clean
 
 $(VENV)/.installed: requirements.txt
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
@@ -37,13 +39,26 @@ study: data
 	$(PY) -m harness study $(STUDY)
 
 test: data postgres
-	$(PY) -m pytest -q -n 2 --dist loadgroup tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 bench: data
 	$(PY) -m harness bench --json bench.json
 
-mlflow-ui: $(VENV)/.installed
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1
+# The two browsers on a working directory's default stores (make ui WORKDIR=DIR for another).
+# The venv's bin/ goes first on PATH: MLflow starts its server (uvicorn) by name.
+ui: $(VENV)/.installed
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m mlflow ui \
+	  --backend-store-uri sqlite:///$(abspath $(WORKDIR))/mlflow.db --host 127.0.0.1 --port 5000
+
+mlflow-ui: ui
+
+dashboard: $(VENV)/.installed
+	$(VENV)/bin/optuna-dashboard sqlite:///$(abspath $(WORKDIR))/optuna.db --host 127.0.0.1 --port 8080
+
+# The registered champion over REST (loopback), from the local environment.
+serve: $(VENV)/.installed
+	PATH="$(abspath $(VENV))/bin:$$PATH" MLFLOW_TRACKING_URI=sqlite:///$(abspath $(WORKDIR))/mlflow.db \
+	  $(PY) -m mlflow models serve -m models:/$(MODEL)@champion --env-manager local -h 127.0.0.1 -p 5001
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -13,7 +13,7 @@ _NAMES = {
     "Teacher": "teacher", "load_or_train": "teacher",
     "TrialRecord": "record",
     "run_study": ("study", "run"),
-    "export_saved_model": "export",
+    "export_student": ("export", "export"),
 }
 __all__ = sorted(_NAMES)
 __doc__ += "\n" + ", ".join(__all__) + ".\n"

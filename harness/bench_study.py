@@ -41,6 +41,7 @@ def _cfg(name, n_trials, epochs, objectives, pruner=None):
         "search": {"temperature": {"low": 1.0, "high": 20.0, "log": True}, "alpha": {"low": 0.0, "high": 1.0},
                    "width": {"choices": [128, 256, 512]}},
         "objectives": objectives, "pruner": pruner or {"type": "none"}, "n_trials": n_trials,
+        "exports": ["savedmodel"],  # as the bench measured it before the TFLite exports
     }, f"<bench:{name}>")
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Sequence, TypeVar
+from typing import Callable, Sequence, TypeVar
+
+import numpy as np
 
 import keras
 import mlflow
@@ -14,10 +16,10 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from . import data as data_mod
-from . import omitted
+from . import export as export_mod
+from . import omitted, tflite
 from .config import ChampionConfig, StudyConfig
 from .evaluate import accuracy, predict_logits
-from .export import export_saved_model
 from .record import TrialRecord, complete_records
 
 log = logging.getLogger(__name__)
@@ -25,16 +27,25 @@ ALIAS = "champion"
 C = TypeVar("C")  # anything with `val_accuracy` and `params`
 
 
-def select(candidates: Sequence[C], rule: ChampionConfig) -> C | None:
-    """`smallest_within`: the smallest candidate within `tolerance` points of the best
-    validation accuracy (ties: the more accurate); `best`: the most accurate (ties: the smaller)."""
+def select(candidates: Sequence[C], rule: ChampionConfig, cost: Callable[[C], float] | None = None) -> C | None:
+    """`smallest_within`: the cheapest candidate within `tolerance` points of the best
+    validation accuracy (ties: the more accurate); `best`: the most accurate (ties: the cheaper).
+    Cheapest: by `cost` (the study's second objective), by parameters when not given."""
     if not candidates:
         return None
+    cost = cost or (lambda c: c.params)
     if rule.rule == "best":
-        return max(candidates, key=lambda c: (c.val_accuracy, -c.params))
+        return max(candidates, key=lambda c: (c.val_accuracy, -cost(c)))
     best = max(c.val_accuracy for c in candidates)
     within = [c for c in candidates if c.val_accuracy >= best - rule.tolerance / 100]
-    return min(within, key=lambda c: (c.params, -c.val_accuracy))
+    return min(within, key=lambda c: (cost(c), -c.val_accuracy))
+
+
+def cost_of(cfg: StudyConfig, records: Sequence[TrialRecord]) -> Callable:
+    """The study's cost (its second objective) of a record, or of a confirmed configuration
+    (which has the search trial's number)."""
+    by_trial = {r.number: r for r in records}
+    return lambda c: getattr(by_trial.get(getattr(c, "trial", None), c), cfg.cost)
 
 
 def front(study: optuna.Study, cfg: StudyConfig) -> list[TrialRecord]:
@@ -94,11 +105,49 @@ def test_and_register(cfg: StudyConfig, record: TrialRecord, splits: data_mod.Sp
     return test_acc
 
 
-def export(record: TrialRecord, out: Path, splits: data_mod.Splits, omit_classes: list[int] | None = None) -> Path:
-    """The champion's SavedModel; with omitted classes, the bias-corrected student (shift chosen on
-    validation, as `test_and_register` logged it)."""
-    student = load_student(record)
-    if omit_classes:
-        fix = omitted.correct(student, splits, omit_classes)
-        student = omitted.corrected_model(student, omit_classes, fix.shift)
-    return export_saved_model(student, out, splits.validation.images[:256])
+def deployable(cfg: StudyConfig, student: keras.Model, splits: data_mod.Splits) -> keras.Model:
+    """The student to export: as trained, or with omitted classes bias-corrected (the shift chosen
+    on validation, as `test_and_register` logged it)."""
+    if cfg.transfer.omit_classes:
+        fix = omitted.correct(student, splits, cfg.transfer.omit_classes)
+        student = omitted.corrected_model(student, cfg.transfer.omit_classes, fix.shift)
+    return student
+
+
+def export_paths(cfg: StudyConfig, directory: Path) -> dict[str, Path]:
+    """Where `study` puts each of the file's export formats."""
+    names = {"savedmodel": f"{cfg.name}-champion", "tflite": f"{cfg.name}-champion.tflite",
+             "tflite-int8": f"{cfg.name}-champion-int8.tflite"}
+    return {kind: Path(directory) / names[kind] for kind in cfg.exports}
+
+
+def check_data(cfg: StudyConfig, splits: data_mod.Splits) -> export_mod.CheckData:
+    """Validation images compare, test images score, a seeded sample of the transfer set calibrates."""
+    rng = np.random.default_rng(cfg.seed)
+    n = min(tflite.CALIBRATION_IMAGES, len(splits.transfer))
+    calibration = splits.transfer.images[np.sort(rng.choice(len(splits.transfer), n, replace=False))]
+    return export_mod.CheckData(splits.validation.images[:2000], splits.test.images, splits.test.labels,
+                                calibration)
+
+
+def export(cfg: StudyConfig, record: TrialRecord, outs: dict[str, Path], splits: data_mod.Splits,
+           student: keras.Model | None = None) -> dict[str, dict]:
+    """Export the trial's student in each format of `outs`, and log each file's test accuracy, size and
+    single-image latency (p50, p99) and the file itself on the trial's MLflow run (a refused export:
+    the reason, as the tag `export.FORMAT`)."""
+    figures = export_mod.export(student or load_student(record), outs, check_data(cfg, splits))
+    client = MlflowClient()
+    for kind, f in figures.items():
+        client.set_tag(record.mlflow_run_id, f"export.{kind}", f.get("refused", "ok")[:500])
+        if "refused" in f:
+            continue
+        prefix = kind.replace("-", "_")
+        for name in ("test_accuracy", "size_bytes", "p50_ms", "p99_ms"):
+            metric = name.replace("p50", "latency_p50").replace("p99", "latency_p99")
+            client.log_metric(record.mlflow_run_id, f"{prefix}_{metric}", f[name])
+        path = Path(f["path"])
+        if path.is_dir():
+            client.log_artifacts(record.mlflow_run_id, str(path), f"exports/{path.name}")
+        else:
+            client.log_artifact(record.mlflow_run_id, str(path), "exports")
+    return figures

@@ -86,8 +86,10 @@ def _cmd_export(args) -> int:
     cfg = config.load(args.study_file)
     from . import report
 
-    path = report.export_trial(cfg, _workspace(args, cfg), args.trial, args.out)
-    print(f"exported SavedModel: {path}")
+    f = report.export_trial(cfg, _workspace(args, cfg), args.trial, args.out, args.format)
+    print(f"exported {report.LABELS[args.format]}: {f['path']}\n"
+          f"  test accuracy {f['test_accuracy']:.4f}, {f['size_bytes']:,} bytes, one image on one thread: "
+          f"p50 {f['p50_ms']:.4f} ms, p99 {f['p99_ms']:.4f} ms")
     return 0
 
 
@@ -118,8 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(r)
     r.set_defaults(func=_cmd_report)
 
-    e = sub.add_parser("export", help="export a trial's student (default: the champion) as a SavedModel")
+    e = sub.add_parser("export", help="export a trial's student (default: the champion): SavedModel or TFLite")
     _store_args(e)
+    e.add_argument("--format", choices=config.EXPORT_FORMATS, default="savedmodel",
+                   help="savedmodel (default), tflite (float32) or tflite-int8 (full-integer, calibrated on "
+                        "transfer-set images)")
     e.add_argument("--trial", type=int, default=None)
     e.add_argument("--out", required=True)
     e.set_defaults(func=_cmd_export)

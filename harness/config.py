@@ -21,7 +21,8 @@ import yaml
 FAMILIES = ("mlp", "cnn")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "linear_warmup_cosine")  # see schedules.py
-OBJECTIVES = ("val_accuracy", "params")
+OBJECTIVES = ("val_accuracy", "params", "latency_ms", "size_bytes")  # the second one is minimised
+EXPORT_FORMATS = ("savedmodel", "tflite", "tflite-int8")
 PRUNERS = ("median", "hyperband", "successive_halving", "none")
 CHAMPION_RULES = ("smallest_within", "best")
 
@@ -221,11 +222,18 @@ class StudyConfig:
     champion: ChampionConfig = ChampionConfig()
     confirm: ConfirmConfig = ConfirmConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
+    exports: list[str] = field(default_factory=lambda: list(EXPORT_FORMATS))  # what `study` exports
     source: str = ""  # the file it was read from (not a YAML key)
 
     @property
     def multi_objective(self) -> bool:
         return len(self.objectives) == 2
+
+    @property
+    def cost(self) -> str:
+        """What the second objective minimises (and `smallest_within` means by smallest): a
+        TrialRecord field, `params` with one objective."""
+        return self.objectives[1] if self.multi_objective else "params"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -402,8 +410,12 @@ def _check(cfg: StudyConfig, path: str) -> None:
         if w.low > w.high:
             fail("search.width", f"low ({w.low}) is greater than high ({w.high})")
     if not cfg.objectives or any(o not in OBJECTIVES for o in cfg.objectives) \
-            or cfg.objectives[0] != "val_accuracy" or len(set(cfg.objectives)) != len(cfg.objectives):
-        fail("objectives", "allowed: [val_accuracy] or [val_accuracy, params]")
+            or cfg.objectives[0] != "val_accuracy" or len(set(cfg.objectives)) != len(cfg.objectives) \
+            or len(cfg.objectives) > 2:
+        fail("objectives", "allowed: [val_accuracy], or [val_accuracy, X] with X one of params, latency_ms, "
+             "size_bytes")
+    if any(f not in EXPORT_FORMATS for f in cfg.exports) or len(set(cfg.exports)) != len(cfg.exports):
+        fail("exports", f"allowed: a list of distinct formats among {', '.join(EXPORT_FORMATS)}")
     if cfg.max_params is not None and cfg.max_params < 1:
         fail("max_params", "must be at least 1 (or null)")
     if cfg.pruner.type not in PRUNERS:

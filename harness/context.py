@@ -118,6 +118,11 @@ class Context:
         return self.cfg.distillation.teacher == "online"
 
     @cached_property
+    def datasets(self) -> list[tuple]:
+        """The splits as MLflow dataset inputs, digested once per process."""
+        return tracking.datasets(self.splits)
+
+    @cached_property
     def teacher_test_probs(self) -> np.ndarray:
         """The teacher's prediction on the test split (fidelity is measured against it)."""
         return ensemble_probabilities(ensemble_logits(self.teacher.members, self.splits.test.images))

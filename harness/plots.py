@@ -27,25 +27,32 @@ from .record import TrialRecord, complete_records  # noqa: E402
 log = logging.getLogger(__name__)
 
 
+COST_LABELS = {"params": "student parameters", "latency_ms": "single-image latency, float TFLite, one thread (ms)",
+               "size_bytes": "float TFLite file size (bytes)"}
+
+
 def pareto(records: list[TrialRecord], on_front: list[TrialRecord], name: str, teacher, base,
-           champion: TrialRecord | None, path: Path) -> None:
+           champion: TrialRecord | None, path: Path, cost: str = "params") -> None:
+    """Accuracy against the study's cost (its second objective); the scratch twins are drawn
+    only against parameters (their latency is not measured)."""
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    ax.scatter([r.params for r in records], [100 * r.val_accuracy for r in records],
+    x = lambda r: getattr(r, cost)  # noqa: E731
+    ax.scatter([x(r) for r in records], [100 * r.val_accuracy for r in records],
                c=[r.temperature for r in records], cmap="viridis", s=40, alpha=0.8,
                norm=matplotlib.colors.LogNorm(), label="distilled trials (colour: temperature)")
     fr = sorted(on_front, key=lambda r: r.params)
-    ax.plot([r.params for r in fr], [100 * r.val_accuracy for r in fr],
+    ax.plot([x(r) for r in fr], [100 * r.val_accuracy for r in fr],
             "-", color="tab:blue", lw=1.5, label="Pareto front")
-    if base:
+    if base and cost == "params":
         ax.plot([b["params"] for b in base], [100 * b["val_accuracy"] for b in base], "s--", color="tab:gray",
                 label="trained from scratch")
     ax.axhline(100 * teacher.val_accuracy, color="tab:red", ls=":", label=f"teacher ({teacher.params:,} params)")
     if champion is not None:
-        ax.scatter([champion.params], [100 * champion.val_accuracy], marker="*",
+        ax.scatter([x(champion)], [100 * champion.val_accuracy], marker="*",
                    s=300, color="gold", edgecolor="black", zorder=5, label=f"champion (trial {champion.number})")
     if ax.collections and ax.collections[0].get_array() is not None and records:
         fig.colorbar(ax.collections[0], ax=ax, label="temperature")
-    _save_size_plot(fig, ax, "validation accuracy (%)", f"{name}: accuracy vs size", path)
+    _save_size_plot(fig, ax, "validation accuracy (%)", f"{name}: accuracy vs {cost}", path, COST_LABELS[cost])
 
 
 def temperature_alpha(records: list[TrialRecord], path: Path) -> None:
@@ -110,10 +117,10 @@ def _confirmed_arms(summary, teacher_test: float, name: str, path: Path) -> None
     plt.close(fig)
 
 
-def _save_size_plot(fig, ax, ylabel: str, title: str, path: Path) -> None:
-    """Accuracy against parameters (log scale), legend, grid; written and closed."""
+def _save_size_plot(fig, ax, ylabel: str, title: str, path: Path, xlabel: str = COST_LABELS["params"]) -> None:
+    """Accuracy against parameters (or another cost; log scale), legend, grid; written and closed."""
     ax.set_xscale("log")
-    ax.set(xlabel="student parameters", ylabel=ylabel, title=title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -153,7 +160,7 @@ def log_study_artifacts(study, ctx, champion: TrialRecord | None) -> None:
         if records:
             base = baselines.load(ctx.ws.workdir, ctx.cfg, [r.width for r in records])
             pareto(records, front(study, ctx.cfg), ctx.cfg.name, ctx.teacher, base, champion,
-                   plots / "pareto_front.png")
+                   plots / "pareto_front.png", ctx.cfg.cost)
             temperature_alpha(records, plots / "temperature_alpha.png")
             _optuna_plot("plot_optimization_history", study, plots / "optimization_history.png")
             if len(records) >= 2:

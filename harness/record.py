@@ -28,6 +28,8 @@ class TrialRecord:
     val_accuracy: float | None = None
     params: int | None = None
     flops: int | None = None
+    latency_ms: float | None = None  # float TFLite, one image, one thread, median (when an objective)
+    size_bytes: int | None = None  # the float TFLite file (when an objective)
     distillation_gain: float | None = None  # val accuracy minus that of the scratch twin (one seed)
     baseline_val_accuracy: float | None = None
     baseline_test_accuracy: float | None = None

@@ -10,8 +10,11 @@ import optuna
 
 from . import champion, confirm, data, omitted, reference, stores, tracking
 from .config import StudyConfig, UserError
-from .export import export_saved_model
+from .export import ExportError
 from .record import complete_records
+
+
+LABELS = {"savedmodel": "SavedModel", "tflite": "TFLite (float32)", "tflite-int8": "TFLite (int8)"}
 
 
 class ReportError(UserError):
@@ -49,14 +52,17 @@ def table(cfg: StudyConfig, ws: stores.Workspace) -> str:
     champ = _champion_trial_number(cfg)
     states = [t.state for t in study.trials]
     count = {s.name.lower(): states.count(s) for s in optuna.trial.TrialState if states.count(s)}
-    title = ("Pareto front (val accuracy vs parameters)" if cfg.multi_objective else "complete trials") + \
+    title = (f"Pareto front (val accuracy vs {cfg.cost})" if cfg.multi_objective else "complete trials") + \
         " of the search: one seed each, gains are best-of-N, not findings"
+    deployed = cfg.cost != "params"
     lines = [f"study {cfg.name!r}: " + ", ".join(f"{n} {k}" for k, n in count.items()), _teacher_line(cfg),
              f"{title}:",
-             f"{'trial':>5} {'width':>5} {'params':>9} {'T':>6} {'alpha':>5} {'val_acc':>7} "
-             f"{'scratch':>7} {'gain':>7}"]
-    for r in sorted(champion.front(study, cfg), key=lambda r: r.params):
-        lines.append(f"{r.number:>5} {r.width:>5} {r.params:>9,} {r.temperature:>6.2f} {r.alpha:>5.2f} "
+             f"{'trial':>5} {'width':>5} {'params':>9} " + (f"{'ms':>7} {'bytes':>9} " if deployed else "") +
+             f"{'T':>6} {'alpha':>5} {'val_acc':>7} {'scratch':>7} {'gain':>7}"]
+    for r in sorted(champion.front(study, cfg), key=lambda r: (getattr(r, cfg.cost), r.params)):
+        lines.append(f"{r.number:>5} {r.width:>5} {r.params:>9,} " +
+                     (f"{r.latency_ms:>7.4f} {r.size_bytes:>9,} " if deployed else "") +
+                     f"{r.temperature:>6.2f} {r.alpha:>5.2f} "
                      f"{r.val_accuracy:>7.4f} {r.baseline_val_accuracy:>7.4f} "
                      f"{100 * r.distillation_gain:>+6.2f}p" + ("  <- champion" if r.number == champ else ""))
     if champ is None:
@@ -116,24 +122,29 @@ def summary(cfg: StudyConfig, result) -> str:
                 f"          {how}",
                 f"          its search student (seed {cfg.seed}): test acc {result.test_accuracy:.4f}",
                 f"          registered as models:/{champion.registered_name(cfg.name)}@{champion.ALIAS}"]
-    if result.export_path:
-        out.append(f"SavedModel: {result.export_path}")
-    out.append("browse: mlflow ui --backend-store-uri sqlite:///mlflow.db   |   "
-               "optuna-dashboard sqlite:///optuna.db   (from the working directory)")
+    for kind, f in (result.exports or {}).items():
+        out.append(f"{LABELS[kind]}: " + (f["refused"] if "refused" in f else
+                   f"{f['path']}  (test acc {f['test_accuracy']:.4f}, {f['size_bytes']:,} bytes, "
+                   f"p50 {f['p50_ms']:.4f} ms, p99 {f['p99_ms']:.4f} ms)"))
+    out.append("browse: make ui (MLflow, http://127.0.0.1:5000)   |   make dashboard (Optuna, http://127.0.0.1:8080)"
+               "   (WORKDIR=DIR for another working directory)")
     return "\n".join(out)
 
 
-def export_trial(cfg: StudyConfig, ws: stores.Workspace, trial_number: int | None, out: str) -> Path:
-    """Export a trial's student (default: the registered champion, else the rule's pick)."""
+def export_trial(cfg: StudyConfig, ws: stores.Workspace, trial_number: int | None, out: str,
+                 kind: str = "savedmodel") -> dict:
+    """Export a trial's student (default: the registered champion, else the rule's pick) in one
+    format; its figures are logged on the trial's run. Returns them (with the `path`)."""
     study = _load(cfg, ws)
+    records = complete_records(study.trials)
     if trial_number is None:
         trial_number = _champion_trial_number(cfg)
         if trial_number is None:
-            champ = champion.select(champion.front(study, cfg), cfg.champion)
+            champ = champion.select(champion.front(study, cfg), cfg.champion, champion.cost_of(cfg, records))
             if champ is None:
                 raise ReportError(f"{cfg.source}: the study has no complete trial to export")
             trial_number = champ.number
-    records = [r for r in complete_records(study.trials) if r.number == trial_number]
+    records = [r for r in records if r.number == trial_number]
     if not records:
         raise ReportError(f"--trial {trial_number}: no complete trial with that number in study {cfg.name!r}")
     record = records[0]
@@ -142,4 +153,8 @@ def export_trial(cfg: StudyConfig, ws: stores.Workspace, trial_number: int | Non
     else:  # trained on another machine: fetch it from MLflow
         student = mlflow.keras.load_model(record.model_uri)
     splits = data.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
-    return export_saved_model(student, out, splits.validation.images[:256])
+    student = champion.deployable(cfg, student, splits)  # bias-corrected where classes were omitted
+    figures = champion.export(cfg, record, {kind: Path(out)}, splits, student)[kind]
+    if "refused" in figures:
+        raise ExportError(figures["refused"])
+    return figures

@@ -158,6 +158,8 @@ def create_study(cfg: StudyConfig, ws: Workspace, seed_offset: int = 0) -> optun
     directions = ["maximize", "minimize"] if cfg.multi_objective else ["maximize"]
     study = optuna.create_study(study_name=cfg.name, storage=st, directions=directions,
                                 sampler=sampler, pruner=make_pruner(cfg), load_if_exists=True)
+    if study.metric_names != cfg.objectives:  # the dashboard and trials_dataframe() show these names
+        study.set_metric_names(list(cfg.objectives))
     if "search_space" not in study.user_attrs:
         study.set_user_attr("search_space", cfg.search_space_fingerprint())
         study.set_user_attr("config", cfg.to_dict())

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 class StudyResult:
     study: optuna.Study
     champion: TrialRecord | None
-    export_path: Path | None
+    exports: dict[str, dict] | None  # format -> figures and path, or {"refused": why}
     test_accuracy: float | None
     teacher: Teacher
     parent_run_id: str
@@ -85,6 +85,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
     ctx = Context(cfg, ws, splits, teacher, experiment_id, parent.info.run_id)
     try:
         mlflow.log_dict(cfg.to_dict(), "config.yaml")
+        tracking.log_datasets(ctx.datasets)
         mlflow.log_params({"n_trials": cfg.n_trials, "workers": workers, "new_trials": todo,
                            "teacher_key": teacher.key})
         ctx.log_transfer()
@@ -103,12 +104,13 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
         summary = _confirm(ctx, study, configs, teacher_ece)
         confirm_seconds = time.perf_counter() - t0
         champ = _champion(study, cfg, configs, summary)
-        test_acc = export_path = None
+        test_acc = exports = None
         if champ is not None:
             test_acc = champion_mod.test_and_register(cfg, champ, splits)
             if export:
-                export_path = champion_mod.export(champ, ws.workdir / "exports" / f"{cfg.name}-champion", splits,
-                                                  cfg.transfer.omit_classes)
+                deployed = champion_mod.deployable(cfg, champion_mod.load_student(champ), splits)
+                exports = champion_mod.export(cfg, champ, champion_mod.export_paths(cfg, ws.workdir / "exports"),
+                                              splits, deployed)
             mlflow.log_metrics({"champion_trial": champ.number, "champion_test_accuracy": test_acc})
         plots.log_study_artifacts(study, ctx, champ)
 
@@ -116,7 +118,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
         seconds = time.perf_counter() - t_start
         mlflow.log_metrics({"wall_seconds": seconds, "fit_seconds": ctx.fit_seconds,
                             "search_seconds": search_seconds, "confirm_seconds": confirm_seconds})
-        return StudyResult(study, champ, export_path, test_acc, teacher, parent.info.run_id, seconds,
+        return StudyResult(study, champ, exports, test_acc, teacher, parent.info.run_id, seconds,
                            ctx.fit_seconds, todo, summary, teacher_ece, search_seconds, confirm_seconds)
     except KeyboardInterrupt:
         status = "KILLED"
@@ -164,7 +166,8 @@ def _confirm(ctx: Context, study: optuna.Study, configs: list[TrialRecord],
 def _champion(study: optuna.Study, cfg: StudyConfig, configs: list[TrialRecord],
               summary: list[confirm.Confirmed]) -> TrialRecord | None:
     """The rule applied to the confirmed validation means, or to the search's front without them."""
+    cost = champion_mod.cost_of(cfg, configs)
     if not summary:
-        return champion_mod.select(champion_mod.front(study, cfg), cfg.champion)
-    pick = champion_mod.select(summary, cfg.champion)
+        return champion_mod.select(champion_mod.front(study, cfg), cfg.champion, cost)
+    pick = champion_mod.select(summary, cfg.champion, cost)
     return next(r for r in configs if r.number == pick.trial)

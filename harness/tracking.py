@@ -8,6 +8,7 @@ a crashed trial as still running.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -115,3 +116,31 @@ def log_student(model, sample, name: str = "model"):
 def log_history(history: list[dict[str, float]]) -> None:
     for epoch, logs in enumerate(history):
         mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch)
+
+
+SPLITS = (("transfer", "train", "training"), ("validation", "train", "validation"), ("test", "test", "test"))
+
+
+def datasets(splits) -> list[tuple]:
+    """The transfer, validation and test sets as MLflow datasets (TFDS name, split, content digest),
+    each with its MLflow context and tags: what `log_datasets` puts on a run."""
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+
+    source = HTTPDatasetSource(f"https://www.tensorflow.org/datasets/catalog/{splits.dataset.split('/')[0]}")
+    out = []
+    for role, tfds_split, context in SPLITS:
+        s = getattr(splits, role)
+        h = hashlib.sha256()
+        for a in (s.images, s.labels, s.index):
+            h.update(a.tobytes())
+        ds = mlflow.data.from_numpy(s.images, source=source, targets=s.labels, name=f"{splits.dataset}-{role}",
+                                    digest=h.hexdigest()[:16])
+        out.append((ds, context, {"tfds.name": splits.dataset, "tfds.split": tfds_split, "harness.split": role,
+                                  "examples": str(len(s))}))
+    return out
+
+
+def log_datasets(inputs: list[tuple]) -> None:
+    """Dataset inputs of the active run (the runs table's Dataset column)."""
+    for ds, context, tags in inputs:
+        mlflow.log_input(ds, context=context, tags=tags)

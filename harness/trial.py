@@ -16,7 +16,7 @@ import mlflow
 import optuna
 from optuna_integration import KerasPruningCallback
 
-from . import baselines, files, interrupt, space, tracking
+from . import baselines, files, interrupt, latency, space, tflite, tracking
 from .context import Context
 from .distiller import Distiller
 from .models import flops_per_example, param_count
@@ -87,8 +87,25 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
     return student, hist.history
 
 
+def deployed_cost(trial: optuna.Trial, student: keras.Model, image) -> dict:
+    """The student as it would be deployed (float TFLite): its file size and the median
+    single-image latency on one thread, after a warm-up.
+
+    Both depend on the architecture (the width), not on the weights: a width measured by an
+    earlier complete trial of the study is not measured again. Otherwise the noise between two
+    measurements (10-30% at these microsecond scales) would rank equal students apart and put
+    several copies of one width on the front."""
+    width = trial.params["width"]
+    for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if t.params.get("width") == width and t.user_attrs.get("latency_ms") is not None:
+            return {"size_bytes": t.user_attrs["size_bytes"], "latency_ms": t.user_attrs["latency_ms"]}
+    model = tflite.convert(student, "tflite")
+    return {"size_bytes": len(model), "latency_ms": latency.tflite_ms(model, image)}
+
+
 class Objective:
-    """Optuna's objective over one process's `Context`: (val accuracy, params) or val accuracy."""
+    """Optuna's objective over one process's `Context`: (val accuracy, the study's cost: params,
+    latency_ms or size_bytes) or val accuracy."""
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -113,6 +130,7 @@ class Objective:
             mlflow.log_params({**recipe.to_dict(), **p, "family": cfg.student.family, "depth": cfg.student.depth,
                                "seed": cfg.seed, "teacher_key": ctx.teacher.key})
             ctx.log_transfer()
+            tracking.log_datasets(ctx.datasets)
             callbacks = [counter, mlflow.keras.MlflowCallback()]
             if not cfg.multi_objective:
                 callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
@@ -121,8 +139,9 @@ class Objective:
             params, flops = param_count(student), flops_per_example(student)
             val_acc = float(history["val_accuracy"][-1])
             gain = val_acc - twin["val_accuracy"]
+            deployed = deployed_cost(trial, student, ctx.splits.validation.images[0]) if cfg.cost != "params" else {}
             mlflow.log_metrics({"params": params, "flops": flops, "distillation_gain": gain,
-                                "baseline_val_accuracy": twin["val_accuracy"]})
+                                "baseline_val_accuracy": twin["val_accuracy"], **deployed})
             info = tracking.log_student(student, ctx.splits.validation.images[:2])
             local = ctx.ws.workdir / "trials" / cfg.name / f"trial-{trial.number}.keras"
             with files.replacing(local, suffix=".keras") as tmp:
@@ -130,10 +149,10 @@ class Objective:
             record = TrialRecord(val_accuracy=val_acc, params=params, flops=flops, distillation_gain=gain,
                                  baseline_val_accuracy=twin["val_accuracy"],
                                  baseline_test_accuracy=twin["test_accuracy"], model_uri=info.model_uri,
-                                 model_path=str(local))
+                                 model_path=str(local), **deployed)
             record.save(trial)
             status, state = "FINISHED", "complete"
-            return (val_acc, params) if cfg.multi_objective else val_acc
+            return (val_acc, getattr(record, cfg.cost)) if cfg.multi_objective else val_acc
         except optuna.TrialPruned:
             status, state = "FINISHED", "pruned"
             raise

@@ -58,6 +58,7 @@ def write_study(directory, name="smoke", **overrides):
 
     cfg = yaml.safe_load(SMOKE.read_text())
     cfg["name"] = name
+    cfg["exports"] = ["savedmodel"]  # the TFLite exports are tested on the smoke study itself
     for dotted, value in overrides.items():
         *parents, last = dotted.split(".")
         node = cfg

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 
 from harness import champion, config, confirm
+from harness import export as export_mod
 from harness.record import TrialRecord
-from helpers import SMOKE, harness, load_study, mlflow_client, runs_by_role, workdir_with_teacher
+from helpers import SMOKE, harness, load_study, mlflow_client, runs_by_role, workdir_with_teacher, write_study
 
-# One process runs this module's tests: they share the study below (`make test` uses --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("smoke_study")
-
-
-@pytest.fixture(scope="session")  # not "module": other files' tests may run between these, and must not rebuild it
+# One process runs this module's tests (`make test` uses --dist loadfile: xdist's loadgroup does not
+# group under pytest 9.2, pytest-xdist issue 1386), so they share the study below.
+@pytest.fixture(scope="module")
 def smoke(tmp_path_factory, smoke_teacher_cache):
     workdir = workdir_with_teacher(tmp_path_factory.mktemp("smoke"), smoke_teacher_cache)
     first = harness("study", SMOKE, "--workdir", workdir)
@@ -65,14 +64,29 @@ def test_champion_is_registered_tested_and_exported(smoke, tmp_path):
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "want.npy", student.predict(x, verbose=0))
     code = ("import sys, numpy as np, tensorflow as tf\n"
-            "m = tf.saved_model.load(sys.argv[1]); x = np.load(sys.argv[2])\n"
-            "sig = m.signatures['serving_default'].structured_input_signature[1]\n"
-            "spec = next(iter(sig.values())); assert spec.shape.as_list() == [None, 28, 28, 1], spec\n"
-            "assert spec.dtype == tf.float32\n"
-            "print(np.abs(m.serve(x).numpy() - np.load(sys.argv[3])).max())")
+            "m = tf.saved_model.load(sys.argv[1]); x = np.load(sys.argv[2]); want = np.load(sys.argv[3])\n"
+            "for key, dtype in (('serving_default', tf.float32), ('serve_uint8', tf.uint8)):\n"
+            "    spec = next(iter(m.signatures[key].structured_input_signature[1].values()))\n"
+            "    assert spec.shape.as_list() == [None, 28, 28, 1] and spec.dtype == dtype, (key, spec)\n"
+            "u8 = next(iter(m.signatures['serve_uint8'](tf.constant(x.astype(np.uint8))).values())).numpy()\n"
+            "print(np.abs(m.serve(x).numpy() - want).max(), np.abs(u8 - want).max())")
     out = subprocess.run([sys.executable, "-c", code, export, tmp_path / "x.npy", tmp_path / "want.npy"],
                          capture_output=True, text=True, check=True)
-    assert float(out.stdout.strip().splitlines()[-1]) <= 1e-5
+    assert all(float(v) <= 1e-5 for v in out.stdout.strip().splitlines()[-1].split())  # float32 and uint8 alike
+    # the TFLite files: figures on the champion's run; an int8 file refused by its check is not there
+    for kind, path in champion.export_paths(config.load(SMOKE), workdir / "exports").items():
+        prefix, tag = kind.replace("-", "_"), run.data.tags[f"export.{kind}"]
+        if kind == "tflite-int8" and tag != "ok":
+            assert "top-1 agreement" in tag and not path.exists()
+            continue
+        assert tag == "ok" and path.exists()
+        assert run.data.metrics[f"{prefix}_size_bytes"] == export_mod.size_bytes(path)
+        assert 0 < run.data.metrics[f"{prefix}_latency_p50_ms"] <= run.data.metrics[f"{prefix}_latency_p99_ms"]
+        assert abs(run.data.metrics[f"{prefix}_test_accuracy"] - run.data.metrics["test_accuracy"]) < 0.02
+    assert {a.path for a in client.list_artifacts(version.run_id, "exports")} >= \
+        {"exports/smoke-champion", "exports/smoke-champion.tflite"}
+    assert study.metric_names == ["val_accuracy", "params"]
+    assert {"values_val_accuracy", "values_params"} <= set(study.trials_dataframe().columns)
 
 
 
@@ -119,18 +133,105 @@ def test_report_and_export_read_the_stores(smoke, tmp_path):
     report = harness("report", SMOKE, "--workdir", workdir).stdout
     assert "Pareto front" in report and "<- champion" in report and "teacher:" in report
     assert "confirmed over 2 seeds" in report
-    out = tmp_path / "trial0"
-    exported = harness("export", SMOKE, "--workdir", workdir, "--trial", 0, "--out", out).stdout
-    assert (out / "saved_model.pb").exists() and str(out) in exported
+    out = tmp_path / "trial0.tflite"
+    exported = harness("export", SMOKE, "--workdir", workdir, "--trial", 0, "--format", "tflite", "--out", out).stdout
+    assert out.is_file() and f"TFLite (float32): {out}" in exported and "p99" in exported
+    run = mlflow_client(workdir).get_run(TrialRecord.from_trial(load_study(workdir).trials[0]).mlflow_run_id)
+    assert run.data.metrics["tflite_size_bytes"] == out.stat().st_size
 
 
 def test_resume_adds_exactly_one_trial_without_training_the_teacher(smoke):
     workdir, _ = smoke
     before = len(load_study(workdir).trials)
     cache_entries = sorted(p.name for p in (workdir / "teacher_cache").iterdir())
-    again = harness("study", SMOKE, "--workdir", workdir, "--n-trials", 1)
+    again = harness("study", SMOKE, "--workdir", workdir, "--n-trials", 1, "--no-export")
     assert len(load_study(workdir).trials) == before + 1
     assert "training teacher" not in again.stdout and "loaded from cache" in again.stdout
     assert sorted(p.name for p in (workdir / "teacher_cache").iterdir()) == cache_entries
     roles = runs_by_role(mlflow_client(workdir), "smoke")
     assert len(roles["teacher"]) == 1 and len(roles["study"]) == 2 and len(roles["trial"]) == before + 1
+
+
+def test_latency_as_an_objective_next_to_accuracy(smoke, tmp_path):
+    """In process, on the smoke study's stores (its teacher cached): two trials that minimise
+    the float TFLite student's single-image latency; names, front, champion, report, datasets."""
+    from harness import report, stores
+    from harness import study as study_mod
+
+    workdir, _ = smoke
+    cfg = config.load(write_study(tmp_path, "smoke_latency", objectives=["val_accuracy", "latency_ms"], n_trials=2,
+                                  **{"confirm.seeds": 0, "search.width": {"choices": [16]}}))
+    result = study_mod.run(cfg, workdir, export=False)
+    study = result.study
+    assert study.metric_names == ["val_accuracy", "latency_ms"]
+    assert {"values_val_accuracy", "values_latency_ms"} <= set(study.trials_dataframe().columns)
+    records = [TrialRecord.from_trial(t) for t in study.trials]
+    for t, r in zip(study.trials, records):
+        assert t.values == [r.val_accuracy, r.latency_ms] and 0 < r.latency_ms < 50
+        assert r.size_bytes > 4 * r.params  # float32 weights and the graph
+    assert records[0].latency_ms == records[1].latency_ms  # one width: measured once, by the first trial
+    front = champion.front(study, cfg)
+    assert result.champion.number == champion.select(front, cfg.champion, lambda r: r.latency_ms).number
+    table = report.table(cfg, stores.Workspace.resolve(workdir, None, None))
+    assert "val accuracy vs latency_ms" in table and " ms " in table
+    client = mlflow_client(workdir)
+    for run_id in (records[0].mlflow_run_id, result.parent_run_id):
+        inputs = client.get_run(run_id).inputs.dataset_inputs
+        got = {(i.dataset.name, {t.key: t.value for t in i.tags}["mlflow.data.context"]) for i in inputs}
+        assert got == {("fashion_mnist-transfer", "training"), ("fashion_mnist-validation", "validation"),
+                       ("fashion_mnist-test", "test")}
+        assert all(len(i.dataset.digest) == 16 for i in inputs)
+
+
+def test_serving_the_registered_champion_over_rest(smoke):
+    """`mlflow models serve` on loopback, started as the README says (the venv's bin/ on PATH:
+    MLflow starts uvicorn by name); one REST prediction equals the student's."""
+    import json
+    import os
+    import socket
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    import keras
+
+    workdir, _ = smoke
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/smoke-student@champion",
+                             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own group: uvicorn, its child, is stopped with it
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, f"the server exited {proc.returncode}: {proc.stderr.read()[-2000:]}"
+            assert time.monotonic() < deadline, "the server did not answer /ping within 120 s"
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        x = np.random.default_rng(1).integers(0, 256, (4, 28, 28, 1)).astype(np.float32)
+        req = urllib.request.Request(f"{url}/invocations", data=json.dumps({"inputs": x.tolist()}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            got = np.asarray(json.loads(r.read())["predictions"], dtype=np.float32)
+    finally:
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    version = mlflow_client(workdir).get_model_version_by_alias("smoke-student", "champion")
+    champ = TrialRecord.from_trial(load_study(workdir).trials[int(version.tags["optuna.trial"])])
+    want = keras.models.load_model(champ.model_path, compile=False).predict(x, verbose=0)
+    assert got.shape == want.shape and np.abs(got - want).max() <= 1e-4
