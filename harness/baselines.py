@@ -20,7 +20,7 @@ import keras
 import mlflow
 import tensorflow as tf
 
-from . import files, interrupt
+from . import files, interrupt, precision
 from .config import StudyConfig
 from .context import Context
 from .distiller import compile_plain
@@ -34,11 +34,14 @@ log = logging.getLogger(__name__)
 
 def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | None = None) -> str:
     recipe = recipe or Recipe.of(cfg.training)
+    # The precision enters as resolved (and not at all for float32, so float32 keys are those of before).
+    training = {k: v for k, v in dataclasses.asdict(cfg.training).items() if k != "precision"}
     blob = json.dumps({"dataset": {k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k != "data_dir"},
                        "student": dataclasses.asdict(cfg.student),
-                       "training": dataclasses.asdict(cfg.training), "recipe": recipe.to_dict(), "width": width,
+                       "training": training, "recipe": recipe.to_dict(), "width": width,
                        "seed": cfg.seed if seed is None else seed, "teacher": teacher_key(cfg),
-                       "versions": [tf.__version__, keras.__version__]}, sort_keys=True)
+                       "versions": [tf.__version__, keras.__version__],
+                       **precision.key_part(precision.resolved(cfg))}, sort_keys=True)
     return files.digest(blob)
 
 

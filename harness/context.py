@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import data as data_mod
-from . import tracking
+from . import precision, tracking
 from .compiled import Compiled
 from .config import ArmConfig, AugmentConfig, DistillationConfig, StudyConfig
 from .evaluate import ensemble_logits, ensemble_probabilities
@@ -36,6 +36,7 @@ class Context:
     transfer: tf.data.Dataset = field(init=False)  # (image, {labels, teacher_logits}) examples
     val_ds: tf.data.Dataset = field(init=False)
     jit: bool = field(init=False)
+    precision: str = field(init=False)  # resolved: float32 or bfloat16 (see precision.py)
     fit_seconds: float = 0.0  # time spent inside students' `fit` (the bench's overhead figure)
     compiled: Compiled = field(default_factory=Compiled)
 
@@ -46,6 +47,7 @@ class Context:
             (t.images, {"labels": t.labels, "teacher_logits": self.teacher.transfer_logits.astype(np.float32)}))
         self.val_ds = data_mod.pipeline(self.splits.validation.images, self.splits.validation.labels, 1024)
         self.jit = resolve_jit(tr.jit_compile, st.family, st.dropout, st.input_dropout)
+        self.precision = precision.resolved(self.cfg)
         if self.online and tr.jit_compile is None:  # the teacher runs in the step too
             tc = self.cfg.teacher
             self.jit = self.jit and resolve_jit(None, tc.family)
@@ -65,7 +67,8 @@ class Context:
         """What a compiled training graph depends on, beyond the study file's student section."""
         return Compiled.key(kind=kind, width=width, recipe=recipe.to_dict(), examples=len(self.splits.transfer),
                             online=self.online and kind == "distilled", jit=self.jit,
-                            steps_per_execution=self.cfg.training.steps_per_execution)
+                            steps_per_execution=self.cfg.training.steps_per_execution,
+                            **precision.key_part(self.precision))
 
     def start_run(self, role: str, name: str, tags: dict | None = None):
         """A run nested under this invocation's parent run."""
@@ -83,7 +86,7 @@ class Context:
         """
         keras.utils.set_random_seed(seed)
         student = build_student(self.cfg.student, width, self.splits.image_shape, self.splits.num_classes,
-                                seed=seed)
+                                seed=seed, dtype=precision.policy(self.precision))
         ds = data_mod.batches(self.transfer, self.cfg.training.batch_size, shuffle_seed=seed,
                               max_shift=self.cfg.student.augment.jitter)
         return student, ds if distilled and not self.online else data_mod.labels_only(ds)

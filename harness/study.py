@@ -85,7 +85,8 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
     try:
         mlflow.log_dict(cfg.to_dict(), "config.yaml")
         mlflow.log_params({"n_trials": cfg.n_trials, "workers": workers, "new_trials": todo,
-                           "teacher_key": teacher.key})
+                           "teacher_key": teacher.key, "precision": ctx.precision,
+                           "precision_setting": cfg.training.precision})
         log_teacher(teacher, cfg, experiment_id, parent.info.run_id, splits.validation.images[:2])
 
         t0 = time.perf_counter()
