@@ -21,6 +21,7 @@ import mlflow
 import tensorflow as tf
 
 from . import files, interrupt, precision
+from .clock import PartCallback, TimedMlflowCallback
 from .config import StudyConfig
 from .context import Context
 from .distiller import compile_plain
@@ -74,33 +75,45 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
                 return json.loads(target.read_text())
             except json.JSONDecodeError:
                 log.warning("baseline %s is damaged; training it again", target)
-        fresh, train = ctx.inputs(width, seed, distilled=False)
-        _, student = ctx.compiled.get(
-            ctx.compile_key("scratch", width, recipe), fresh,
-            lambda s: compile_plain(s, recipe.optimizer_for(len(ctx.splits.transfer)), jit_compile=ctx.jit,
-                                    steps_per_execution=tr.steps_per_execution))
+        clock = ctx.clock
+        with clock.part("build_compile"):
+            fresh, train = ctx.inputs(width, seed, distilled=False)
+            _, student = ctx.compiled.get(
+                ctx.compile_key("scratch", width, recipe), fresh,
+                lambda s: compile_plain(s, recipe.optimizer_for(len(ctx.splits.transfer)), jit_compile=ctx.jit,
+                                        steps_per_execution=tr.steps_per_execution))
         tags = {"width": str(width), "seed": str(seed), "harness.arm": "scratch"}
-        with ctx.start_run(role, f"{role}-w{width}-s{seed}", tags=tags) as run:
-            mlflow.log_params({"width": width, "seed": seed, "family": cfg.student.family,
-                               "depth": cfg.student.depth, **recipe.to_dict()})
+        with clock.part("mlflow"):
+            run = ctx.start_run(role, f"{role}-w{width}-s{seed}", tags=tags)
+        with run:
+            with clock.part("mlflow"):
+                mlflow.log_params({"width": width, "seed": seed, "family": cfg.student.family,
+                                   "depth": cfg.student.depth, "precision": ctx.precision, **recipe.to_dict()})
             t0 = time.perf_counter()
             # Validated once, at the end: a twin is a reference point, never pruned.
-            hist = student.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0, shuffle=False,
-                               validation_freq=recipe.epochs,
-                               callbacks=[interrupt.StopOnInterrupt(), mlflow.keras.MlflowCallback()])
+            with clock.part("fit"):
+                hist = student.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0,
+                                   shuffle=False, validation_freq=recipe.epochs,
+                                   callbacks=[PartCallback(clock), interrupt.StopOnInterrupt(),
+                                              TimedMlflowCallback(clock)])
             ctx.fit_seconds += time.perf_counter() - t0
+            ctx.count_training(student, len(hist.history["loss"]))
             # Twins are reference points, never chosen by anything: reporting
             # their test accuracy beside the champion's leaks no selection.
-            test = fidelity(predict_logits(student, ctx.splits.test.images), ctx.splits.test.labels,
-                            ctx.teacher_test_probs)
+            with clock.part("evaluation"):
+                test = fidelity(predict_logits(student, ctx.splits.test.images), ctx.splits.test.labels,
+                                ctx.teacher_test_probs)
             result = {"width": width, "seed": seed, "val_accuracy": float(hist.history["val_accuracy"][-1]),
                       "test_accuracy": test["accuracy"], "agreement": test["agreement"], "kl": test["kl"],
                       "ece": test["ece"], "params": param_count(student), "flops": flops_per_example(student),
                       "epochs": recipe.epochs, "learning_rate": recipe.learning_rate,
                       "mlflow_run_id": run.info.run_id}
-            mlflow.log_metrics({k: result[k] for k in ("params", "flops", "test_accuracy", "agreement", "kl",
-                                                       "ece")})
-        files.write_text(target, json.dumps(result))
+            with clock.part("mlflow"):
+                mlflow.log_metrics({k: result[k] for k in ("params", "flops", "test_accuracy", "agreement", "kl",
+                                                           "ece")})
+                mlflow.end_run()  # here, to be timed; the `with` then finds no run to end
+        with clock.part("saving"):
+            files.write_text(target, json.dumps(result))
         log.info("scratch twin w=%d seed=%d: val acc %.4f, test acc %.4f", width, seed,
                  result["val_accuracy"], result["test_accuracy"])
         return result

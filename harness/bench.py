@@ -26,11 +26,8 @@ hurts all of them alike, and the report gives medians and ratios from the same
 run. Throughput is set against the float32 matrix-multiply rate the same
 process reaches, sampled in the same alternation, so under the same load.
 
-Where the hardware computes bfloat16 natively (`precision.resolve("auto")`),
-A and B are timed in bfloat16 too (the student under Keras' `mixed_bfloat16`
-policy, as `training.precision: bfloat16` trains it), in the same alternation,
-and set against the bfloat16 matrix-multiply rate: the `*_bf16` keys. Elsewhere
-they are null and `bf16_note` says why.
+Where the hardware has native bfloat16, A and B run in it too (as `training.precision:
+bfloat16` trains), against the bfloat16 matmul rate: the `*_bf16` keys (else null; `bf16_note`).
 """
 
 from __future__ import annotations
@@ -47,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import data, models, precision
-from .bench_study import run_study_bench
+from .bench_study import format_study, run_study_bench
 from .config import DatasetConfig, TeacherConfig, TrainingConfig
 from .distiller import Distiller, compile_plain, make_optimizer
 from .evaluate import predict_logits
@@ -232,9 +229,8 @@ def _bench_pair(name: str, images: np.ndarray, labels: np.ndarray, num_classes: 
                "matmul_gflops_bf16": 2 * MATMUL_N**3 * MATMUL_PRODUCTS / t["matmul bf16"] / 1e9,
                "distill_gflops_bf16": train_flops * n / cached16_s / 1e9}
     else:
-        low = {k: None for k in BF16_KEYS}
-        low["bf16_note"] = ("no native bfloat16 here (no GPU of compute capability 8.0+, and no avx512_bf16 "
-                            "or amx_bf16 among the CPU flags): bfloat16 would be emulated, so it is not timed")
+        low = {k: None for k in BF16_KEYS} | {"bf16_note": "no native bfloat16 here (no GPU of compute capability "
+                                               "8.0+, no avx512_bf16 or amx_bf16 CPU flag): not timed"}
     return {
         "scratch_epoch_s": scratch_s, "distill_cached_epoch_s": cached_s,
         "distill_online_epoch_s": online_s, "distill_online_jitter_epoch_s": jitter_s,
@@ -294,13 +290,10 @@ def main(args) -> int:
     pairs = tuple(PAIRS) if args.pair == "all" else (args.pair,)
     result = {"pairs": run_pairs(pairs, repeats=args.repeats)}
     print(format_table(result["pairs"]))
-    for name, r in result["pairs"].items():
-        if r.get("bf16_note"):
-            print(f"{name}: {r['bf16_note']}")
+    print("\n".join(f"{name}: {r['bf16_note']}" for name, r in result["pairs"].items() if r.get("bf16_note")))
     if not args.no_study:
-
         result["study"] = run_study_bench()
-        print("\n".join(f"{k:20s} {v:.4g}" for k, v in result["study"].items()))
+        print(format_study(result["study"]))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0

@@ -17,10 +17,11 @@ import tensorflow as tf
 
 from . import data as data_mod
 from . import precision, tracking
+from .clock import TrialClock
 from .compiled import Compiled
 from .config import ArmConfig, AugmentConfig, DistillationConfig, StudyConfig
 from .evaluate import ensemble_logits, ensemble_probabilities
-from .models import build_student
+from .models import build_student, flops_per_example
 from .stores import Workspace
 from .teacher import Teacher, resolve_jit
 
@@ -39,6 +40,8 @@ class Context:
     precision: str = field(init=False)  # resolved: float32 or bfloat16 (see precision.py)
     fit_seconds: float = 0.0  # time spent inside students' `fit` (the bench's overhead figure)
     compiled: Compiled = field(default_factory=Compiled)
+    clock: TrialClock = field(default_factory=TrialClock)  # where each trial's time goes (clock.py)
+    train_flops: float = 0.0  # training FLOPs of every student fit in this context
 
     def __post_init__(self):
         tr, st = self.cfg.training, self.cfg.student
@@ -69,6 +72,12 @@ class Context:
                             online=self.online and kind == "distilled", jit=self.jit,
                             steps_per_execution=self.cfg.training.steps_per_execution,
                             **precision.key_part(self.precision))
+
+    def count_training(self, student: keras.Model, epochs: int, teacher_forward: bool = False) -> None:
+        """Add a fit's training FLOPs: 3x the student's forward pass (forward, two backward
+        products) per example and epoch, plus the teacher's forward pass when it ran in the step."""
+        per_example = 3 * flops_per_example(student) + (self.teacher.flops if teacher_forward else 0)
+        self.train_flops += float(per_example) * len(self.splits.transfer) * epochs
 
     def start_run(self, role: str, name: str, tags: dict | None = None):
         """A run nested under this invocation's parent run."""
