@@ -8,7 +8,8 @@ are not counted. The parts:
 * validation     inside fit: the validation passes (`PartCallback`);
 * mlflow_epoch   inside fit: MLflow's per-epoch metric logging (`TimedMlflowCallback`);
 * build_compile  a fresh student and its compiled model (built, or re-armed);
-* mlflow         runs started and ended, params, metrics, tags, the logged model;
+* mlflow         runs started and ended, params, metrics, tags;
+* mlflow_model   the student logged as an MLflow model;
 * saving         the student's `.keras` file and the twin's JSON;
 * evaluation     the twin's test-split scoring;
 * optuna         suggestions and user attributes, and the gap since the previous
@@ -28,7 +29,7 @@ from contextlib import contextmanager
 import keras
 import mlflow
 
-PARTS = ("build_compile", "validation", "mlflow", "mlflow_epoch", "saving", "evaluation", "optuna")
+PARTS = ("build_compile", "validation", "mlflow", "mlflow_epoch", "mlflow_model", "saving", "evaluation", "optuna")
 
 
 class TrialClock:

@@ -138,6 +138,7 @@ class Objective:
             with clock.part("mlflow"):
                 mlflow.log_metrics({"params": params, "flops": flops, "distillation_gain": gain,
                                     "baseline_val_accuracy": twin["val_accuracy"]})
+            with clock.part("mlflow_model"):
                 info = tracking.log_student(student, ctx.splits.validation.images[:2])
             local = ctx.ws.workdir / "trials" / cfg.name / f"trial-{trial.number}.keras"
             with clock.part("saving"), files.replacing(local, suffix=".keras") as tmp:
