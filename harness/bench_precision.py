@@ -10,7 +10,7 @@ float32 one for both: only the student's precision differs.
 
 Reported per precision: the test accuracy per seed, its mean, standard
 deviation and range, and the median epoch time (each run's first epoch, which
-holds tracing and compilation, left out). `within_float32_spread` says whether
+holds tracing and compilation, and its last, which holds the validation pass, left out). `within_float32_spread` says whether
 the bfloat16 mean lies inside the float32 seeds' range.
 """
 
@@ -73,7 +73,7 @@ def run(workdir=".", study_file: str = STUDY, width: int = 256, temperature: flo
             student, _ = train_distilled(ctx, width, seed, temperature, alpha, recipe, [timer], every_epoch=False)
             acc = accuracy(predict_logits(student, splits.test.images), splits.test.labels)
             accs[p].append(acc)
-            epochs[p] += timer.seconds[1:]
+            epochs[p] += timer.seconds[1:-1]  # not the first (compilation) nor the last (validation)
             log.info("precision accuracy: %s seed %d: test acc %.4f, epochs %s s", p, seed, acc,
                      " ".join(f"{s:.2f}" for s in timer.seconds))
     f32, bf16 = _summary(accs["float32"], epochs["float32"]), _summary(accs["bfloat16"], epochs["bfloat16"])
