@@ -20,7 +20,8 @@ import keras
 import mlflow
 import tensorflow as tf
 
-from . import files, interrupt, omitted
+from . import files, interrupt, omitted, precision
+from .clock import PartCallback, TimedMlflowCallback
 from .config import StudyConfig
 from .context import Context
 from .distiller import compile_plain
@@ -34,11 +35,13 @@ log = logging.getLogger(__name__)
 
 def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | None = None) -> str:
     recipe = recipe or Recipe.of(cfg.training)
+    # The precision enters as resolved (and not at all for float32, so float32 keys are those of before).
+    training = {k: v for k, v in dataclasses.asdict(cfg.training).items() if k != "precision"}
     what = {"dataset": {k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k != "data_dir"},
             "student": dataclasses.asdict(cfg.student),
-            "training": dataclasses.asdict(cfg.training), "recipe": recipe.to_dict(), "width": width,
+            "training": training, "recipe": recipe.to_dict(), "width": width,
             "seed": cfg.seed if seed is None else seed, "teacher": teacher_key(cfg),
-            "versions": [tf.__version__, keras.__version__]}
+            "versions": [tf.__version__, keras.__version__], **precision.key_part(precision.resolved(cfg))}
     # The twin's own examples (absent when all: older twins stay valid). Not `labels`: a twin always
     # learns from hard labels, so a soft-targets-only study shares the twins of its data.
     examples = {"fraction": cfg.transfer.fraction, "omit_classes": cfg.transfer.omit_classes}
@@ -76,38 +79,53 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
                 return json.loads(target.read_text())
             except json.JSONDecodeError:
                 log.warning("baseline %s is damaged; training it again", target)
-        fresh, train = ctx.inputs(width, seed, distilled=False)
-        _, student = ctx.compiled.get(
-            ctx.compile_key("scratch", width, recipe), fresh,
-            lambda s: compile_plain(s, recipe.optimizer_for(ctx.transfer_examples), jit_compile=ctx.jit,
-                                    steps_per_execution=tr.steps_per_execution))
+        clock = ctx.clock
+        with clock.part("build_compile"):
+            fresh, train = ctx.inputs(width, seed, distilled=False)
+            _, student = ctx.compiled.get(
+                ctx.compile_key("scratch", width, recipe), fresh,
+                lambda s: compile_plain(s, recipe.optimizer_for(ctx.transfer_examples), jit_compile=ctx.jit,
+                                        steps_per_execution=tr.steps_per_execution))
         tags = {"width": str(width), "seed": str(seed), "harness.arm": "scratch"}
-        with ctx.start_run(role, f"{role}-w{width}-s{seed}", tags=tags) as run:
-            mlflow.log_params({"width": width, "seed": seed, "family": cfg.student.family,
-                               "depth": cfg.student.depth, **recipe.to_dict()})
-            ctx.log_transfer()
+        with clock.part("mlflow"):
+            run = ctx.start_run(role, f"{role}-w{width}-s{seed}", tags=tags)
+        with run:
+            with clock.part("mlflow"):
+                mlflow.log_params({"width": width, "seed": seed, "family": cfg.student.family,
+                                   "depth": cfg.student.depth, "precision": ctx.precision, **recipe.to_dict()})
+                ctx.log_transfer()
             t0 = time.perf_counter()
             # Validated once, at the end: a twin is a reference point, never pruned.
-            hist = student.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0, shuffle=False,
-                               validation_freq=recipe.epochs,
-                               callbacks=[interrupt.StopOnInterrupt(), mlflow.keras.MlflowCallback()])
+            with clock.part("fit"):
+                hist = student.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0,
+                                   shuffle=False, validation_freq=recipe.epochs,
+                                   callbacks=[PartCallback(clock), interrupt.StopOnInterrupt(),
+                                              TimedMlflowCallback(clock)])
             ctx.fit_seconds += time.perf_counter() - t0
+            ctx.count_training(student, len(hist.history["loss"]))
             # Twins are reference points, never chosen by anything: reporting
             # their test accuracy beside the champion's leaks no selection.
-            test_logits = predict_logits(student, ctx.splits.test.images)
-            test = fidelity(test_logits, ctx.splits.test.labels, ctx.teacher_test_probs)
+            with clock.part("evaluation"):
+                test_logits = predict_logits(student, ctx.splits.test.images)
+                test = fidelity(test_logits, ctx.splits.test.labels, ctx.teacher_test_probs)
             result = {"width": width, "seed": seed, "val_accuracy": float(hist.history["val_accuracy"][-1]),
                       "test_accuracy": test["accuracy"], "agreement": test["agreement"], "kl": test["kl"],
                       "ece": test["ece"], "params": param_count(student), "flops": flops_per_example(student),
                       "epochs": recipe.epochs, "learning_rate": recipe.learning_rate,
                       "mlflow_run_id": run.info.run_id}
-            mlflow.log_metrics({k: result[k] for k in ("params", "flops", "test_accuracy", "agreement", "kl",
-                                                       "ece")})
+            fix = None
             if ctx.omitted:  # never saw these classes: near 0% on them, before and after the correction
-                fix = omitted.correct(student, ctx.splits, ctx.omitted, test_logits)
-                mlflow.log_metrics(fix.metrics())
-                result.update(fix.summary())
-        files.write_text(target, json.dumps(result))
+                with clock.part("evaluation"):
+                    fix = omitted.correct(student, ctx.splits, ctx.omitted, test_logits)
+                    result.update(fix.summary())
+            with clock.part("mlflow"):
+                mlflow.log_metrics({k: result[k] for k in ("params", "flops", "test_accuracy", "agreement", "kl",
+                                                           "ece")})
+                if fix is not None:
+                    mlflow.log_metrics(fix.metrics())
+                mlflow.end_run()  # here, to be timed; the `with` then finds no run to end
+        with clock.part("saving"):
+            files.write_text(target, json.dumps(result))
         log.info("scratch twin w=%d seed=%d: val acc %.4f, test acc %.4f", width, seed,
                  result["val_accuracy"], result["test_accuracy"])
         return result

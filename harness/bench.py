@@ -25,6 +25,9 @@ variants are timed in alternation (A B C D A B C D ...) so that a slow minute
 hurts all of them alike, and the report gives medians and ratios from the same
 run. Throughput is set against the float32 matrix-multiply rate the same
 process reaches, sampled in the same alternation, so under the same load.
+
+Where the hardware has native bfloat16, A and B run in it too (as `training.precision:
+bfloat16` trains), against the bfloat16 matmul rate: the `*_bf16` keys (else null; `bf16_note`).
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import data, models
-from .bench_study import run_study_bench
+from . import data, models, precision
+from .bench_study import format_study, run_study_bench
 from .config import DatasetConfig, TeacherConfig, TrainingConfig
 from .distiller import Distiller, compile_plain, make_optimizer
 from .evaluate import predict_logits
@@ -64,10 +67,11 @@ SEED = 0
 _REGULARISED = {"dropout": 0.5, "input_dropout": 0.2, "jitter": 2}
 PAIRS = {
     "mlp": {"teacher": TeacherConfig(family="mlp", widths=[1200, 1200], **_REGULARISED),
-            "student": lambda shape, k: models.mlp(shape, k, [800, 800], name="student"),
+            "student": lambda shape, k, dtype=None: models.mlp(shape, k, [800, 800], name="student", dtype=dtype),
             "min_ratio": 1},
     "cnn": {"teacher": TeacherConfig(family="cnn", widths=[64, 128], head=256, **_REGULARISED),
-            "student": lambda shape, k: models.cnn(shape, k, [8, 16], head=32, name="student"),
+            "student": lambda shape, k, dtype=None: models.cnn(shape, k, [8, 16], head=32, name="student",
+                                                               dtype=dtype),
             "min_ratio": 10},
 }
 
@@ -78,15 +82,18 @@ KEYS = ("scratch_epoch_s", "distill_cached_epoch_s", "distill_online_epoch_s", "
         "scratch_examples_per_s", "distill_examples_per_s",
         "matmul_gflops", "scratch_gflops", "distill_gflops",
         "teacher_epoch_xla_s", "teacher_epoch_noxla_s", "teacher_flops_ratio",
-        "student_train_flops_per_example", "examples")
+        "student_train_flops_per_example", "examples",
+        "scratch_epoch_s_bf16", "distill_cached_epoch_s_bf16", "distill_bf16_over_float32",
+        "matmul_gflops_bf16", "distill_gflops_bf16")
+BF16_KEYS = KEYS[KEYS.index("scratch_epoch_s_bf16"):]  # null where the hardware has no native bfloat16
 
 
-def _matmul(n: int):
-    """A function computing one float32 n x n product; the sum keeps the result
+def _matmul(n: int, dtype=tf.float32):
+    """A function computing one n x n product in `dtype`; the sum keeps the result
     on the device, so a timing holds the product and not a 16 MB copy."""
-    a = tf.random.normal([n, n], seed=SEED)
-    b = tf.random.normal([n, n], seed=SEED + 1)
-    product = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    a = tf.cast(tf.random.normal([n, n], seed=SEED), dtype)
+    b = tf.cast(tf.random.normal([n, n], seed=SEED + 1), dtype)
+    product = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32)))
     product().numpy()  # tracing and thread-pool start
     return lambda: product().numpy()
 
@@ -154,9 +161,9 @@ def _bench_pair(name: str, images: np.ndarray, labels: np.ndarray, num_classes: 
     spec, shape = PAIRS[name], images.shape[1:]
     tcfg: TeacherConfig = spec["teacher"]
 
-    def student() -> keras.Model:
+    def student(dtype: str | None = None) -> keras.Model:
         keras.utils.set_random_seed(SEED)  # every variant starts from the same weights
-        return spec["student"](shape, num_classes)
+        return spec["student"](shape, num_classes, dtype)
 
     keras.utils.set_random_seed(SEED)
     teacher = models.build_teacher(tcfg, shape, num_classes, seed=SEED)
@@ -189,15 +196,24 @@ def _bench_pair(name: str, images: np.ndarray, labels: np.ndarray, num_classes: 
     # A with the other XLA setting: the evidence for the harness's choice.
     a_other = compile_plain(student(), "adam", 1e-3, jit_compile=not jit, steps_per_execution=spe)
     product = _matmul(MATMUL_N)
+    fits = {"A scratch": _epoch(a, plain_ds), "B cached": _epoch(b, cached_ds),
+            "C online": _epoch(c, plain_ds), "Cj online, jitter 2": _epoch(c, jitter_ds),
+            "D keras": _epoch(d, plain_ds), "A other XLA": _epoch(a_other, plain_ds),
+            "matmul": lambda: [product() for _ in range(MATMUL_PRODUCTS)]}
+    bf16 = precision.resolve("auto") == "bfloat16"
+    if bf16:  # A and B as `training.precision: bfloat16` trains them, and the bfloat16 matmul rate
+        policy = precision.policy("bfloat16")
+        a16 = compile_plain(student(policy), "adam", 1e-3, **opts)
+        b16 = Distiller(student(policy), temperature=TEMPERATURE, alpha=ALPHA)
+        b16.compile(optimizer=make_optimizer("adam", 1e-3), **opts)
+        product16 = _matmul(MATMUL_N, tf.bfloat16)
+        fits.update({"A bf16": _epoch(a16, plain_ds), "B bf16": _epoch(b16, cached_ds),
+                     "matmul bf16": lambda: [product16() for _ in range(MATMUL_PRODUCTS)]})
 
-    log.info("pair %s: timing A B C Cj D (XLA %s), A with XLA %s, matmul; %d examples", name,
+    log.info("pair %s: timing %s (XLA %s; A other: XLA %s); %d examples", name, ", ".join(fits),
              "on" if jit else "off", "off" if jit else "on", len(images))
-    t = _alternate({"A scratch": _epoch(a, plain_ds), "B cached": _epoch(b, cached_ds),
-                    "C online": _epoch(c, plain_ds), "Cj online, jitter 2": _epoch(c, jitter_ds),
-                    "D keras": _epoch(d, plain_ds),
-                    "A other XLA": _epoch(a_other, plain_ds),
-                    "matmul": lambda: [product() for _ in range(MATMUL_PRODUCTS)]}, repeats)
-    scratch_s, cached_s, online_s, jitter_s, keras_s, scratch_other_s, matmul_s = t.values()
+    t = _alternate(fits, repeats)
+    scratch_s, cached_s, online_s, jitter_s, keras_s, scratch_other_s, matmul_s = list(t.values())[:7]
     xla_s, noxla_s = (scratch_s, scratch_other_s) if jit else (scratch_other_s, scratch_s)
     gflops = 2 * MATMUL_N**3 * MATMUL_PRODUCTS / matmul_s / 1e9
 
@@ -206,6 +222,15 @@ def _bench_pair(name: str, images: np.ndarray, labels: np.ndarray, num_classes: 
 
     n = len(images)
     train_flops = 3 * models.flops_per_example(a)  # forward + two backward products
+    if bf16:
+        cached16_s = t["B bf16"]
+        low = {"scratch_epoch_s_bf16": t["A bf16"], "distill_cached_epoch_s_bf16": cached16_s,
+               "distill_bf16_over_float32": cached16_s / cached_s,
+               "matmul_gflops_bf16": 2 * MATMUL_N**3 * MATMUL_PRODUCTS / t["matmul bf16"] / 1e9,
+               "distill_gflops_bf16": train_flops * n / cached16_s / 1e9}
+    else:
+        low = {k: None for k in BF16_KEYS} | {"bf16_note": "no native bfloat16 here (no GPU of compute capability "
+                                               "8.0+, no avx512_bf16 or amx_bf16 CPU flag): not timed"}
     return {
         "scratch_epoch_s": scratch_s, "distill_cached_epoch_s": cached_s,
         "distill_online_epoch_s": online_s, "distill_online_jitter_epoch_s": jitter_s,
@@ -220,7 +245,7 @@ def _bench_pair(name: str, images: np.ndarray, labels: np.ndarray, num_classes: 
         "distill_gflops": train_flops * n / cached_s / 1e9,
         "teacher_epoch_xla_s": teacher_xla_s, "teacher_epoch_noxla_s": teacher_noxla_s,
         "teacher_flops_ratio": ratio, "student_train_flops_per_example": float(train_flops),
-        "examples": float(n),
+        "examples": float(n), **low,
     }
 
 
@@ -252,7 +277,10 @@ def format_table(result: dict) -> str:
         cells = []
         for p in pairs:
             v = result[p].get(k, math.nan)
-            cells.append(f"{v:>12.4g}" if abs(v) < 1e6 else f"{v:>12.3e}")
+            if v is None:  # a bfloat16 figure where the hardware has none (see bf16_note)
+                cells.append(f"{'-':>12}")
+            else:
+                cells.append(f"{v:>12.4g}" if abs(v) < 1e6 else f"{v:>12.3e}")
         lines.append(f"{k:{width}}" + "".join(cells))
     return "\n".join(lines)
 
@@ -262,10 +290,10 @@ def main(args) -> int:
     pairs = tuple(PAIRS) if args.pair == "all" else (args.pair,)
     result = {"pairs": run_pairs(pairs, repeats=args.repeats)}
     print(format_table(result["pairs"]))
+    print("\n".join(f"{name}: {r['bf16_note']}" for name, r in result["pairs"].items() if r.get("bf16_note")))
     if not args.no_study:
-
         result["study"] = run_study_bench()
-        print("\n".join(f"{k:20s} {v:.4g}" for k, v in result["study"].items()))
+        print(format_study(result["study"]))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     return 0

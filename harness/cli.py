@@ -94,6 +94,17 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_bench(args) -> int:
+    if args.precision_accuracy:
+        import json
+
+        from . import bench_precision
+
+        result = bench_precision.run(args.workdir)
+        print(bench_precision.format_result(result))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=1)
+        return 0
     from . import bench
 
     return bench.main(args)
@@ -134,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=3, help="timed epochs per variant (default 3; ~15 min)")
     b.add_argument("--json", default=None, help="also write the figures to this file")
     b.add_argument("--no-study", action="store_true", help="skip the small-study part")
+    b.add_argument("--precision-accuracy", action="store_true",
+                   help="instead: the default study's 2x256 student distilled in float32 and bfloat16, 3 seeds "
+                        "(test accuracy and epoch time; its teacher from WORKDIR/teacher_cache when there)")
+    b.add_argument("--workdir", default=".", help="for --precision-accuracy: holds the teacher cache (default: .)")
     b.set_defaults(func=_cmd_bench)
 
     d = sub.add_parser("data", help="build TFDS fashion_mnist offline from Debian's package")

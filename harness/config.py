@@ -25,6 +25,7 @@ OBJECTIVES = ("val_accuracy", "params", "latency_ms", "size_bytes")  # the secon
 EXPORT_FORMATS = ("savedmodel", "tflite", "tflite-int8")
 PRUNERS = ("median", "hyperband", "successive_halving", "none")
 CHAMPION_RULES = ("smallest_within", "best")
+PRECISIONS = ("float32", "bfloat16", "auto")  # see precision.py
 
 
 class UserError(Exception):
@@ -126,6 +127,9 @@ class TrainingConfig:
     # about 25% faster, seen while building `harness bench`). Per-batch callbacks
     # then see every 32nd batch.
     steps_per_execution: int = 32
+    # Compute precision of the students, their twins and the teacher (see precision.py):
+    # bfloat16 layers with float32 variables, loss and metrics; auto: bfloat16 where native.
+    precision: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -374,6 +378,8 @@ def _check(cfg: StudyConfig, path: str) -> None:
             fail(f"{section}.learning_rate", "must be greater than 0")
         if section == "training" and s.steps_per_execution < 1:
             fail("training.steps_per_execution", "must be at least 1")
+        if section == "training" and s.precision not in PRECISIONS:
+            fail("training.precision", f"unknown precision {s.precision!r}; allowed: {', '.join(PRECISIONS)}")
         if s.optimizer not in OPTIMIZERS:
             fail(f"{section}.optimizer", f"unknown optimizer {s.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
     sp = cfg.search

@@ -143,6 +143,7 @@ def run(ctx: Context, configs: list[TrialRecord]) -> list[Row]:
                  "%.4f scratch", i, len(todo), r.number, r.width, r.temperature, r.alpha,
                  f" arm {arm}" if arm else "", seed, pair[0].test_accuracy, pair[1].test_accuracy)
     ctx.fit_seconds += sum(a.fit_seconds for _, a in contexts if a is not ctx)
+    ctx.train_flops += sum(a.train_flops for _, a in contexts if a is not ctx)
     return rows
 
 

@@ -17,11 +17,12 @@ import numpy as np
 import tensorflow as tf
 
 from . import data as data_mod
-from . import tracking
+from . import precision, tracking
+from .clock import TrialClock
 from .compiled import Compiled
 from .config import ArmConfig, AugmentConfig, DistillationConfig, StudyConfig
 from .evaluate import ensemble_logits, ensemble_probabilities
-from .models import build_student
+from .models import build_student, flops_per_example
 from .stores import Workspace
 from .teacher import Teacher, resolve_jit
 
@@ -38,8 +39,11 @@ class Context:
     student_transfer: data_mod.Split = field(init=False)  # the part of the transfer set the students see
     val_ds: tf.data.Dataset = field(init=False)
     jit: bool = field(init=False)
+    precision: str = field(init=False)  # resolved: float32 or bfloat16 (see precision.py)
     fit_seconds: float = 0.0  # time spent inside students' `fit` (the bench's overhead figure)
     compiled: Compiled = field(default_factory=Compiled)
+    clock: TrialClock = field(default_factory=TrialClock)  # where each trial's time goes (clock.py)
+    train_flops: float = 0.0  # training FLOPs of every student fit in this context
 
     def __post_init__(self):
         tr, st = self.cfg.training, self.cfg.student
@@ -51,6 +55,7 @@ class Context:
         self.transfer = tf.data.Dataset.from_tensor_slices((t.images, {"labels": t.labels, "teacher_logits": logits}))
         self.val_ds = data_mod.pipeline(self.splits.validation.images, self.splits.validation.labels, 1024)
         self.jit = resolve_jit(tr.jit_compile, st.family, st.dropout, st.input_dropout)
+        self.precision = precision.resolved(self.cfg)
         if self.online and tr.jit_compile is None:  # the teacher runs in the step too
             tc = self.cfg.teacher
             self.jit = self.jit and resolve_jit(None, tc.family)
@@ -89,7 +94,14 @@ class Context:
         """What a compiled training graph depends on, beyond the study file's student section."""
         return Compiled.key(kind=kind, width=width, recipe=recipe.to_dict(), examples=self.transfer_examples,
                             online=self.online and kind == "distilled", jit=self.jit,
-                            steps_per_execution=self.cfg.training.steps_per_execution)
+                            steps_per_execution=self.cfg.training.steps_per_execution,
+                            **precision.key_part(self.precision))
+
+    def count_training(self, student: keras.Model, epochs: int, teacher_forward: bool = False) -> None:
+        """Add a fit's training FLOPs: 3x the student's forward pass (forward, two backward
+        products) per example and epoch, plus the teacher's forward pass when it ran in the step."""
+        per_example = 3 * flops_per_example(student) + (self.teacher.flops if teacher_forward else 0)
+        self.train_flops += float(per_example) * self.transfer_examples * epochs
 
     def start_run(self, role: str, name: str, tags: dict | None = None):
         """A run nested under this invocation's parent run."""
@@ -107,7 +119,7 @@ class Context:
         """
         keras.utils.set_random_seed(seed)
         student = build_student(self.cfg.student, width, self.splits.image_shape, self.splits.num_classes,
-                                seed=seed)
+                                seed=seed, dtype=precision.policy(self.precision))
         ds = data_mod.batches(self.transfer, self.cfg.training.batch_size, shuffle_seed=seed,
                               max_shift=self.cfg.student.augment.jitter)
         return student, ds if distilled and not self.online else data_mod.labels_only(ds)

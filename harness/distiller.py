@@ -79,7 +79,7 @@ class Distiller(keras.Model):
         x, y = data[0], data[1]
         labels, teacher_logits = self._teacher_logits(x, y)
         with tf.GradientTape() as tape:
-            student_logits = self.student(x, training=True)
+            student_logits = tf.cast(self.student(x, training=True), tf.float32)
             total, hard, soft = distillation_loss(labels, student_logits, teacher_logits,
                                                   self._temperature, self._alpha)
         weights = self.student.trainable_variables
@@ -94,7 +94,7 @@ class Distiller(keras.Model):
     def test_step(self, data):
         x, y = data[0], data[1]
         labels = y["labels"] if isinstance(y, dict) else y
-        logits = self.student(x, training=False)
+        logits = tf.cast(self.student(x, training=False), tf.float32)
         ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=tf.cast(labels, tf.int32), logits=logits))
         self.loss_tracker.update_state(ce)

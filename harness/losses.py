@@ -8,7 +8,8 @@ The T^2 keeps the soft term's gradients the same size whatever the temperature
 (they scale as 1/T^2 otherwise). An ensemble teacher gives logits shaped
 [members, batch, classes]; its soft targets are the mean of the members'
 softened distributions. Everything is computed in log-space, so temperatures
-from 1 to 100 and logits up to +-1e4 stay finite.
+from 1 to 100 and logits up to +-1e4 stay finite, and in float32 whatever
+precision the models computed their logits in.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import tensorflow as tf
 
 def log_soft_targets(teacher_logits, temperature):
     """log of the (ensemble-averaged) softened teacher distribution, [batch, classes]."""
-    t = tf.convert_to_tensor(teacher_logits, dtype=tf.float32)
+    t = tf.cast(teacher_logits, tf.float32)  # float32 before the division by T, whatever computed them
     log_p = tf.nn.log_softmax(t / temperature, axis=-1)
     if t.shape.rank == 3:  # ensemble: log(mean_m p_m) = logsumexp_m(log p_m) - log M
         members = tf.cast(tf.shape(t)[0], tf.float32)
@@ -33,7 +34,7 @@ def soft_targets(teacher_logits, temperature):
 
 def distillation_loss(labels, student_logits, teacher_logits, temperature, alpha):
     """Return `(total, hard, soft)`, each a scalar averaged over the batch."""
-    s = tf.convert_to_tensor(student_logits, dtype=tf.float32)
+    s = tf.cast(student_logits, tf.float32)  # a bfloat16 student's too: the loss is float32
     labels = tf.cast(tf.convert_to_tensor(labels), tf.int32)
     temperature = tf.cast(temperature, tf.float32)
     alpha = tf.cast(alpha, tf.float32)

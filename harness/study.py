@@ -50,6 +50,9 @@ class StudyResult:
     teacher_ece: float | None = None
     search_seconds: float = 0.0
     confirm_seconds: float = 0.0
+    train_flops: float = 0.0  # of everything this invocation trained: teacher (when not cached), twins, students
+    trial_times: list[dict] = field(default_factory=list)  # per trial of this process, by part (clock.py)
+    precision: str = "float32"
 
 
 def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url: str | None = None,
@@ -87,7 +90,8 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
         mlflow.log_dict(cfg.to_dict(), "config.yaml")
         tracking.log_datasets(ctx.datasets)
         mlflow.log_params({"n_trials": cfg.n_trials, "workers": workers, "new_trials": todo,
-                           "teacher_key": teacher.key})
+                           "teacher_key": teacher.key, "precision": ctx.precision,
+                           "precision_setting": cfg.training.precision})
         ctx.log_transfer()
         log_teacher(teacher, cfg, experiment_id, parent.info.run_id, splits.validation.images[:2])
 
@@ -116,10 +120,14 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
 
         status = "FINISHED"
         seconds = time.perf_counter() - t_start
+        train_flops = ctx.train_flops + (0.0 if teacher.from_cache else
+                                         3.0 * teacher.flops * len(splits.transfer) * cfg.teacher.epochs)
         mlflow.log_metrics({"wall_seconds": seconds, "fit_seconds": ctx.fit_seconds,
-                            "search_seconds": search_seconds, "confirm_seconds": confirm_seconds})
+                            "search_seconds": search_seconds, "confirm_seconds": confirm_seconds,
+                            "train_flops": train_flops, "train_gflops_per_s": train_flops / seconds / 1e9})
         return StudyResult(study, champ, exports, test_acc, teacher, parent.info.run_id, seconds,
-                           ctx.fit_seconds, todo, summary, teacher_ece, search_seconds, confirm_seconds)
+                           ctx.fit_seconds, todo, summary, teacher_ece, search_seconds, confirm_seconds,
+                           train_flops, ctx.clock.trials, ctx.precision)
     except KeyboardInterrupt:
         status = "KILLED"
         raise

@@ -24,7 +24,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from . import data as data_mod
-from . import files, tracking
+from . import files, precision, tracking
 from .config import StudyConfig
 from .distiller import compile_plain
 from .evaluate import ensemble_accuracy, ensemble_logits
@@ -66,6 +66,7 @@ def cache_key(cfg: StudyConfig) -> str:
         "teacher": dataclasses.asdict(cfg.teacher),
         "seed": cfg.seed,
         "versions": [tf.__version__, keras.__version__, tfds.__version__],
+        **precision.key_part(precision.resolved(cfg)),
     }, sort_keys=True)
     return files.digest(blob)
 
@@ -98,7 +99,8 @@ def _train_member(cfg: StudyConfig, splits: data_mod.Splits, member: int) -> tup
     t = cfg.teacher
     seed = cfg.seed + 1000 * member
     keras.utils.set_random_seed(seed)
-    model = build_teacher(t, splits.image_shape, splits.num_classes, seed=seed, name=f"teacher_{member}")
+    model = build_teacher(t, splits.image_shape, splits.num_classes, seed=seed, name=f"teacher_{member}",
+                          dtype=precision.policy(precision.resolved(cfg)))
     jit = resolve_jit(t.jit_compile, t.family, t.dropout, t.input_dropout)
     compile_plain(model, Recipe.of(t).optimizer_for(len(splits.transfer)), jit_compile=jit)
     train = data_mod.pipeline(splits.transfer.images, splits.transfer.labels, t.batch_size,

@@ -36,7 +36,12 @@ def internal_uri(uri: str) -> str:
 
 
 def setup(tracking_uri: str, workdir: Path, experiment: str) -> str:
-    """Point MLflow at the store and return the study's experiment id (created if new)."""
+    """Point MLflow at the store and return the study's experiment id (created if new).
+
+    Params, metrics and tags are logged asynchronously (MLflow's own queue): the
+    per-epoch metrics go while the next epoch trains; ending a run waits for its queue.
+    """
+    mlflow.config.enable_async_logging(True)
     mlflow.set_tracking_uri(internal_uri(tracking_uri))
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is not None:

@@ -17,6 +17,7 @@ import optuna
 from optuna_integration import KerasPruningCallback
 
 from . import baselines, files, interrupt, latency, space, tflite, tracking
+from .clock import PartCallback, TimedMlflowCallback
 from .context import Context
 from .distiller import Distiller
 from .models import flops_per_example, param_count
@@ -64,7 +65,6 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
     Its initial weights and batch order come from `seed` alone (`Context.inputs`),
     the same as its scratch twin's at that seed, and so does its recipe.
     """
-    fresh, train = ctx.inputs(width, seed)
     teacher = ctx.teacher.members if ctx.online else None
 
     def compile_distiller(s: keras.Model) -> Distiller:
@@ -73,15 +73,21 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
                   steps_per_execution=ctx.cfg.training.steps_per_execution)
         return d
 
-    distiller, student = ctx.compiled.get(ctx.compile_key("distilled", width, recipe), fresh, compile_distiller)
-    distiller.set_loss(temperature, alpha)
+    with ctx.clock.part("build_compile"):
+        fresh, train = ctx.inputs(width, seed)
+        distiller, student = ctx.compiled.get(ctx.compile_key("distilled", width, recipe), fresh,
+                                              compile_distiller)
+        distiller.set_loss(temperature, alpha)
     t0 = time.perf_counter()
     try:
-        hist = distiller.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0, shuffle=False,
-                             validation_freq=1 if every_epoch else recipe.epochs,
-                             callbacks=[interrupt.StopOnInterrupt(), DivergenceGuard(), *callbacks])
+        with ctx.clock.part("fit"):
+            hist = distiller.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0, shuffle=False,
+                                 validation_freq=1 if every_epoch else recipe.epochs,
+                                 callbacks=[PartCallback(ctx.clock), interrupt.StopOnInterrupt(), DivergenceGuard(),
+                                            *callbacks])
     finally:
         ctx.fit_seconds += time.perf_counter() - t0
+    ctx.count_training(student, len(hist.history.get("loss", [])), teacher_forward=ctx.online)
     if not math.isfinite(float(hist.history["loss"][-1])):
         raise Diverged("training loss is not finite at the end of training")
     return student, hist.history
@@ -111,27 +117,36 @@ class Objective:
         self.ctx = ctx
 
     def __call__(self, trial: optuna.Trial):
-        with interrupt.deferred():  # Ctrl-C waits for a safe point (see interrupt.py)
-            return self._run(trial)
+        self.ctx.clock.begin()
+        try:
+            with interrupt.deferred():  # Ctrl-C waits for a safe point (see interrupt.py)
+                return self._run(trial)
+        finally:
+            self.ctx.clock.end()
 
     def _run(self, trial: optuna.Trial):
         ctx = self.ctx
-        cfg, tr = ctx.cfg, ctx.cfg.training
-        p = space.suggest(trial, cfg, ctx.splits.image_shape, ctx.splits.num_classes)
+        cfg, tr, clock = ctx.cfg, ctx.cfg.training, ctx.clock
+        with clock.part("optuna"):
+            p = space.suggest(trial, cfg, ctx.splits.image_shape, ctx.splits.num_classes)
         recipe = Recipe.of(tr, p.get("learning_rate"), p.get("epochs"))
         twin = baselines.train_or_load(ctx, p["width"], recipe=recipe)
         interrupt.check()
-        run = ctx.start_run("trial", f"trial-{trial.number}",
-                            tags={"optuna.study": cfg.name, "optuna.trial": str(trial.number)})
+        with clock.part("mlflow"):
+            run = ctx.start_run("trial", f"trial-{trial.number}",
+                                tags={"optuna.study": cfg.name, "optuna.trial": str(trial.number)})
         record = TrialRecord(mlflow_run_id=run.info.run_id)
-        record.save(trial)
+        with clock.part("optuna"):
+            record.save(trial)
         status, state, counter = "FAILED", "failed", EpochCounter()
         try:
-            mlflow.log_params({**recipe.to_dict(), **p, "family": cfg.student.family, "depth": cfg.student.depth,
-                               "seed": cfg.seed, "teacher_key": ctx.teacher.key})
-            ctx.log_transfer()
-            tracking.log_datasets(ctx.datasets)
-            callbacks = [counter, mlflow.keras.MlflowCallback()]
+            with clock.part("mlflow"):
+                mlflow.log_params({**recipe.to_dict(), **p, "family": cfg.student.family,
+                                   "depth": cfg.student.depth, "seed": cfg.seed, "teacher_key": ctx.teacher.key,
+                                   "precision": ctx.precision})
+                ctx.log_transfer()
+                tracking.log_datasets(ctx.datasets)
+            callbacks = [counter, TimedMlflowCallback(clock)]
             if not cfg.multi_objective:
                 callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
             student, history = train_distilled(ctx, p["width"], cfg.seed, p["temperature"], p["alpha"], recipe,
@@ -139,18 +154,22 @@ class Objective:
             params, flops = param_count(student), flops_per_example(student)
             val_acc = float(history["val_accuracy"][-1])
             gain = val_acc - twin["val_accuracy"]
-            deployed = deployed_cost(trial, student, ctx.splits.validation.images[0]) if cfg.cost != "params" else {}
-            mlflow.log_metrics({"params": params, "flops": flops, "distillation_gain": gain,
-                                "baseline_val_accuracy": twin["val_accuracy"], **deployed})
-            info = tracking.log_student(student, ctx.splits.validation.images[:2])
+            with clock.part("deployed_cost"):  # latency and size of the deployed (TFLite) student, if an objective
+                deployed = deployed_cost(trial, student, ctx.splits.validation.images[0]) if cfg.cost != "params" else {}
+            with clock.part("mlflow"):
+                mlflow.log_metrics({"params": params, "flops": flops, "distillation_gain": gain,
+                                    "baseline_val_accuracy": twin["val_accuracy"], **deployed})
+            with clock.part("mlflow_model"):
+                info = tracking.log_student(student, ctx.splits.validation.images[:2])
             local = ctx.ws.workdir / "trials" / cfg.name / f"trial-{trial.number}.keras"
-            with files.replacing(local, suffix=".keras") as tmp:
+            with clock.part("saving"), files.replacing(local, suffix=".keras") as tmp:
                 student.save(tmp)
             record = TrialRecord(val_accuracy=val_acc, params=params, flops=flops, distillation_gain=gain,
                                  baseline_val_accuracy=twin["val_accuracy"],
                                  baseline_test_accuracy=twin["test_accuracy"], model_uri=info.model_uri,
                                  model_path=str(local), **deployed)
-            record.save(trial)
+            with clock.part("optuna"):
+                record.save(trial)
             status, state = "FINISHED", "complete"
             return (val_acc, getattr(record, cfg.cost)) if cfg.multi_objective else val_acc
         except optuna.TrialPruned:
@@ -170,7 +189,9 @@ class Objective:
             mlflow.set_tag("fail_reason", reason)
             raise
         finally:
-            TrialRecord(epochs_run=counter.epochs).save(trial)
-            mlflow.log_metric("epochs_run", counter.epochs)
-            mlflow.set_tag("state", state)
-            mlflow.end_run(status)
+            with clock.part("optuna"):
+                TrialRecord(epochs_run=counter.epochs).save(trial)
+            with clock.part("mlflow"):
+                mlflow.log_metric("epochs_run", counter.epochs)
+                mlflow.set_tag("state", state)
+                mlflow.end_run(status)

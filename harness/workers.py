@@ -34,7 +34,7 @@ def optimize(ctx: Context, n_trials: int, seed_offset: int = 0, progress: bool =
     study = create_study(ctx.cfg, ctx.ws, seed_offset)
     study.optimize(Objective(ctx), n_trials=n_trials, catch=(Diverged,),
                    callbacks=[_trial_line, interrupt.stop_study_if_requested],
-                   show_progress_bar=progress, gc_after_trial=True)
+                   show_progress_bar=progress, gc_after_trial=False)  # Python's own gc suffices: see README
     interrupt.check()  # a Ctrl-C that let its trial finish still stops this invocation
 
 

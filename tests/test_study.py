@@ -38,6 +38,8 @@ def test_mlflow_holds_every_run_with_metrics_and_artifacts(smoke):
     history = client.get_metric_history(trial.info.run_id, "soft_loss")
     assert [m.step for m in history] == [0, 1]
     assert len(client.get_metric_history(trial.info.run_id, "val_accuracy")) == 2
+    assert parent.data.params["precision"] == "float32" and parent.data.params["precision_setting"] == "float32"
+    assert parent.data.metrics["train_flops"] > 0 and trial.data.params["precision"] == "float32"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"config.yaml", "trials.csv", "plots"} <= artifacts
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}

@@ -1,0 +1,35 @@
+"""The trial clock's arithmetic: what is training and what is overhead, by part."""
+
+from harness.clock import PARTS, TrialClock, overhead
+
+
+def test_overhead_is_wall_time_outside_the_training_epochs_by_part():
+    trials = [
+        {"wall": 10.0, "fit": 8.0, "validation": 1.0, "mlflow_epoch": 0.5, "mlflow": 0.7, "optuna": 0.1},
+        {"wall": 12.0, "fit": 9.0, "validation": 1.0, "mlflow_epoch": 0.5, "mlflow": 0.9, "saving": 0.2},
+        {"wall": 11.0, "fit": 8.5, "validation": 1.5, "mlflow_epoch": 0.5, "build_compile": 0.4},
+    ]
+    o = overhead(trials)
+    # training = fit - validation - mlflow_epoch: 6.5, 7.5, 6.5; outside = wall - training: 3.5, 4.5, 4.5
+    assert o["training"] == 6.5 and o["total"] == 4.5
+    assert o["validation"] == 1.0 and o["mlflow"] == 0.7 and o["saving"] == 0.0
+    # 'other' is what no part names (validation and mlflow_epoch are parts): 3.5 - 2.3, 4.5 - 2.6,
+    # 4.5 - 2.4 -> median 1.9
+    assert abs(o["other"] - 1.9) < 1e-9
+    assert set(PARTS) <= set(o)
+    assert overhead([]) == {}
+
+
+def test_parts_count_only_inside_a_trial_and_the_gap_between_trials_is_optuna_s():
+    clock = TrialClock()
+    clock.add("mlflow", 5.0)  # outside a trial (a confirmation run): not counted
+    clock.begin()
+    clock.add("mlflow", 1.0)
+    with clock.part("saving"):
+        pass
+    clock.end()
+    clock.begin()
+    clock.end()
+    first, second = clock.trials
+    assert first["mlflow"] == 1.0 and "saving" in first and first["wall"] >= 0
+    assert "mlflow" not in second and second["optuna"] >= 0 and second["wall"] >= second["optuna"]
