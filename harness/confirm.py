@@ -6,9 +6,8 @@ with two objectives, the best trial per width with one) is trained again with
 `confirm.seeds` new seeds; each distilled run is paired with its scratch twin
 (same width, seed, initial weights and batch order), and each arm is scored
 on validation (which chooses) and test (which only reports), with its
-agreement, KL and calibration against the teacher. The seeds are new ones,
-never the search's own, so the selection made on that seed does not leak into
-the confirmed means.
+agreement, KL and calibration against the teacher. The seeds are new ones, never
+the search's own, so the selection made on that seed does not leak into the means.
 """
 
 from __future__ import annotations
