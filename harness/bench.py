@@ -258,7 +258,7 @@ def run_pairs(pairs=("mlp", "cnn"), repeats: int = 3, limit: int | None = None) 
     unknown = [p for p in pairs if p not in PAIRS]
     if unknown:
         raise ValueError(f"unknown pair(s) {unknown}; choose from {sorted(PAIRS)}")
-    splits = data.load_splits(DatasetConfig(), seed=SEED)
+    splits = data.load_splits(DatasetConfig(limit=limit), seed=SEED)  # with a limit: only that much is read
     images, labels = splits.transfer.images[:limit], splits.transfer.labels[:limit]
     results = {}
     for name in pairs:

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 
 import keras
@@ -146,6 +147,17 @@ def datasets(splits) -> list[tuple]:
 
 
 def log_datasets(inputs: list[tuple]) -> None:
-    """Dataset inputs of the active run (the runs table's Dataset column)."""
+    """Dataset inputs of the active run (the runs table's Dataset column).
+
+    Two machines logging the same dataset at once can both try to insert it on a shared
+    tracking server (seen: PostgreSQL's unique "dataset_pk" violated); the loser's retry
+    finds the row and only links it to its run."""
     for ds, context, tags in inputs:
-        mlflow.log_input(ds, context=context, tags=tags)
+        for attempt in range(3):
+            try:
+                mlflow.log_input(ds, context=context, tags=tags)
+                break
+            except mlflow.exceptions.MlflowException as e:
+                if attempt == 2 or "dataset_pk" not in str(e):
+                    raise
+                time.sleep(0.2 * (attempt + 1))

@@ -1,13 +1,11 @@
 """Every user mistake: one line naming the file and the field, exit code 2, nothing written."""
 
 import copy
-import logging
 
 import pytest
 import yaml
 
-from harness import cli
-from helpers import SMOKE, harness
+from helpers import SMOKE, harness, run_cli
 
 BASE = yaml.safe_load(SMOKE.read_text())
 
@@ -64,22 +62,6 @@ CASES = {
 }
 
 
-def _main(argv, capsys):
-    """`python -m harness ARGV` in this process: what the user sees, minus a new interpreter per case.
-
-    (The command line's own process boundary is tested once, below.)
-    """
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        code = cli.main([str(a) for a in argv])
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def _write(tmp_path, content):
     study_file = tmp_path / "study.yaml"
     if content is not None:
@@ -93,7 +75,7 @@ def _write(tmp_path, content):
 def test_user_mistake_is_one_clear_line(case, tmp_path, capsys):
     content, extra, field, words = CASES[case]
     study_file, workdir = _write(tmp_path, content)
-    code, out, err = _main(["study", study_file, "--workdir", workdir, *extra], capsys)
+    code, out, err = run_cli(["study", study_file, "--workdir", workdir, *extra], capsys)
     assert code == 2, out[-2000:] + err[-2000:]
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, err
@@ -126,7 +108,7 @@ def test_existing_study_with_another_search_space_is_refused(tmp_path, capsys):
     changed = tmp_path / "smoke.yaml"
     changed.write_text(yaml.safe_dump(_with("search.alpha", {"low": 0.0, "high": 0.5})))
     before = sorted(p.name for p in workdir.iterdir())
-    code, _, err = _main(["study", changed, "--workdir", workdir], capsys)
+    code, _, err = run_cli(["study", changed, "--workdir", workdir], capsys)
     assert code == 2
     line = err.strip().splitlines()[-1]
     assert str(changed) in line and "search" in line and "different search space" in line

@@ -9,7 +9,8 @@ import pytest
 from harness import champion, config, confirm
 from harness import export as export_mod
 from harness.record import TrialRecord
-from helpers import SMOKE, harness, load_study, mlflow_client, runs_by_role, workdir_with_teacher, write_study
+from helpers import (SMOKE, harness, load_study, mlflow_client, run_cli, runs_by_role, workdir_with_teacher,
+                     write_study)
 
 # One process runs this module's tests (`make test` uses --dist loadfile: xdist's loadgroup does not
 # group under pytest 9.2, pytest-xdist issue 1386), so they share the study below.
@@ -130,13 +131,15 @@ def test_confirmation_pairs_every_front_configuration_over_fresh_seeds(smoke, tm
     assert {f"test_accuracy_class_{k}" for k in range(10)} <= set(metrics)
 
 
-def test_report_and_export_read_the_stores(smoke, tmp_path):
+def test_report_and_export_read_the_stores(smoke, tmp_path, capsys):
     workdir, _ = smoke
-    report = harness("report", SMOKE, "--workdir", workdir).stdout
+    _, report, _ = run_cli(["report", SMOKE, "--workdir", workdir], capsys)  # in process: no new interpreter
     assert "Pareto front" in report and "<- champion" in report and "teacher:" in report
     assert "confirmed over 2 seeds" in report
     out = tmp_path / "trial0.tflite"
-    exported = harness("export", SMOKE, "--workdir", workdir, "--trial", 0, "--format", "tflite", "--out", out).stdout
+    code, exported, _ = run_cli(["export", SMOKE, "--workdir", workdir, "--trial", 0, "--format", "tflite",
+                                 "--out", out], capsys)
+    assert code == 0
     assert out.is_file() and f"TFLite (float32): {out}" in exported and "p99" in exported
     run = mlflow_client(workdir).get_run(TrialRecord.from_trial(load_study(workdir).trials[0]).mlflow_run_id)
     assert run.data.metrics["tflite_size_bytes"] == out.stat().st_size
