@@ -7,7 +7,7 @@ any 3, raising the bias of class 3 by 3.5 took the errors from 206 to 109).
 The correction adds one scalar to the final logit bias of every omitted class.
 The paper chose that scalar on the test set; here it is chosen on the
 VALIDATION split (the grid value with the best validation accuracy; ties go to
-the smallest shift, and 0 is on the grid, so it never lowers validation
+the shift nearest 0, and 0 is on the grid, so it never lowers validation
 accuracy), and the test split only reports, before and after.
 """
 
