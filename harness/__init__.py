@@ -6,14 +6,16 @@ the command line can reject a bad study file before TensorFlow starts):
 
 _NAMES = {
     "StudyConfig": "config", "ConfigError": "config", "load_config": ("config", "load"),
-    "load_splits": "data", "pipeline": "data", "prepare_fashion_mnist": "data",
-    "mlp": "models", "cnn": "models", "build_teacher": "models", "build_student": "models",
-    "distillation_loss": "losses", "soft_targets": "losses",
-    "Distiller": "distiller",
-    "Teacher": "teacher", "load_or_train": "teacher",
+    "load_splits": "data.sources", "pipeline": "data.pipelines",
+    "prepare_fashion_mnist": "data.fashion_mnist",
+    "mlp": "distill.models", "cnn": "distill.models", "build_teacher": "distill.models",
+    "build_student": "distill.models",
+    "distillation_loss": "distill.losses", "soft_targets": "distill.losses",
+    "Distiller": "distill.distiller",
+    "Teacher": "teacher.trained", "load_or_train": "teacher.trained",
     "TrialRecord": "record",
     "run_study": ("study", "run"),
-    "export_student": ("export", "export"),
+    "export_student": ("deploy.export", "export"),
 }
 __all__ = sorted(_NAMES)
 __doc__ += "\n" + ", ".join(__all__) + ".\n"

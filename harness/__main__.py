@@ -1,4 +1,4 @@
-from .cli import main
+from harness.cli import main
 
 # Guarded: worker processes (multiprocessing "spawn") import this module again.
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ import argparse
 import os
 import sys
 
-from . import config
-from .logs import configure_logging
+from harness import config
+from harness.logs import configure_logging
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 EXIT_USER_ERROR = 2
@@ -30,15 +30,15 @@ def _store_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_data(args) -> int:
-    from . import data
+    from harness.data import fashion_mnist, sources
 
-    data.prepare_fashion_mnist(args.data_dir)
+    fashion_mnist.prepare_fashion_mnist(args.data_dir)
     print("fashion_mnist is ready")
     return 0
 
 
 def _workspace(args, cfg):
-    from . import stores
+    from harness.search import stores
 
     ws = stores.Workspace.resolve(args.workdir, args.storage, args.tracking_uri)
     stores.check_stores(ws, cfg.source)
@@ -51,7 +51,8 @@ def _cmd_study(args) -> int:
         raise config.ConfigError(args.study_file, "--n-trials", "must be at least 1")
     if args.workers < 1:
         raise config.ConfigError(args.study_file, "--workers", "must be at least 1")
-    from . import report, study
+    from harness import study
+    from harness.report import tables as report
 
     result = study.run(cfg, args.workdir, n_trials=args.n_trials, storage_url=args.storage,
                        tracking_uri=args.tracking_uri, workers=args.workers, export=not args.no_export)
@@ -61,10 +62,12 @@ def _cmd_study(args) -> int:
 
 def _cmd_teacher(args) -> int:
     cfg = config.load(args.study_file)
-    from . import data, teacher, tracking
+    from harness import tracking
+    from harness.data import fashion_mnist, sources
+    from harness.teacher import trained as teacher
 
     ws = _workspace(args, cfg)
-    splits = data.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
+    splits = sources.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
     t = teacher.load_or_train(cfg, splits, ws.teacher_cache)
     exp = tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
     with tracking.start("study", f"{cfg.name}-teacher", experiment_id=exp) as parent:
@@ -76,7 +79,7 @@ def _cmd_teacher(args) -> int:
 
 def _cmd_report(args) -> int:
     cfg = config.load(args.study_file)
-    from . import report
+    from harness.report import tables as report
 
     print(report.table(cfg, _workspace(args, cfg)))
     return 0
@@ -84,7 +87,7 @@ def _cmd_report(args) -> int:
 
 def _cmd_export(args) -> int:
     cfg = config.load(args.study_file)
-    from . import report
+    from harness.report import tables as report
 
     f = report.export_trial(cfg, _workspace(args, cfg), args.trial, args.out, args.format)
     print(f"exported {report.LABELS[args.format]}: {f['path']}\n"
@@ -97,7 +100,7 @@ def _cmd_bench(args) -> int:
     if args.precision_accuracy:
         import json
 
-        from . import bench_precision
+        from harness.bench import precision as bench_precision
 
         result = bench_precision.run(args.workdir)
         print(bench_precision.format_result(result))
@@ -105,7 +108,7 @@ def _cmd_bench(args) -> int:
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=1)
         return 0
-    from . import bench
+    from harness.bench import pairs as bench
 
     return bench.main(args)
 

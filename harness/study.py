@@ -21,16 +21,18 @@ from pathlib import Path
 import mlflow
 import optuna
 
-from . import champion as champion_mod
-from . import confirm
-from . import data as data_mod
-from . import interrupt, omitted, plots, reference, space, stores, tracking
-from .config import StudyConfig, check_classes
-from .context import Context
-from .evaluate import ece
-from .record import TrialRecord
-from .teacher import Teacher, load_or_train, log_teacher
-from .workers import optimize, run_workers
+from harness import tracking
+from harness.config import StudyConfig, check_classes
+from harness.confirm import confirmation as confirm, reference
+from harness.data import omitted, sources
+from harness.data.evaluate import ece
+from harness.deploy import champion as champion_mod
+from harness.record import TrialRecord
+from harness.report import plots
+from harness.search import interrupt, space, stores
+from harness.search.context import Context
+from harness.search.workers import optimize, run_workers
+from harness.teacher.trained import Teacher, load_or_train, log_teacher
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
     # repeat it with a traceback.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
-    splits = data_mod.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
+    splits = sources.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
     check_classes(cfg, splits.num_classes)
     space.check_budget(cfg, splits.image_shape, splits.num_classes)
     teacher = load_or_train(cfg, splits, ws.teacher_cache)

@@ -17,7 +17,8 @@ import keras
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from harness import latency, models, tflite  # noqa: E402
+from harness.deploy import latency, tflite
+from harness.distill import models
 
 
 def main() -> None:

@@ -5,13 +5,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from harness import config, data
+from harness import config
+from harness.data import sources
 
 
 @pytest.fixture(scope="session")
 def small_splits():
     """2,000 real Fashion-MNIST examples per split (validation and test smaller)."""
-    return data.load_splits(config.DatasetConfig(limit=2000), seed=0)
+    return sources.load_splits(config.DatasetConfig(limit=2000), seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -24,11 +25,11 @@ def smoke_teacher_cache(tmp_path_factory):
     """
     from helpers import SMOKE
 
-    from harness import teacher
+    from harness.teacher import trained as teacher
 
     cfg = config.load(SMOKE)
     cache = tmp_path_factory.mktemp("smoke_teacher") / "teacher_cache"
-    teacher.load_or_train(cfg, data.load_splits(cfg.dataset, cfg.seed), cache)
+    teacher.load_or_train(cfg, sources.load_splits(cfg.dataset, cfg.seed), cache)
     return cache
 
 

@@ -1,27 +1,74 @@
-"""The package's own import graph: no cycle, nothing below the command line imports it."""
+"""The package's layout: folders by concept, imports pointing down only, no cycle, short modules."""
 
 import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "harness"
 
+# Lowest first. A module may import its own unit and the units before it, never one after it.
+# The base modules are the top-level files every concept shares; `study` (the story) uses every
+# concept; `bench` runs the story; the command line sits above all.
+ORDER = [
+    {"config", "files", "logs", "tracking", "record"},
+    {"distill"},
+    {"data"},
+    {"teacher"},
+    {"deploy"},
+    {"search"},
+    {"confirm"},
+    {"report"},
+    {"study"},
+    {"bench"},
+    {"cli", "__main__"},
+]
 
-def imports_of(path: Path) -> set[str]:
+
+def modules() -> dict[str, Path]:
+    """Dotted names inside `harness` ("distill.losses", "config") of every module but the package's own."""
+    out = {}
+    for p in PACKAGE.rglob("*.py"):
+        rel = p.relative_to(PACKAGE).with_suffix("")
+        if rel.parts == ("__init__",):
+            continue
+        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        out[name] = p
+    return out
+
+
+def imports_of(path: Path, known: set[str]) -> set[str]:
     """Modules of `harness` that a file imports, anywhere in it (functions too)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.add(node.module.split(".")[0])
-            else:
-                found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("harness."):
-            found.add(node.module.split(".")[1])
-    return found & {p.stem for p in PACKAGE.glob("*.py")}
+        if isinstance(node, ast.ImportFrom) and node.level:
+            raise AssertionError(f"{path}: relative import; the package imports itself by absolute name")
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "harness":
+            base = node.module.split(".", 1)[1] if "." in node.module else ""
+            for alias in node.names:
+                sub = f"{base}.{alias.name}" if base else alias.name
+                found.add(sub if sub in known else base)
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".", 1)[1] for a in node.names if a.name.startswith("harness."))
+    return {m for m in found if m in known}
 
 
 def graph() -> dict[str, set[str]]:
-    return {p.stem: imports_of(p) for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    mods = modules()
+    return {name: imports_of(path, set(mods)) - {name} for name, path in mods.items()}
+
+
+def unit(module: str) -> str:
+    return module.split(".")[0]
+
+
+def rank(module: str) -> int:
+    for i, units in enumerate(ORDER):
+        if unit(module) in units:
+            return i
+    raise AssertionError(f"harness.{module} is in no unit of ORDER: add its folder to the order")
+
+
+def upward(g: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} -> {d}" for m, deps in g.items() for d in deps if rank(d) > rank(m))
 
 
 def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
@@ -43,6 +90,24 @@ def find_cycle(g: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def test_every_import_points_down_the_folder_order():
+    assert upward(graph()) == []
+
+
+def test_the_order_check_sees_an_upward_import():
+    g = graph()
+    g["distill.losses"] = g["distill.losses"] | {"search.trial"}
+    g["data.sources"] = g["data.sources"] | {"distill.models"}  # downward: allowed
+    assert upward(g) == ["distill.losses -> search.trial"]
+
+
+def test_the_graph_sees_imports_of_every_form():
+    g = graph()
+    assert "search.trial" in g["study"] or "search.workers" in g["study"]  # from harness.search.x import y
+    assert "distill.losses" in g["distill.distiller"]
+    assert "config" in g["distill.models"]  # from harness.config import ...
+
+
 def test_the_import_graph_has_no_cycle():
     assert find_cycle(graph()) is None, " -> ".join(find_cycle(graph()))
 
@@ -57,7 +122,13 @@ def test_only_the_entry_points_import_the_command_line():
     assert importers <= {"__main__"}, importers
 
 
+def test_every_folder_says_what_it_holds():
+    for init in PACKAGE.glob("*/__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text())) or ""
+        assert len(doc.split()) >= 20 and "Imports" in doc, f"{init}: a paragraph on what it holds and imports"
+
+
 def test_every_module_stays_readable_in_one_sitting():
-    long = {p.name: n for p in PACKAGE.glob("*.py")
-            if (n := len(p.read_text().splitlines())) > 300 and p.stem != "config"}
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 300 and p.name != "config.py"}
     assert not long, long

@@ -4,7 +4,6 @@ import copy
 
 import pytest
 import yaml
-
 from helpers import SMOKE, harness, run_cli
 
 BASE = yaml.safe_load(SMOKE.read_text())
@@ -98,7 +97,8 @@ def test_the_real_command_line_exits_2_with_one_line(case, tmp_path):
 def test_existing_study_with_another_search_space_is_refused(tmp_path, capsys):
     import optuna
 
-    from harness import config, stores
+    from harness import config
+    from harness.search import stores
 
     workdir = tmp_path / "work"
     workdir.mkdir()

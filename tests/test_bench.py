@@ -1,6 +1,7 @@
 import math
 
-from harness import bench, precision
+from harness.bench import pairs as bench
+from harness.distill import precision
 
 
 def test_run_pairs_reports_every_metric():
@@ -21,7 +22,7 @@ def test_run_pairs_reports_every_metric():
 
 
 def test_the_cnn_pair_is_a_teacher_far_dearer_than_its_student():
-    from harness import models
+    from harness.distill import models
 
     spec = bench.PAIRS["cnn"]
     teacher = models.build_teacher(spec["teacher"], (28, 28, 1), 10)

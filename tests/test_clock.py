@@ -1,6 +1,6 @@
 """The trial clock's arithmetic: what is training and what is overhead, by part."""
 
-from harness.clock import PARTS, TrialClock, overhead
+from harness.search.clock import PARTS, TrialClock, overhead
 
 
 def test_overhead_is_wall_time_outside_the_training_epochs_by_part():

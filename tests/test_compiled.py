@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
-from harness import config, stores
-from harness.context import Context
-from harness.distiller import compile_plain
-from harness.recipe import Recipe
-from harness.teacher import Teacher
-from harness.trial import train_distilled
+from harness import config
+from harness.distill.distiller import compile_plain
+from harness.distill.recipe import Recipe
+from harness.search import stores
+from harness.search.context import Context
+from harness.search.trial import train_distilled
+from harness.teacher.trained import Teacher
 
 
 def _context(splits, tmp_path, **student):

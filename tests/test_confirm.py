@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from harness import confirm, evaluate, stats
+from harness.confirm import confirmation as confirm, stats
+from harness.data import evaluate
 
 
 def test_student_t_interval_matches_a_hand_computed_case():
@@ -86,9 +87,10 @@ def test_confirm_seeds_are_fresh_ones():
 
 def test_a_distilled_student_and_its_twin_start_alike_and_see_the_same_batches(small_splits, tmp_path):
     """The pairing: same initial weights, same batches in the same order; only the targets differ."""
-    from harness import config, stores
-    from harness.context import Context
-    from harness.teacher import Teacher
+    from harness import config
+    from harness.search import stores
+    from harness.search.context import Context
+    from harness.teacher.trained import Teacher
 
     cfg = config.parse({"name": "t", "dataset": {"limit": 2000}})
     logits = np.random.default_rng(0).normal(size=(len(small_splits.transfer), 10)).astype(np.float32)
@@ -147,9 +149,10 @@ def test_an_arm_with_jitter_and_a_cached_teacher_is_refused():
 
 
 def test_an_arm_trains_as_it_says(small_splits, tmp_path):
-    from harness import baselines, config, stores
-    from harness.context import Context
-    from harness.teacher import Teacher
+    from harness import config
+    from harness.search import baselines, stores
+    from harness.search.context import Context
+    from harness.teacher.trained import Teacher
 
     cfg = config.parse({"name": "t", "dataset": {"limit": 2000}})
     logits = np.zeros((len(small_splits.transfer), 10), np.float32)

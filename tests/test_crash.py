@@ -4,9 +4,16 @@ import signal
 import time
 
 import optuna
-
-from helpers import (harness, load_study, mlflow_client, popen_harness, runs_by_role, wait_for_line,
-                     workdir_with_teacher, write_study)
+from helpers import (
+    harness,
+    load_study,
+    mlflow_client,
+    popen_harness,
+    runs_by_role,
+    wait_for_line,
+    workdir_with_teacher,
+    write_study,
+)
 
 TS = optuna.trial.TrialState
 

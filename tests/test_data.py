@@ -3,11 +3,12 @@ import gzip
 import numpy as np
 import pytest
 
-from harness import config, data
+from harness import config
+from harness.data import fashion_mnist, pipelines, sources
 
 
 def test_splits_are_disjoint_and_cover_train(small_splits):
-    full = data.load_splits(config.DatasetConfig(), seed=0)
+    full = sources.load_splits(config.DatasetConfig(), seed=0)
     t, v = set(full.transfer.index), set(full.validation.index)
     assert not t & v
     assert len(t | v) == 60000 and len(v) == 6000
@@ -15,9 +16,9 @@ def test_splits_are_disjoint_and_cover_train(small_splits):
 
 
 def test_splits_are_deterministic_per_seed():
-    a = data.load_splits(config.DatasetConfig(limit=500), seed=3)
-    b = data.load_splits(config.DatasetConfig(limit=500), seed=3)
-    c = data.load_splits(config.DatasetConfig(limit=500), seed=4)
+    a = sources.load_splits(config.DatasetConfig(limit=500), seed=3)
+    b = sources.load_splits(config.DatasetConfig(limit=500), seed=3)
+    c = sources.load_splits(config.DatasetConfig(limit=500), seed=4)
     np.testing.assert_array_equal(a.validation.index, b.validation.index)
     np.testing.assert_array_equal(a.transfer.images, b.transfer.images)
     assert not np.array_equal(a.validation.index, c.validation.index)
@@ -31,7 +32,7 @@ def test_limit_and_shapes(small_splits):
 
 
 def test_pipeline_gives_float_images_with_raw_values(small_splits):
-    x, y = next(iter(data.pipeline(small_splits.test.images, small_splits.test.labels, 64)))
+    x, y = next(iter(pipelines.pipeline(small_splits.test.images, small_splits.test.labels, 64)))
     assert x.dtype.name == "float32" and tuple(x.shape) == (64, 28, 28, 1)
     np.testing.assert_array_equal(x.numpy(), small_splits.test.images[:64].astype(np.float32))
 
@@ -40,12 +41,12 @@ def test_jitter_shifts_each_example_within_bounds_as_its_seed_says(small_splits)
     import tensorflow as tf
 
     x = tf.constant(small_splits.test.images[:64], tf.float32)
-    shifted = data.jitter(x, 2, tf.constant([1, 2])).numpy()
+    shifted = pipelines.jitter(x, 2, tf.constant([1, 2])).numpy()
     assert shifted.shape == x.shape
     assert np.all(shifted.sum(axis=(1, 2, 3)) <= x.numpy().sum(axis=(1, 2, 3)) + 1e-3)
     assert not np.array_equal(shifted, x.numpy())
-    np.testing.assert_array_equal(shifted, data.jitter(x, 2, tf.constant([1, 2])).numpy())
-    assert not np.array_equal(shifted, data.jitter(x, 2, tf.constant([1, 3])).numpy())
+    np.testing.assert_array_equal(shifted, pipelines.jitter(x, 2, tf.constant([1, 2])).numpy())
+    assert not np.array_equal(shifted, pipelines.jitter(x, 2, tf.constant([1, 3])).numpy())
 
 
 def test_a_seeded_jittered_pipeline_repeats_itself_but_not_across_epochs(small_splits):
@@ -53,15 +54,15 @@ def test_a_seeded_jittered_pipeline_repeats_itself_but_not_across_epochs(small_s
         return [np.concatenate([x.numpy() for x, _ in ds]) for _ in range(n)]
 
     imgs, labels = small_splits.test.images[:300], small_splits.test.labels[:300]
-    first = epochs(data.pipeline(imgs, labels, 64, shuffle_seed=3, max_shift=2))
-    again = epochs(data.pipeline(imgs, labels, 64, shuffle_seed=3, max_shift=2))
+    first = epochs(pipelines.pipeline(imgs, labels, 64, shuffle_seed=3, max_shift=2))
+    again = epochs(pipelines.pipeline(imgs, labels, 64, shuffle_seed=3, max_shift=2))
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(first[0], first[1])
 
 
 def test_a_limit_reads_a_prefix_of_the_same_splits(small_splits):
-    s = data.load_splits(config.DatasetConfig(limit=500), seed=0)
+    s = sources.load_splits(config.DatasetConfig(limit=500), seed=0)
     for small, big in ((s.transfer, small_splits.transfer), (s.validation, small_splits.validation),
                        (s.test, small_splits.test)):
         np.testing.assert_array_equal(small.index, big.index[:500])
@@ -72,16 +73,16 @@ def test_a_limit_reads_a_prefix_of_the_same_splits(small_splits):
 def test_tampered_debian_file_is_rejected(tmp_path):
     src = tmp_path / "debian"
     src.mkdir()
-    for stem in data.FASHION_MNIST_IDX_SHA256:
-        (src / f"{stem}.gz").write_bytes((data.DEBIAN_DIR / f"{stem}.gz").read_bytes())
+    for stem in fashion_mnist.FASHION_MNIST_IDX_SHA256:
+        (src / f"{stem}.gz").write_bytes((fashion_mnist.DEBIAN_DIR / f"{stem}.gz").read_bytes())
     raw = bytearray(gzip.decompress((src / "t10k-labels-idx1-ubyte.gz").read_bytes()))
     raw[100] = (raw[100] + 1) % 10
     (src / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes(raw)))
-    with pytest.raises(data.DataError, match="t10k-labels.*SHA-256"):
-        data.prepare_fashion_mnist(str(tmp_path / "tfds"), src_dir=src)
+    with pytest.raises(fashion_mnist.DataError, match="t10k-labels.*SHA-256"):
+        fashion_mnist.prepare_fashion_mnist(str(tmp_path / "tfds"), src_dir=src)
     assert not (tmp_path / "tfds" / "fashion_mnist" / "3.0.1" / "dataset_info.json").exists()
 
 
 def test_unknown_dataset_is_a_clear_error():
     with pytest.raises(config.ConfigError, match="dataset.name: unknown TFDS dataset 'no_such_set'"):
-        data.load_splits(config.DatasetConfig(name="no_such_set"), seed=0)
+        sources.load_splits(config.DatasetConfig(name="no_such_set"), seed=0)

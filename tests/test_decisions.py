@@ -4,12 +4,13 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
-
-from harness import champion, config, space, stores
-from harness.config import ChampionConfig, ConfigError
-from harness.record import TrialRecord
-
 from helpers import ROOT
+
+from harness import config
+from harness.config import ChampionConfig, ConfigError
+from harness.deploy import champion
+from harness.record import TrialRecord
+from harness.search import space, stores
 
 SHAPE, CLASSES = (28, 28, 1), 10
 

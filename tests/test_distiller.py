@@ -5,9 +5,10 @@ import keras
 import numpy as np
 import pytest
 
-from harness import data, models
-from harness.distiller import Distiller, compile_plain, make_optimizer
-from harness.evaluate import predict_logits
+from harness.data import pipelines
+from harness.data.evaluate import predict_logits
+from harness.distill import models
+from harness.distill.distiller import Distiller, compile_plain, make_optimizer
 
 
 def _student(seed=1, dropout=0.0):
@@ -33,7 +34,7 @@ def _distill(x, y, teacher, mode, alpha=0.5, dropout=0.0, epochs=1, jit=False):
         targets = y
         d = Distiller(student, teacher, temperature=4.0, alpha=alpha)
     d.compile(optimizer=make_optimizer("adam", 1e-3), jit_compile=jit)
-    history = d.fit(data.pipeline(x, targets, 32, shuffle_seed=7), epochs=epochs, verbose=0)
+    history = d.fit(pipelines.pipeline(x, targets, 32, shuffle_seed=7), epochs=epochs, verbose=0)
     return student, history
 
 
@@ -67,7 +68,7 @@ def test_alpha_one_is_plain_cross_entropy_training(random_data):
     distilled, _ = _distill(x, y, _teacher(), "cached", alpha=1.0, dropout=0.2, epochs=2)
     plain = _student(dropout=0.2)
     compile_plain(plain, "adam", 1e-3, jit_compile=False)
-    plain.fit(data.pipeline(x, y, 32, shuffle_seed=7), epochs=2, verbose=0, shuffle=False)
+    plain.fit(pipelines.pipeline(x, y, 32, shuffle_seed=7), epochs=2, verbose=0, shuffle=False)
     for a, b in zip(_weights(distilled), _weights(plain)):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
@@ -78,7 +79,7 @@ def test_alpha_below_one_differs_from_plain_training(random_data):
     distilled, _ = _distill(x, y, _teacher(), "cached", alpha=0.5)
     plain = _student()
     compile_plain(plain, "adam", 1e-3, jit_compile=False)
-    plain.fit(data.pipeline(x, y, 32, shuffle_seed=7), epochs=1, verbose=0, shuffle=False)
+    plain.fit(pipelines.pipeline(x, y, 32, shuffle_seed=7), epochs=1, verbose=0, shuffle=False)
     assert not np.allclose(_weights(distilled)[0], _weights(plain)[0], atol=1e-6)
 
 
@@ -87,7 +88,7 @@ def test_validation_scores_the_student_alone(random_data):
     student, _ = _distill(x, y, _teacher(), "cached")
     d = Distiller(student, temperature=4.0, alpha=0.5)
     d.compile(optimizer="adam")
-    result = d.evaluate(data.pipeline(x, y, 64), return_dict=True, verbose=0)
+    result = d.evaluate(pipelines.pipeline(x, y, 64), return_dict=True, verbose=0)
     logits = predict_logits(student, x)
     assert result["accuracy"] == pytest.approx(np.mean(logits.argmax(-1) == y), abs=1e-6)
     assert set(result) == {"loss", "accuracy"}
@@ -122,13 +123,13 @@ def test_the_online_teacher_sees_exactly_the_students_augmented_batch(random_dat
     teacher, student = _Recording(_teacher()), _Recording(_student())
     d = Distiller(student, teacher, temperature=4.0, alpha=0.5)
     d.compile(optimizer=make_optimizer("adam", 1e-3), run_eagerly=True)
-    ds = data.pipeline(x, y, 64, shuffle_seed=3, max_shift=2)
+    ds = pipelines.pipeline(x, y, 64, shuffle_seed=3, max_shift=2)
     d.fit(ds.take(2), epochs=1, verbose=0)
     assert len(teacher.seen) == 2 and len(student.seen) == 2
     for t, s in zip(teacher.seen, student.seen):
         np.testing.assert_array_equal(t, s)
     # and the batch really was jittered: it is none of the unaugmented batches
-    raw = [b.numpy() for b, _ in data.pipeline(x, y, 64, shuffle_seed=3).take(2)]
+    raw = [b.numpy() for b, _ in pipelines.pipeline(x, y, 64, shuffle_seed=3).take(2)]
     assert not any(np.array_equal(teacher.seen[0], r) for r in raw)
     # recomputing the teacher on that batch gives what the step used
     np.testing.assert_allclose(teacher.inner(teacher.seen[0]).numpy(),

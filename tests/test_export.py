@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from harness import export, models, tflite
+from harness.deploy import export, tflite
+from harness.distill import models
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import pytest
 
-from harness.losses import distillation_loss
+from harness.distill.losses import distillation_loss
 
 BATCH, CLASSES = 256, 10
 RTOL = 1e-3  # float32 and Keras' clip at 1e-7; a lost or doubled T^2 is a factor >= 16 here

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from harness.losses import distillation_loss, soft_targets
+from harness.distill.losses import distillation_loss, soft_targets
 
 
 def reference(labels, student, teacher, temperature, alpha):
@@ -83,7 +83,7 @@ def test_t_squared_keeps_soft_gradients_the_same_size():
 
 def test_library_names_are_importable_from_harness():
     import harness
-    from harness import distiller, losses
+    from harness.distill import distiller, losses
 
     assert harness.distillation_loss is losses.distillation_loss
     assert harness.Distiller is distiller.Distiller

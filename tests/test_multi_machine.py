@@ -16,7 +16,6 @@ from pathlib import Path
 import optuna
 import pytest
 import requests
-
 from helpers import popen_harness, workdir_with_teacher, write_study
 
 

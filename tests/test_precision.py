@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from harness import baselines, config, models, precision, teacher
-from harness.context import Context
-from harness.distiller import Distiller
-from harness.losses import distillation_loss
-from harness.recipe import Recipe
+from harness import config
+from harness.distill import models, precision
+from harness.distill.distiller import Distiller
+from harness.distill.losses import distillation_loss
+from harness.distill.recipe import Recipe
+from harness.search import baselines
+from harness.search.context import Context
+from harness.teacher import trained as teacher
 
 DEFAULT = "studies/fashion_mnist.yaml"
 

@@ -5,12 +5,14 @@ import json
 import mlflow
 import optuna
 
-from harness import baselines, config, models, stores, tracking
-from harness.evaluate import predict_logits
-from harness.context import Context
-from harness.recipe import Recipe
-from harness.teacher import Teacher
-from harness.trial import Objective
+from harness import config, tracking
+from harness.data.evaluate import predict_logits
+from harness.distill import models
+from harness.distill.recipe import Recipe
+from harness.search import baselines, stores
+from harness.search.context import Context
+from harness.search.trial import Objective
+from harness.teacher.trained import Teacher
 
 
 def test_the_twins_key_changes_with_the_recipe():

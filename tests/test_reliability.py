@@ -1,7 +1,6 @@
 """Parallel workers and a diverging trial, done for real on subprocesses (crashes: test_crash.py)."""
 
 import optuna
-
 from helpers import harness, load_study, mlflow_client, runs_by_role, workdir_with_teacher, write_study
 
 TS = optuna.trial.TrialState

@@ -13,7 +13,8 @@ import keras
 import numpy as np
 import pytest
 
-from harness import config, models, schedules
+from harness import config
+from harness.distill import models, schedules
 
 
 def lr_at(schedule, step):

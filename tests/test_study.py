@@ -5,12 +5,13 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import SMOKE, harness, load_study, mlflow_client, run_cli, runs_by_role, workdir_with_teacher, write_study
 
-from harness import champion, config, confirm
-from harness import export as export_mod
+from harness import config
+from harness.confirm import confirmation as confirm
+from harness.deploy import champion, export as export_mod
 from harness.record import TrialRecord
-from helpers import (SMOKE, harness, load_study, mlflow_client, run_cli, runs_by_role, workdir_with_teacher,
-                     write_study)
+
 
 # One process runs this module's tests (`make test` uses --dist loadfile: xdist's loadgroup does not
 # group under pytest 9.2, pytest-xdist issue 1386), so they share the study below.
@@ -160,8 +161,9 @@ def test_resume_adds_exactly_one_trial_without_training_the_teacher(smoke):
 def test_latency_as_an_objective_next_to_accuracy(smoke, tmp_path):
     """In process, on the smoke study's stores (its teacher cached): two trials that minimise
     the float TFLite student's single-image latency; names, front, champion, report, datasets."""
-    from harness import report, stores
     from harness import study as study_mod
+    from harness.report import tables as report
+    from harness.search import stores
 
     workdir, _ = smoke
     cfg = config.load(write_study(tmp_path, "smoke_latency", objectives=["val_accuracy", "latency_ms"], n_trials=2,

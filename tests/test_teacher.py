@@ -3,7 +3,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from harness import config, evaluate, teacher
+from harness import config
+from harness.data import evaluate
+from harness.teacher import trained as teacher
 
 
 def _cfg(members=1):

@@ -6,10 +6,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from harness import baselines, config, data, omitted, stores
-from harness.context import Context
-from harness.teacher import Teacher
-from harness.teacher import cache_key as teacher_key
+from harness import config
+from harness.data import omitted, sources, transfer_set
+from harness.search import baselines, stores
+from harness.search.context import Context
+from harness.teacher.trained import Teacher, cache_key as teacher_key
 
 
 def _context(splits, tmp_path, **transfer):
@@ -25,17 +26,17 @@ def _context(splits, tmp_path, **transfer):
 def test_the_subset_is_stratified_seeded_disjoint_and_the_right_size(small_splits):
     t, labels = small_splits.transfer, small_splits.transfer.labels
     cfg = config.TransferConfig(fraction=0.1)
-    keep = data.transfer_positions(labels, cfg, seed=0)
+    keep = transfer_set.transfer_positions(labels, cfg, seed=0)
     for k in range(10):
         assert np.sum(labels[keep] == k) == max(1, round(0.1 * np.sum(labels == k)))
     assert len(set(keep)) == len(keep) and np.all(np.diff(keep) > 0)
-    np.testing.assert_array_equal(keep, data.transfer_positions(labels, cfg, seed=0))
-    assert not np.array_equal(keep, data.transfer_positions(labels, cfg, seed=1))
-    sub = data.subset(t, keep)
+    np.testing.assert_array_equal(keep, transfer_set.transfer_positions(labels, cfg, seed=0))
+    assert not np.array_equal(keep, transfer_set.transfer_positions(labels, cfg, seed=1))
+    sub = transfer_set.subset(t, keep)
     assert set(sub.index) <= set(t.index) and not set(sub.index) & set(small_splits.validation.index)
     np.testing.assert_array_equal(sub.images, t.images[keep])
-    assert len(data.transfer_positions(labels, config.TransferConfig(), seed=0)) == len(t)
-    tiny = data.transfer_positions(labels, config.TransferConfig(fraction=0.001), seed=0)
+    assert len(transfer_set.transfer_positions(labels, config.TransferConfig(), seed=0)) == len(t)
+    tiny = transfer_set.transfer_positions(labels, config.TransferConfig(fraction=0.001), seed=0)
     assert sorted(labels[tiny]) == list(range(10))  # at least one example of every class
 
 
@@ -80,7 +81,7 @@ def _identity_logits_model():
 
 def _split(rows):
     x = np.array([r[0] for r in rows], np.float32)
-    return data.Split(x, np.array([r[1] for r in rows], np.int64), np.arange(len(rows)))
+    return sources.Split(x, np.array([r[1] for r in rows], np.int64), np.arange(len(rows)))
 
 
 def test_the_bias_correction_is_chosen_on_validation_only():
@@ -88,7 +89,7 @@ def test_the_bias_correction_is_chosen_on_validation_only():
     would be. The correction must take validation's, and test must only report what it gives."""
     val = _split([([0, -1.5, -9], 1)] * 10 + [([0, -2.5, -9], 0)] * 5)
     test = _split([([0, -4.0, -9], 1)] * 10 + [([0, -5.0, -9], 0)] * 5)
-    splits = data.Splits(val, val, test, num_classes=3, image_shape=(3,), dataset="toy")
+    splits = sources.Splits(val, val, test, num_classes=3, image_shape=(3,), dataset="toy")
     assert 4.0 < omitted.choose_shift(test.images, test.labels, [1]) < 5.0  # what test would have picked
     model = _identity_logits_model()
     fix = omitted.correct(model, splits, [1])
@@ -105,8 +106,8 @@ def test_the_bias_correction_is_chosen_on_validation_only():
 def test_soft_targets_only_fix_alpha_at_zero_outside_the_search_space():
     import optuna
 
-    from harness import space
     from harness.record import TrialRecord
+    from harness.search import space
 
     cfg = config.parse({"name": "t", "transfer": {"labels": False}, "search": {"alpha": None},
                         "student": {"family": "mlp"}})
@@ -151,7 +152,7 @@ def test_omitting_every_class_or_an_unknown_one_is_refused_once_the_classes_are_
 
 
 def test_every_arm_is_measured_against_the_reference_arms_scratch_twin_seed_by_seed():
-    from harness import confirm, reference
+    from harness.confirm import confirmation as confirm, reference
 
     rows = []
     for seed in (1, 2, 3):
