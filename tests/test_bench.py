@@ -43,3 +43,14 @@ def test_command_line_prints_the_table_and_writes_json(monkeypatch, tmp_path, ca
     assert args.func(args) == 0
     assert "scratch_epoch_s" in capsys.readouterr().out
     assert json.loads(out.read_text()) == {"pairs": fake}
+
+
+def test_precision_accuracy_reads_the_study_it_is_given(tmp_path, capsys):
+    """`harness bench --precision-accuracy --study FILE` from any folder (an installed harness has no
+    studies/): the file named is the one read, and a missing one is a one-line error, exit code 2."""
+    from harness import cli
+
+    missing = tmp_path / "nowhere.yaml"
+    assert cli.main(["bench", "--precision-accuracy", "--study", str(missing), "--workdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(missing) in err

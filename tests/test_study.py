@@ -58,6 +58,9 @@ def test_champion_is_registered_tested_and_exported(smoke, tmp_path):
     assert 0.0 < run.data.metrics["test_accuracy"] <= 1.0
     export = workdir / "exports" / "smoke-champion"
     assert f"SavedModel: {export}" in first.stdout
+    # the browse line names this workdir's stores, as commands that work outside the checkout too
+    assert (f"mlflow ui --backend-store-uri sqlite:///{workdir.resolve()}/mlflow.db" in first.stdout
+            and f"optuna-dashboard sqlite:///{workdir.resolve()}/optuna.db" in first.stdout)
     study = load_study(workdir)
     champ = TrialRecord.from_trial(study.trials[int(version.tags["optuna.trial"])])
 

@@ -1,0 +1,30 @@
+"""Knowledge distillation (Hinton, Vinyals & Dean 2015) on Keras, searched by Optuna, tracked by MLflow.
+
+The library's main names, importable from `harness` (loaded on first use, so
+the command line can reject a bad study file before TensorFlow starts):
+"""
+
+_NAMES = {
+    "StudyConfig": "config", "ConfigError": "config", "load_config": ("config", "load"),
+    "load_splits": "data.sources", "pipeline": "data.pipelines",
+    "prepare_fashion_mnist": "data.fashion_mnist",
+    "mlp": "distill.models", "cnn": "distill.models", "build_teacher": "distill.models",
+    "build_student": "distill.models",
+    "distillation_loss": "distill.losses", "soft_targets": "distill.losses",
+    "Distiller": "distill.distiller",
+    "Teacher": "teacher.trained", "load_or_train": "teacher.trained",
+    "TrialRecord": "record",
+    "run_study": ("study", "run"),
+    "export_student": ("deploy.export", "export"),
+}
+__all__ = sorted(_NAMES)
+__doc__ += "\n" + ", ".join(__all__) + ".\n"
+
+
+def __getattr__(name):
+    if name not in _NAMES:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    import importlib
+
+    module, attr = _NAMES[name] if isinstance(_NAMES[name], tuple) else (_NAMES[name], name)
+    return getattr(importlib.import_module(f".{module}", __name__), attr)

@@ -1,0 +1,174 @@
+"""`python -m harness study|teacher|report|export|bench|data`: the command line.
+
+User mistakes (a bad study file, an unreachable store, a clashing study) print
+one line and exit with code 2 before anything is written.
+
+The library modules are imported inside the commands, after the study file is
+read: a mistake in it is reported in a fraction of a second, before
+TensorFlow, MLflow and Optuna load (several seconds). Only this module prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from harness import config
+from harness.logs import configure_logging
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+EXIT_USER_ERROR = 2
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study_file", metavar="STUDY.yaml")
+    p.add_argument("--workdir", default=".", help="holds the stores, caches and exports (default: .)")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite:///WORKDIR/optuna.db)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: sqlite:///WORKDIR/mlflow.db)")
+
+
+def _cmd_data(args) -> int:
+    from harness.data import fashion_mnist, sources
+
+    fashion_mnist.prepare_fashion_mnist(args.data_dir)
+    print("fashion_mnist is ready")
+    return 0
+
+
+def _workspace(args, cfg):
+    from harness.search import stores
+
+    ws = stores.Workspace.resolve(args.workdir, args.storage, args.tracking_uri)
+    stores.check_stores(ws, cfg.source)
+    return ws
+
+
+def _cmd_study(args) -> int:
+    cfg = config.load(args.study_file)
+    if args.n_trials is not None and args.n_trials < 1:
+        raise config.ConfigError(args.study_file, "--n-trials", "must be at least 1")
+    if args.workers < 1:
+        raise config.ConfigError(args.study_file, "--workers", "must be at least 1")
+    from harness import study
+    from harness.report import tables as report
+
+    result = study.run(cfg, args.workdir, n_trials=args.n_trials, storage_url=args.storage,
+                       tracking_uri=args.tracking_uri, workers=args.workers, export=not args.no_export)
+    print(report.summary(cfg, result))
+    return 0
+
+
+def _cmd_teacher(args) -> int:
+    cfg = config.load(args.study_file)
+    from harness import tracking
+    from harness.data import fashion_mnist, sources
+    from harness.teacher import trained as teacher
+
+    ws = _workspace(args, cfg)
+    splits = sources.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
+    t = teacher.load_or_train(cfg, splits, ws.teacher_cache)
+    exp = tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
+    with tracking.start("study", f"{cfg.name}-teacher", experiment_id=exp) as parent:
+        teacher.log_teacher(t, cfg, exp, parent.info.run_id, splits.validation.images[:2])
+    print(f"teacher {t.key}: {t.params:,} params, val acc {t.val_accuracy:.4f}, test acc {t.test_accuracy:.4f}"
+          f" ({'from cache' if t.from_cache else f'trained in {t.train_seconds:.0f} s'}) at {t.path}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    cfg = config.load(args.study_file)
+    from harness.report import tables as report
+
+    print(report.table(cfg, _workspace(args, cfg)))
+    return 0
+
+
+def _cmd_export(args) -> int:
+    cfg = config.load(args.study_file)
+    from harness.report import tables as report
+
+    f = report.export_trial(cfg, _workspace(args, cfg), args.trial, args.out, args.format)
+    print(f"exported {report.LABELS[args.format]}: {f['path']}\n"
+          f"  test accuracy {f['test_accuracy']:.4f}, {f['size_bytes']:,} bytes, one image on one thread: "
+          f"p50 {f['p50_ms']:.4f} ms, p99 {f['p99_ms']:.4f} ms")
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    if args.precision_accuracy:
+        import json
+
+        from harness.bench import precision as bench_precision
+
+        result = bench_precision.run(args.workdir)
+        print(bench_precision.format_result(result))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=1)
+        return 0
+    from harness.bench import pairs as bench
+
+    return bench.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m harness", description="Knowledge-distillation studies.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("study", help="create or resume a study, run its trials, export the champion")
+    _store_args(s)
+    s.add_argument("--n-trials", type=int, default=None,
+                   help="add this many trials (default: run until the file's n_trials are done)")
+    s.add_argument("--workers", type=int, default=1, help="parallel worker processes on this machine")
+    s.add_argument("--no-export", action="store_true",
+                   help="register the champion but write no export (later: `python -m harness export`)")
+    s.set_defaults(func=_cmd_study)
+
+    t = sub.add_parser("teacher", help="train (or load from the cache) the study's teacher alone")
+    _store_args(t)
+    t.set_defaults(func=_cmd_teacher)
+
+    r = sub.add_parser("report", help="the Pareto table, gains and champion, read from the stores")
+    _store_args(r)
+    r.set_defaults(func=_cmd_report)
+
+    e = sub.add_parser("export", help="export a trial's student (default: the champion): SavedModel or TFLite")
+    _store_args(e)
+    e.add_argument("--format", choices=config.EXPORT_FORMATS, default="savedmodel",
+                   help="savedmodel (default), tflite (float32) or tflite-int8 (full-integer, calibrated on "
+                        "transfer-set images)")
+    e.add_argument("--trial", type=int, default=None)
+    e.add_argument("--out", required=True)
+    e.set_defaults(func=_cmd_export)
+
+    b = sub.add_parser("bench", help="time distillation against plain training")
+    b.add_argument("--pair", choices=["mlp", "cnn", "all"], default="all")
+    b.add_argument("--repeats", type=int, default=3, help="timed epochs per variant (default 3; ~15 min)")
+    b.add_argument("--json", default=None, help="also write the figures to this file")
+    b.add_argument("--no-study", action="store_true", help="skip the small-study part")
+    b.add_argument("--precision-accuracy", action="store_true",
+                   help="instead: the default study's 2x256 student distilled in float32 and bfloat16, 3 seeds "
+                        "(test accuracy and epoch time; its teacher from WORKDIR/teacher_cache when there)")
+    b.add_argument("--workdir", default=".", help="for --precision-accuracy: holds the teacher cache (default: .)")
+    b.set_defaults(func=_cmd_bench)
+
+    d = sub.add_parser("data", help="build TFDS fashion_mnist offline from Debian's package")
+    d.add_argument("--data-dir", default=None)
+    d.set_defaults(func=_cmd_data)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    try:
+        return args.func(args)
+    except config.UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: the current trial and its MLflow run were closed; "
+              "run the same command again to continue the study", file=sys.stderr)
+        return 130

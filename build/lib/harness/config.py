@@ -1,0 +1,508 @@
+"""A study file (YAML) read into a typed, validated `StudyConfig`.
+
+Every mistake becomes one `ConfigError` line that names the file, the field and
+what is allowed, so the command line can exit with code 2 before anything is
+written to a store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+FAMILIES = ("mlp", "cnn")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "linear_warmup_cosine")  # see schedules.py
+OBJECTIVES = ("val_accuracy", "params", "latency_ms", "size_bytes")  # the second one is minimised
+EXPORT_FORMATS = ("savedmodel", "tflite", "tflite-int8")
+PRUNERS = ("median", "hyperband", "successive_halving", "none")
+CHAMPION_RULES = ("smallest_within", "best")
+PRECISIONS = ("float32", "bfloat16", "auto")  # see precision.py
+
+
+class UserError(Exception):
+    """A mistake the user can fix: the command line prints it as one line, exit code 2."""
+
+
+class ConfigError(UserError, ValueError):
+    """A user mistake in a study file: one line, naming the file and the field."""
+
+    def __init__(self, path: str | Path, field_name: str, message: str):
+        self.path, self.field, self.message = str(path), field_name, message
+        where = f"{self.path}: {field_name}: " if field_name else f"{self.path}: "
+        super().__init__(where + message)
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str = "fashion_mnist"
+    data_dir: str | None = None  # None: TFDS's default (~/tensorflow_datasets)
+    validation_fraction: float = 0.1
+    limit: int | None = None  # keep only the first N examples of each split
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    family: str = "mlp"
+    widths: list[int] = field(default_factory=lambda: [1200, 1200])
+    head: int = 128  # cnn only: units of the dense layer after the convolutions
+    dropout: float = 0.5
+    input_dropout: float = 0.2
+    jitter: int = 2  # random shifts of up to this many pixels while training
+    members: int = 1  # >1: an ensemble, each member with its own seed
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    schedule: str = "constant"  # constant | cosine | linear_warmup_cosine
+    warmup_epochs: int = 0  # linear_warmup_cosine only
+    batch_norm: bool = False  # cnn only: conv -> batch norm -> ReLU
+    pooling: str = "flatten"  # cnn only: flatten | gap (global average pooling) before the head
+    convs_per_block: int = 1  # cnn only
+    jit_compile: bool | None = None  # None: the measured faster choice (see teacher.py)
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """The student's transfer set (and its scratch twin's), a part of the teacher's: the teacher is
+    always trained on the whole training split, and validation and test never change."""
+    fraction: float = 1.0  # a seeded, class-stratified subset of the transfer set
+    omit_classes: list[int] | None = None  # class ids removed from the student's transfer set
+    labels: bool = True  # false: soft targets only (alpha fixed at 0; search.alpha must be null)
+
+    @property
+    def default(self) -> bool:
+        return self == TransferConfig()
+
+    def to_params(self) -> dict:
+        """The MLflow params every student run logs."""
+        return {"transfer_fraction": self.fraction, "omit_classes": ",".join(map(str, self.omit_classes or [])),
+                "transfer_labels": self.labels}
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    jitter: int = 0  # random shifts of up to this many pixels of the student's (and twin's) batches
+
+
+@dataclass(frozen=True)
+class DistillationConfig:
+    # cached: the teacher's logits over the (unaugmented) transfer set, computed once.
+    # online: the teacher runs inside each step on the student's own (augmented) batch,
+    # the "consistent" teacher of Beyer et al. 2022; it costs a teacher forward pass per step.
+    teacher: str = "cached"
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    family: str = "mlp"
+    depth: int = 2  # mlp: hidden layers of `width` units; cnn: conv blocks width, 2*width, ...
+    head: int = 64  # cnn only
+    dropout: float = 0.0
+    input_dropout: float = 0.0
+    batch_norm: bool = False  # cnn only
+    pooling: str = "flatten"  # cnn only: flatten | gap
+    convs_per_block: int = 1  # cnn only
+    augment: AugmentConfig = AugmentConfig()
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 5
+    batch_size: int = 128
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    schedule: str = "constant"  # constant | cosine | linear_warmup_cosine; over the run's steps
+    warmup_epochs: int = 0  # linear_warmup_cosine only
+    jit_compile: bool | None = None  # None: the measured faster choice (see teacher.resolve_jit)
+    # Batches per compiled call: fewer Python round trips per epoch (an MLP epoch
+    # about 25% faster, seen while building `harness bench`). Per-batch callbacks
+    # then see every 32nd batch.
+    steps_per_execution: int = 32
+    # Compute precision of the students, their twins and the teacher (see precision.py):
+    # bfloat16 layers with float32 variables, loss and metrics; auto: bfloat16 where native.
+    precision: str = "float32"
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    low: float
+    high: float
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class WidthSpace:
+    choices: list[int] | None = None
+    low: int | None = None
+    high: int | None = None
+    log: bool = True
+
+
+@dataclass(frozen=True)
+class EpochSpace:
+    choices: list[int]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    temperature: FloatRange = FloatRange(1.0, 20.0, log=True)
+    alpha: FloatRange | None = FloatRange(0.0, 1.0)  # null: not searched, fixed at 0 (transfer.labels: false)
+    width: WidthSpace = WidthSpace(choices=[16, 32, 64, 128, 256, 512, 800])
+    # The recipe as search dimensions (null: training's value for every trial). A trial's
+    # scratch twin is trained with the same recipe, so a gain never compares two recipes.
+    learning_rate: FloatRange | None = None
+    epochs: EpochSpace | None = None
+
+
+@dataclass(frozen=True)
+class PrunerConfig:
+    type: str = "median"
+    n_startup_trials: int = 4
+    n_warmup_steps: int = 1
+
+
+@dataclass(frozen=True)
+class ChampionConfig:
+    rule: str = "smallest_within"
+    tolerance: float = 0.5  # accuracy points below the best validation accuracy
+
+
+@dataclass(frozen=True)
+class ArmConfig:
+    """One distilled arm of the confirmation: how the teacher is consulted and how the
+    student's batches are jittered. Its scratch twin sees the same jittered batches."""
+    name: str
+    teacher: str = "cached"  # cached | online (see DistillationConfig)
+    jitter: int = 0
+    # The arm's own transfer set and epochs (null: the file's): e.g. 1%, 3% and all of the data in
+    # one confirmation, each arm with its own scratch twin on the same data.
+    transfer: TransferConfig | None = None
+    epochs: int | None = None
+
+
+@dataclass(frozen=True)
+class ConfirmConfig:
+    """After the search: the chosen configurations again over fresh seeds, each paired with
+    its scratch twin, so gains come with confidence intervals. 0 turns it off."""
+    seeds: int = 5
+    # Several distilled arms per configuration (e.g. cached vs consistent online), compared
+    # with each other seed by seed too; null: one arm, the file's distillation and augment.
+    arms: list[ArmConfig] | None = None
+    # An arm whose scratch twin every arm's students are also compared with, paired by seed
+    # (e.g. the full-data scratch student of a few-examples study).
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class HeartbeatConfig:
+    interval: int = 10  # seconds between a running trial's heartbeats
+    grace_period: int = 30  # a trial silent this long is failed and retried
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    seed: int = 0
+    dataset: DatasetConfig = DatasetConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    student: StudentConfig = StudentConfig()
+    training: TrainingConfig = TrainingConfig()
+    distillation: DistillationConfig = DistillationConfig()
+    transfer: TransferConfig = TransferConfig()
+    search: SearchConfig = SearchConfig()
+    objectives: list[str] = field(default_factory=lambda: ["val_accuracy", "params"])
+    max_params: int | None = None
+    pruner: PrunerConfig = PrunerConfig()
+    n_trials: int = 20
+    champion: ChampionConfig = ChampionConfig()
+    confirm: ConfirmConfig = ConfirmConfig()
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
+    exports: list[str] = field(default_factory=lambda: list(EXPORT_FORMATS))  # what `study` exports
+    source: str = ""  # the file it was read from (not a YAML key)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) == 2
+
+    @property
+    def cost(self) -> str:
+        """What the second objective minimises (and `smallest_within` means by smallest): a
+        TrialRecord field, `params` with one objective."""
+        return self.objectives[1] if self.multi_objective else "params"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("source")
+        return d
+
+    def search_space_fingerprint(self) -> str:
+        """What must match for a stored study to be resumed with this file."""
+        what = {"search": dataclasses.asdict(self.search), "objectives": self.objectives,
+                "max_params": self.max_params}
+        if not self.transfer.default:  # absent when default: studies from before keep their fingerprint
+            what["transfer"] = dataclasses.asdict(self.transfer)
+        blob = json.dumps(what, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in args) + " (or null)"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(value: Any, tp: Any, where: str, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or type(tp).__name__ == "UnionType":
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, where, path)
+    if origin is list:
+        if not isinstance(value, list) or not value:
+            raise ConfigError(path, where, f"expected {_type_name(tp)}, got {value!r}")
+        (inner,) = typing.get_args(tp)
+        return [_coerce(v, inner, f"{where}[{i}]", path) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where, path)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, where, f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, where, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(path, where, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, where, f"expected a string, got {value!r}")
+        return value
+    raise TypeError(tp)  # a field type this parser does not know: a bug, not user input
+
+
+def _build(cls: Any, data: Any, where: str, path: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(path, where or "(top level)", f"expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(names)}"
+            raise ConfigError(path, f"{where}.{key}".lstrip("."), "unknown key" + hint)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _coerce(data[f.name], hints[f.name], f"{where}.{f.name}".lstrip("."), path)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(path, f"{where}.{f.name}".lstrip("."), "is required")
+    return cls(**kwargs)
+
+
+def _check(cfg: StudyConfig, path: str) -> None:
+    def fail(field_name: str, message: str) -> None:
+        raise ConfigError(path, field_name, message)
+
+    if not cfg.name.strip():
+        fail("name", "must not be empty")
+    if not 0.0 < cfg.dataset.validation_fraction < 1.0:
+        fail("dataset.validation_fraction", "must be between 0 and 1 (exclusive)")
+    if cfg.dataset.limit is not None and cfg.dataset.limit < 10:
+        fail("dataset.limit", "must be at least 10 (or null for the whole split)")
+    for section in ("teacher", "student"):
+        m = getattr(cfg, section)
+        if m.family not in FAMILIES:
+            fail(f"{section}.family", f"unknown model family {m.family!r}; allowed: {', '.join(FAMILIES)}")
+        for name in ("dropout", "input_dropout"):
+            if not 0.0 <= getattr(m, name) < 1.0:
+                fail(f"{section}.{name}", "must be in [0, 1)")
+    t = cfg.teacher
+    if any(w < 1 for w in t.widths):
+        fail("teacher.widths", "every width must be at least 1")
+    if t.jitter < 0:
+        fail("teacher.jitter", "must be 0 or more pixels")
+    if t.members < 1:
+        fail("teacher.members", "must be at least 1")
+    if cfg.student.augment.jitter < 0:
+        fail("student.augment.jitter", "must be 0 or more pixels")
+    if cfg.distillation.teacher not in ("cached", "online"):
+        fail("distillation.teacher", f"unknown mode {cfg.distillation.teacher!r}; allowed: cached, online")
+    if cfg.student.augment.jitter and cfg.distillation.teacher == "cached":
+        fail("distillation.teacher", "student.augment needs `teacher: online`: the cached logits are of "
+                                     "unaugmented images, so they would not match the student's batches")
+    if cfg.student.depth < 1:
+        fail("student.depth", "must be at least 1")
+    for section in ("teacher", "student"):
+        m = getattr(cfg, section)
+        if m.pooling not in ("flatten", "gap"):
+            fail(f"{section}.pooling", f"unknown pooling {m.pooling!r}; allowed: flatten, gap")
+        if m.convs_per_block < 1:
+            fail(f"{section}.convs_per_block", "must be at least 1")
+    for section in ("teacher", "training"):
+        s = getattr(cfg, section)
+        if s.schedule not in SCHEDULES:
+            fail(f"{section}.schedule", f"unknown schedule {s.schedule!r}; allowed: {', '.join(SCHEDULES)}")
+        if s.warmup_epochs < 0 or (s.warmup_epochs and s.schedule != "linear_warmup_cosine"):
+            fail(f"{section}.warmup_epochs", "0 or more, and only with schedule: linear_warmup_cosine")
+        if s.schedule == "linear_warmup_cosine" and not 0 < s.warmup_epochs < s.epochs:
+            fail(f"{section}.warmup_epochs", "linear_warmup_cosine needs 0 < warmup_epochs < epochs")
+        if s.epochs < 1:
+            fail(f"{section}.epochs", "must be at least 1")
+        if s.batch_size < 1:
+            fail(f"{section}.batch_size", "must be at least 1")
+        if s.learning_rate <= 0:
+            fail(f"{section}.learning_rate", "must be greater than 0")
+        if section == "training" and s.steps_per_execution < 1:
+            fail("training.steps_per_execution", "must be at least 1")
+        if section == "training" and s.precision not in PRECISIONS:
+            fail("training.precision", f"unknown precision {s.precision!r}; allowed: {', '.join(PRECISIONS)}")
+        if s.optimizer not in OPTIMIZERS:
+            fail(f"{section}.optimizer", f"unknown optimizer {s.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+    sp = cfg.search
+    _check_transfer(cfg.transfer, "transfer", fail)
+    if cfg.transfer.labels and sp.alpha is None:
+        fail("search.alpha", "null (alpha fixed at 0) needs transfer.labels: false; to fix alpha, "
+                             "give {low: a, high: a}")
+    if not cfg.transfer.labels and sp.alpha is not None:
+        fail("search.alpha", "transfer.labels: false trains on soft targets only (alpha is 0): "
+                             "set search.alpha: null")
+    for name, r in (("temperature", sp.temperature), ("alpha", sp.alpha or FloatRange(0.0, 0.0))):
+        if r.low > r.high:
+            fail(f"search.{name}", f"low ({r.low:g}) is greater than high ({r.high:g})")
+    if sp.learning_rate is not None:
+        if not 0 < sp.learning_rate.low <= sp.learning_rate.high:
+            fail("search.learning_rate", "needs 0 < low <= high")
+    if sp.epochs is not None and any(e < 1 for e in sp.epochs.choices):
+        fail("search.epochs.choices", "every epoch count must be at least 1")
+    if sp.temperature.low <= 0:
+        fail("search.temperature.low", "temperature must be greater than 0")
+    if sp.alpha is not None and (sp.alpha.low < 0 or sp.alpha.high > 1):
+        fail("search.alpha", "alpha must lie in [0, 1]")
+    w = sp.width
+    if w.choices is not None:
+        if w.low is not None or w.high is not None:
+            fail("search.width", "give either choices or low/high, not both")
+        if any(c < 1 for c in w.choices):
+            fail("search.width.choices", "every width must be at least 1")
+    else:
+        if w.low is None or w.high is None:
+            fail("search.width", "give choices, or both low and high")
+        if w.low < 1:
+            fail("search.width.low", "width must be at least 1")
+        if w.low > w.high:
+            fail("search.width", f"low ({w.low}) is greater than high ({w.high})")
+    if not cfg.objectives or any(o not in OBJECTIVES for o in cfg.objectives) \
+            or cfg.objectives[0] != "val_accuracy" or len(set(cfg.objectives)) != len(cfg.objectives) \
+            or len(cfg.objectives) > 2:
+        fail("objectives", "allowed: [val_accuracy], or [val_accuracy, X] with X one of params, latency_ms, "
+             "size_bytes")
+    if any(f not in EXPORT_FORMATS for f in cfg.exports) or len(set(cfg.exports)) != len(cfg.exports):
+        fail("exports", f"allowed: a list of distinct formats among {', '.join(EXPORT_FORMATS)}")
+    if cfg.max_params is not None and cfg.max_params < 1:
+        fail("max_params", "must be at least 1 (or null)")
+    if cfg.pruner.type not in PRUNERS:
+        fail("pruner.type", f"unknown pruner {cfg.pruner.type!r}; allowed: {', '.join(PRUNERS)}")
+    if cfg.n_trials < 1:
+        fail("n_trials", "must be at least 1")
+    if cfg.champion.rule not in CHAMPION_RULES:
+        fail("champion.rule", f"unknown rule {cfg.champion.rule!r}; allowed: {', '.join(CHAMPION_RULES)}")
+    if cfg.champion.tolerance < 0:
+        fail("champion.tolerance", "must be 0 or more accuracy points")
+    if cfg.confirm.seeds < 0 or cfg.confirm.seeds == 1:
+        fail("confirm.seeds", "must be 0 (off) or at least 2 (an interval needs two seeds)")
+    names = set()
+    for i, arm in enumerate(cfg.confirm.arms or []):
+        where = f"confirm.arms[{i}]"
+        if not arm.name.strip() or arm.name in names:
+            fail(f"{where}.name", f"must be a unique, non-empty name (got {arm.name!r})")
+        names.add(arm.name)
+        if arm.teacher not in ("cached", "online"):
+            fail(f"{where}.teacher", f"unknown mode {arm.teacher!r}; allowed: cached, online")
+        if arm.jitter < 0:
+            fail(f"{where}.jitter", "must be 0 or more pixels")
+        if arm.jitter and arm.teacher == "cached":
+            fail(f"{where}.teacher", "jitter needs `teacher: online`: the cached logits are of unaugmented "
+                                     "images, so they would not match the student's batches")
+        if arm.transfer is not None:
+            _check_transfer(arm.transfer, f"{where}.transfer", fail)
+            if arm.transfer.labels != cfg.transfer.labels:
+                fail(f"{where}.transfer.labels", "must equal transfer.labels: the arm's students take the "
+                                                 "search's alpha")
+        if arm.epochs is not None and (arm.epochs < 1 or sp.epochs is not None):
+            fail(f"{where}.epochs", "must be at least 1, and only when search.epochs is null")
+    if cfg.confirm.reference is not None and cfg.confirm.reference not in names:
+        fail("confirm.reference", f"names no arm in confirm.arms (got {cfg.confirm.reference!r})")
+    if cfg.heartbeat.interval < 1 or cfg.heartbeat.grace_period <= cfg.heartbeat.interval:
+        fail("heartbeat", "interval must be at least 1 s and grace_period longer than interval")
+
+
+def _check_transfer(t: TransferConfig, where: str, fail, num_classes: int | None = None) -> None:
+    """A transfer section's own rules (the dataset's class count is checked once the data are read)."""
+    if not 0.0 < t.fraction <= 1.0:
+        fail(f"{where}.fraction", f"must be in (0, 1] (got {t.fraction:g})")
+    omitted = t.omit_classes or []
+    if any(k < 0 for k in omitted) or len(set(omitted)) != len(omitted):
+        fail(f"{where}.omit_classes", "class ids must be distinct and 0 or more")
+    if num_classes is not None:
+        if any(k >= num_classes for k in omitted):
+            fail(f"{where}.omit_classes", f"the dataset's classes are 0 to {num_classes - 1}")
+        if len(set(omitted)) >= num_classes:
+            fail(f"{where}.omit_classes", f"omits every one of the dataset's {num_classes} classes: "
+                                          "the student would have nothing to learn from")
+
+
+def check_classes(cfg: StudyConfig, num_classes: int) -> None:
+    """The transfer sections against the dataset's classes (once its class count is known)."""
+    def fail(field_name: str, message: str) -> None:
+        raise ConfigError(cfg.source, field_name, message)
+
+    _check_transfer(cfg.transfer, "transfer", fail, num_classes)
+    for i, arm in enumerate(cfg.confirm.arms or []):
+        if arm.transfer is not None:
+            _check_transfer(arm.transfer, f"confirm.arms[{i}].transfer", fail, num_classes)
+
+
+def parse(data: Any, path: str = "<dict>") -> StudyConfig:
+    """Validate a mapping (as read from YAML) into a `StudyConfig`."""
+    cfg = _build(StudyConfig, data, "", path)
+    _check(cfg, path)
+    return dataclasses.replace(cfg, source=str(path))
+
+
+def load(path: str | Path) -> StudyConfig:
+    """Read and validate a study file; every problem is a one-line `ConfigError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(p, "", "no such study file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(p, "", f"malformed YAML: {where}{problem}") from None
+    return parse(data, str(p))

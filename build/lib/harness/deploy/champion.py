@@ -1,0 +1,151 @@
+"""Pick the champion by the study's rule, test it once, register it in MLflow, export it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Sequence, TypeVar
+
+import keras
+import mlflow
+import numpy as np
+import optuna
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from harness.config import ChampionConfig, StudyConfig
+from harness.data import omitted, sources
+from harness.data.evaluate import accuracy, predict_logits
+from harness.deploy import export as export_mod, tflite
+from harness.record import TrialRecord, complete_records
+
+log = logging.getLogger(__name__)
+ALIAS = "champion"
+C = TypeVar("C")  # anything with `val_accuracy` and `params`
+
+
+def select(candidates: Sequence[C], rule: ChampionConfig, cost: Callable[[C], float] | None = None) -> C | None:
+    """`smallest_within`: the cheapest candidate within `tolerance` points of the best
+    validation accuracy (ties: the more accurate); `best`: the most accurate (ties: the cheaper).
+    Cheapest: by `cost` (the study's second objective), by parameters when not given."""
+    if not candidates:
+        return None
+    cost = cost or (lambda c: c.params)
+    if rule.rule == "best":
+        return max(candidates, key=lambda c: (c.val_accuracy, -cost(c)))
+    best = max(c.val_accuracy for c in candidates)
+    within = [c for c in candidates if c.val_accuracy >= best - rule.tolerance / 100]
+    return min(within, key=lambda c: (cost(c), -c.val_accuracy))
+
+
+def cost_of(cfg: StudyConfig, records: Sequence[TrialRecord]) -> Callable:
+    """The study's cost (its second objective) of a record, or of a confirmed configuration
+    (which has the search trial's number)."""
+    by_trial = {r.number: r for r in records}
+    return lambda c: getattr(by_trial.get(getattr(c, "trial", None), c), cfg.cost)
+
+
+def front(study: optuna.Study, cfg: StudyConfig) -> list[TrialRecord]:
+    """The Pareto front (two objectives) or all complete trials (one objective), as records."""
+    trials = study.best_trials if cfg.multi_objective else study.trials
+    return complete_records(trials)
+
+
+def registered_name(study_name: str) -> str:
+    """The MLflow registered model of a study's students: the one place this name is built."""
+    return f"{study_name}-student"
+
+
+def current(cfg: StudyConfig):
+    """The model version the `champion` alias points to, or None."""
+    try:
+        return MlflowClient().get_model_version_by_alias(registered_name(cfg.name), ALIAS)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def load_student(record: TrialRecord) -> keras.Model:
+    return keras.models.load_model(record.model_path, safe_mode=True, compile=False)
+
+
+def test_and_register(cfg: StudyConfig, record: TrialRecord, splits: sources.Splits) -> float:
+    """Test accuracy of the champion (read once per champion, per class too) and the registry alias."""
+    client = MlflowClient()
+    name = registered_name(cfg.name)
+    version = current(cfg)
+    if version is not None and version.run_id == record.mlflow_run_id:
+        metrics = client.get_run(record.mlflow_run_id).data.metrics
+        if "test_accuracy" in metrics:
+            log.info("champion unchanged (trial %d, version %s)", record.number, version.version)
+            return metrics["test_accuracy"]
+    student = load_student(record)
+    logits = predict_logits(student, splits.test.images)
+    test_acc = accuracy(logits, splits.test.labels)
+    classes = cfg.transfer.omit_classes or []
+    # test_accuracy, test_accuracy_class_K for every class; with omitted classes, their accuracy and
+    # the same after the bias correction (corrected_*, its shift chosen on validation).
+    metrics = (omitted.correct(student, splits, classes, logits).metrics() if classes
+               else omitted.scores(logits, splits.test.labels, [], splits.num_classes))
+    client.log_batch(record.mlflow_run_id, metrics=[Metric(k, v, int(time.time() * 1000), 0)
+                                                    for k, v in metrics.items()])
+    mv = mlflow.register_model(record.model_uri, name)
+    client.set_registered_model_alias(name, ALIAS, mv.version)
+    client.set_model_version_tag(name, mv.version, "optuna.trial", str(record.number))
+    if classes:  # the registered model is the trial's own; the export is the corrected one
+        client.set_model_version_tag(name, mv.version, "harness.bias_shift", str(metrics["bias_shift"]))
+        log.info("champion: omitted classes %s: test acc %.4f -> %.4f, on them %.4f -> %.4f after adding %+.2f "
+                 "(chosen on validation) to their logit bias", classes, test_acc, metrics["corrected_test_accuracy"],
+                 metrics["omitted_class_test_accuracy"], metrics["corrected_omitted_class_test_accuracy"],
+                 metrics["bias_shift"])
+    log.info("champion: trial %d, registered as %s version %s (alias %r), test acc %.4f", record.number,
+             name, mv.version, ALIAS, test_acc)
+    return test_acc
+
+
+def deployable(cfg: StudyConfig, student: keras.Model, splits: sources.Splits) -> keras.Model:
+    """The student to export: as trained, or with omitted classes bias-corrected (the shift chosen
+    on validation, as `test_and_register` logged it)."""
+    if cfg.transfer.omit_classes:
+        fix = omitted.correct(student, splits, cfg.transfer.omit_classes)
+        student = omitted.corrected_model(student, cfg.transfer.omit_classes, fix.shift)
+    return student
+
+
+def export_paths(cfg: StudyConfig, directory: Path) -> dict[str, Path]:
+    """Where `study` puts each of the file's export formats."""
+    names = {"savedmodel": f"{cfg.name}-champion", "tflite": f"{cfg.name}-champion.tflite",
+             "tflite-int8": f"{cfg.name}-champion-int8.tflite"}
+    return {kind: Path(directory) / names[kind] for kind in cfg.exports}
+
+
+def check_data(cfg: StudyConfig, splits: sources.Splits) -> export_mod.CheckData:
+    """Validation images compare, test images score, a seeded sample of the transfer set calibrates."""
+    rng = np.random.default_rng(cfg.seed)
+    n = min(tflite.CALIBRATION_IMAGES, len(splits.transfer))
+    calibration = splits.transfer.images[np.sort(rng.choice(len(splits.transfer), n, replace=False))]
+    return export_mod.CheckData(splits.validation.images[:2000], splits.test.images, splits.test.labels,
+                                calibration)
+
+
+def export(cfg: StudyConfig, record: TrialRecord, outs: dict[str, Path], splits: sources.Splits,
+           student: keras.Model | None = None) -> dict[str, dict]:
+    """Export the trial's student in each format of `outs`, and log each file's test accuracy, size and
+    single-image latency (p50, p99) and the file itself on the trial's MLflow run (a refused export:
+    the reason, as the tag `export.FORMAT`)."""
+    figures = export_mod.export(student or load_student(record), outs, check_data(cfg, splits))
+    client = MlflowClient()
+    for kind, f in figures.items():
+        client.set_tag(record.mlflow_run_id, f"export.{kind}", f.get("refused", "ok")[:500])
+        if "refused" in f:
+            continue
+        prefix = kind.replace("-", "_")
+        for name in ("test_accuracy", "size_bytes", "p50_ms", "p99_ms"):
+            metric = name.replace("p50", "latency_p50").replace("p99", "latency_p99")
+            client.log_metric(record.mlflow_run_id, f"{prefix}_{metric}", f[name])
+        path = Path(f["path"])
+        if path.is_dir():
+            client.log_artifacts(record.mlflow_run_id, str(path), f"exports/{path.name}")
+        else:
+            client.log_artifact(record.mlflow_run_id, str(path), "exports")
+    return figures

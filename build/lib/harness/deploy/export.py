@@ -1,0 +1,151 @@
+"""The student alone, exported as a SavedModel, a float TFLite or an int8 TFLite file, each checked
+in a fresh process before it is put in place.
+
+The SavedModel has two signatures: `serving_default` (endpoint `serve`) takes
+float32 images `[batch, H, W, C]`, values 0-255, as before; the signature and
+endpoint `serve_uint8` takes the uint8 images the dataset and most image
+sources give, and casts them inside. Both return logits. The TFLite files are
+described in `tflite`.
+
+Every export is written beside its destination; one fresh Python
+(`harness.verify`) loads them all, compares each with the student, scores it on
+the test images and times one image; only an export that passed is renamed
+into place, so a half-written, corrupt or wrong-signature file never sits at
+the path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.config import UserError
+from harness.deploy import tflite
+
+log = logging.getLogger(__name__)
+FORMATS = ("savedmodel", "tflite", "tflite-int8")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ExportError(UserError):
+    """An export refused by its check: the command line prints it as one line (exit code 2)."""
+
+
+@dataclass
+class CheckData:
+    """What the checks compare and score on: validation images (never test) for the comparison,
+    the test split for the accuracy, transfer images for the int8 calibration."""
+    validation: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    calibration: np.ndarray
+    latency_runs: int = 1000  # timed single-image calls per export, after 50 untimed ones
+
+
+def write_saved_model(student, path: Path) -> None:
+    import keras
+    import tensorflow as tf
+
+    shape = [None, *student.input_shape[1:]]
+    archive = keras.export.ExportArchive()
+    archive.track(student)
+    archive.add_endpoint("serve", lambda x: student(x, training=False),
+                         input_signature=[tf.TensorSpec(shape, tf.float32, name="images")])
+    archive.add_endpoint("serve_uint8", lambda x: student(tf.cast(x, tf.float32), training=False),
+                         input_signature=[tf.TensorSpec(shape, tf.uint8, name="images")])
+    archive.write_out(str(path), verbose=False)
+
+
+def _write(student, kind: str, path: Path, data: CheckData) -> None:
+    if kind == "savedmodel":
+        write_saved_model(student, path)
+    else:
+        path.write_bytes(tflite.convert(student, kind, data.calibration))
+
+
+def size_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def check_fresh(exports: list[tuple[str, Path]], want: np.ndarray, data: CheckData) -> dict[str, dict]:
+    """Each export's figures from a fresh process (or {"error": ...}). A corrupt file can crash
+    the interpreter itself: then each export is checked again in a process of its own."""
+    try:
+        return _check_process(exports, want, data)
+    except ExportError:
+        if len(exports) == 1:
+            return {str(exports[0][1]): {"error": "the checking process crashed on it"}}
+        log.warning("the export check crashed; checking each export in a process of its own")
+        return {k: v for item in exports for k, v in check_fresh([item], want, data).items()}
+
+
+def _check_process(exports: list[tuple[str, Path]], want: np.ndarray, data: CheckData) -> dict[str, dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        npz, spec = Path(tmp) / "check.npz", Path(tmp) / "spec.json"
+        np.savez(npz, x=data.validation, want=want, test_x=data.test_images, test_y=data.test_labels)
+        spec.write_text(json.dumps({"data": str(npz), "exports": [(k, str(p)) for k, p in exports],
+                                    "latency_runs": data.latency_runs}))
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
+               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        proc = subprocess.run([sys.executable, "-m", "harness.deploy.verify", str(spec)], capture_output=True, text=True,
+                              env=env)
+    if proc.returncode != 0:
+        raise ExportError(f"the fresh-process check exited {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _place(tmp: Path, out: Path) -> None:
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    _remove(old)
+
+
+def export(student, outs: dict[str, Path], data: CheckData) -> dict[str, dict]:
+    """Export `student` in each format of `outs` (format -> path); returns format -> figures
+    (test_accuracy, size_bytes, p50_ms, p99_ms, ..., path), or {"refused": why} for an export that
+    failed its check: nothing of it is left at its path (the others are still put in place)."""
+    unknown = set(outs) - set(FORMATS)
+    if unknown:
+        raise ValueError(f"unknown export format(s) {sorted(unknown)}; allowed: {', '.join(FORMATS)}")
+    tmps = {}
+    try:
+        for kind, out in outs.items():
+            out = Path(out).resolve()
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmps[kind] = tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+            _remove(tmp)
+            _write(student, kind, tmp, data)
+        want = student.predict(data.validation.astype(np.float32), verbose=0, batch_size=500)
+        results = check_fresh(list(tmps.items()), want, data)
+        figures = {}
+        for kind, tmp in tmps.items():
+            r = results.get(str(tmp), {"error": "not checked"})
+            out = Path(outs[kind]).resolve()
+            if "error" in r:
+                figures[kind] = {"refused": f"{kind} export to {out} ({size_bytes(tmp):,} bytes) refused: {r['error']}"}
+                log.warning("%s", figures[kind]["refused"])
+                continue
+            figures[kind] = {**r, "size_bytes": size_bytes(tmp), "path": str(out)}
+            _place(tmp, out)
+            log.info("exported %s to %s (%d bytes; fresh-process check: max |diff| %.2g, test acc %.4f, "
+                     "p50 %.4f ms, p99 %.4f ms)", kind, out, figures[kind]["size_bytes"], r["max_diff"],
+                     r["test_accuracy"], r["p50_ms"], r["p99_ms"])
+        return figures
+    finally:
+        for tmp in tmps.values():
+            _remove(tmp)

@@ -1,0 +1,83 @@
+"""The student as TFLite: float32, or full-integer int8 calibrated on transfer-set images.
+
+Both go Keras -> SavedModel (`keras.export.ExportArchive`) -> `tf.lite.TFLiteConverter`,
+the path Keras' own LiteRT export takes. The float model takes float32 images
+(0-255) and returns float32 logits. The int8 model has int8 weights and
+activations (`TFLITE_BUILTINS_INT8` only), takes uint8 images as the dataset
+gives them (its input quantisation is scale 1, zero point 0: exact) and returns
+dequantised float32 logits. Calibration uses transfer-set images only, never
+validation or test.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+KINDS = ("tflite", "tflite-int8")
+CALIBRATION_IMAGES = 300
+
+
+def _saved_model(student, directory: str) -> None:
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(student)
+    shape = [None, *student.input_shape[1:]]
+    archive.add_endpoint("serve", lambda x: student(x, training=False),
+                         input_signature=[tf.TensorSpec(shape, tf.float32, name="images")])
+    archive.write_out(directory, verbose=False)
+
+
+def convert(student, kind: str, calibration: np.ndarray | None = None) -> bytes:
+    """The TFLite flatbuffer of `student` (`kind`: tflite | tflite-int8)."""
+    import tensorflow as tf
+
+    if kind not in KINDS:
+        raise ValueError(f"unknown TFLite kind {kind!r}; allowed: {', '.join(KINDS)}")
+    with tempfile.TemporaryDirectory() as d:
+        _saved_model(student, d)
+        conv = tf.lite.TFLiteConverter.from_saved_model(d, signature_keys=["serving_default"])
+        if kind == "tflite-int8":
+            if calibration is None or not len(calibration):
+                raise ValueError("tflite-int8 needs calibration images (from the transfer set)")
+            images = calibration.astype(np.float32)
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.representative_dataset = lambda: ([images[i:i + 1]] for i in range(len(images)))
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = tf.uint8
+            conv.inference_output_type = tf.float32
+        return conv.convert()
+
+
+def interpreter(model_path: str | None = None, model_content: bytes | None = None, threads: int = 1):
+    """A TFLite interpreter on `threads` threads: LiteRT's (`ai_edge_litert`) when installed, else
+    TensorFlow's `tf.lite.Interpreter` (deprecated in favour of LiteRT, still in TF 2.21)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+        return Interpreter(model_path=model_path, model_content=model_content, num_threads=threads)
+
+
+def predict(interp, images: np.ndarray, batch: int = 500) -> np.ndarray:
+    """Logits of `images` through the interpreter, `batch` at a time."""
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    chunks = []
+    for i in range(0, len(images), batch):
+        x = images[i:i + batch]
+        interp.resize_tensor_input(inp["index"], list(x.shape))
+        interp.allocate_tensors()
+        interp.set_tensor(inp["index"], x.astype(inp["dtype"]))
+        interp.invoke()
+        chunks.append(interp.get_tensor(out["index"]).copy())
+    return np.concatenate(chunks)

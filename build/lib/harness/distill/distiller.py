@@ -1,0 +1,123 @@
+"""`Distiller`: a Keras model whose `train_step` mixes hard labels and soft targets.
+
+Trained with plain `fit`, so callbacks, progress bars and `validation_data`
+behave as for any Keras model. Two teacher modes give the same result:
+
+* cached: each batch carries the teacher's logits, computed once over the
+  transfer set (`{"labels": y, "teacher_logits": t}` as the target); the
+  teacher never runs inside the step. The default: a study pays for the
+  teacher once, not once per trial.
+* online: the teacher runs inside the step on the same (possibly augmented)
+  inputs as the student. Needed when the transfer set is augmented.
+
+Only the student's weights change. `test_step` scores the student alone
+(cross-entropy and accuracy), so validation numbers compare directly with a
+student trained from scratch.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from harness.distill.losses import distillation_loss
+
+
+class Distiller(keras.Model):
+    def __init__(self, student: keras.Model, teacher=None, *, temperature: float = 4.0,
+                 alpha: float = 0.1, **kwargs):
+        """`teacher`: None (cached mode), a model, or a list of models (an ensemble)."""
+        super().__init__(**kwargs)
+        self.student = student
+        members = teacher if isinstance(teacher, (list, tuple)) else ([teacher] if teacher else [])
+        for m in members:
+            m.trainable = False
+        self.teachers = list(members)
+        # Variables, not Python floats, so one compiled step serves every (T, alpha) of a shape
+        # (`compiled.py`); the loss casts them to float32 as it did the floats.
+        self._temperature = keras.Variable(float(temperature), trainable=False, dtype="float32",
+                                           name="temperature")
+        self._alpha = keras.Variable(float(alpha), trainable=False, dtype="float32", name="alpha")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.hard_tracker = keras.metrics.Mean(name="hard_loss")
+        self.soft_tracker = keras.metrics.Mean(name="soft_loss")
+        self.accuracy_metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+    @property
+    def temperature(self) -> float:
+        return float(self._temperature.numpy())
+
+    @property
+    def alpha(self) -> float:
+        return float(self._alpha.numpy())
+
+    def set_loss(self, temperature: float, alpha: float) -> None:
+        self._temperature.assign(float(temperature))
+        self._alpha.assign(float(alpha))
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.hard_tracker, self.soft_tracker, self.accuracy_metric]
+
+    def call(self, x, training=False):
+        return self.student(x, training=training)
+
+    def _teacher_logits(self, x, y):
+        if isinstance(y, dict):
+            t = y["teacher_logits"]
+            if t.shape.rank == 3:  # cached ensemble: [batch, members, classes]
+                t = tf.transpose(t, [1, 0, 2])
+            return y["labels"], tf.stop_gradient(t)
+        if not self.teachers:
+            raise ValueError("Distiller has no teacher: pass one, or give targets as "
+                             "{'labels': ..., 'teacher_logits': ...} (cached mode)")
+        outs = [m(x, training=False) for m in self.teachers]
+        t = outs[0] if len(outs) == 1 else tf.stack(outs, axis=0)
+        return y, tf.stop_gradient(t)
+
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        labels, teacher_logits = self._teacher_logits(x, y)
+        with tf.GradientTape() as tape:
+            student_logits = tf.cast(self.student(x, training=True), tf.float32)
+            total, hard, soft = distillation_loss(labels, student_logits, teacher_logits,
+                                                  self._temperature, self._alpha)
+        weights = self.student.trainable_variables
+        grads = tape.gradient(total, weights)
+        self.optimizer.apply_gradients(zip(grads, weights))
+        self.loss_tracker.update_state(total)
+        self.hard_tracker.update_state(hard)
+        self.soft_tracker.update_state(soft)
+        self.accuracy_metric.update_state(labels, student_logits)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        x, y = data[0], data[1]
+        labels = y["labels"] if isinstance(y, dict) else y
+        logits = tf.cast(self.student(x, training=False), tf.float32)
+        ce = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.cast(labels, tf.int32), logits=logits))
+        self.loss_tracker.update_state(ce)
+        self.accuracy_metric.update_state(labels, logits)
+        return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy_metric.result()}
+
+
+def make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
+    """`learning_rate`: a float or a `keras.optimizers.schedules` object."""
+    return {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
+            "rmsprop": keras.optimizers.RMSprop}[name](learning_rate=learning_rate)
+
+
+def compile_plain(model: keras.Model, optimizer, learning_rate=None,
+                  jit_compile: bool = True, steps_per_execution: int = 32) -> keras.Model:
+    """Plain cross-entropy training of a model on hard labels (teachers, baselines).
+
+    `optimizer`: a Keras optimizer, or a name used with `learning_rate`.
+    """
+    if isinstance(optimizer, str):
+        optimizer = make_optimizer(optimizer, learning_rate)
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                  jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    return model

@@ -1,0 +1,135 @@
+"""Teacher and student networks. They return logits and scale 0-255 inputs themselves."""
+
+from __future__ import annotations
+
+import keras
+
+from harness.config import StudentConfig, TeacherConfig
+
+
+def _policy(dtype: str | None) -> dict:
+    """Layer keyword arguments for a dtype policy; none for float32, so such models are built as before."""
+    return {} if dtype in (None, "float32") else {"dtype": dtype}
+
+
+def _float32_logits(x, dtype: str | None):
+    """Logits leave a model in float32 whatever it computes in (losses, metrics, exports expect it)."""
+    return x if not _policy(dtype) else keras.layers.Activation("linear", dtype="float32", name="logits_float32")(x)
+
+
+def mlp(input_shape, num_classes: int, widths, *, dropout: float = 0.0,
+        input_dropout: float = 0.0, name: str = "mlp", seed: int | None = None,
+        dtype: str | None = None) -> keras.Model:
+    """ReLU MLP as in the paper: hidden `widths`, dropout on inputs and hidden units.
+
+    `dtype`: a Keras dtype policy for every layer (e.g. "mixed_bfloat16"); None is float32.
+    """
+    p = _policy(dtype)
+    inputs = keras.Input(shape=tuple(input_shape), dtype="float32", name="images")
+    x = keras.layers.Rescaling(1.0 / 255.0, **p)(inputs)
+    x = keras.layers.Flatten(**p)(x)
+    if input_dropout:
+        x = keras.layers.Dropout(input_dropout, seed=seed, **p)(x)
+    for i, width in enumerate(widths):
+        x = keras.layers.Dense(width, activation="relu", name=f"hidden_{i}", **p)(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, seed=None if seed is None else seed + i + 1, **p)(x)
+    logits = _float32_logits(keras.layers.Dense(num_classes, name="logits", **p)(x), dtype)
+    return keras.Model(inputs, logits, name=name)
+
+
+def cnn(input_shape, num_classes: int, widths, *, head: int = 128, dropout: float = 0.0,
+        input_dropout: float = 0.0, batch_norm: bool = False, pooling: str = "flatten",
+        convs_per_block: int = 1, name: str = "cnn", seed: int | None = None,
+        dtype: str | None = None) -> keras.Model:
+    """Conv blocks of `widths` filters, then a dense head.
+
+    A block is `convs_per_block` 3x3 convolutions, each followed by ReLU (or,
+    with `batch_norm`, conv -> batch norm -> ReLU, the conv then without bias),
+    then a 2x2 max-pool. `pooling` turns the last feature map into a vector:
+    "flatten" (every position its own weights) or "gap" (global average, far
+    fewer head weights). The defaults build the original layers, names and
+    weights exactly, so existing studies and caches do not change. `dtype`: as `mlp`'s.
+    """
+    if pooling not in ("flatten", "gap"):
+        raise ValueError(f"cnn pooling must be 'flatten' or 'gap', not {pooling!r}")
+    if convs_per_block < 1:
+        raise ValueError(f"cnn convs_per_block must be >= 1, not {convs_per_block}")
+    p = _policy(dtype)
+    inputs = keras.Input(shape=tuple(input_shape), dtype="float32", name="images")
+    x = keras.layers.Rescaling(1.0 / 255.0, **p)(inputs)
+    if input_dropout:
+        x = keras.layers.Dropout(input_dropout, seed=seed, **p)(x)
+    for i, filters in enumerate(widths):
+        for j in range(convs_per_block):
+            suffix = f"{i}" if convs_per_block == 1 else f"{i}_{j}"
+            if batch_norm:
+                x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
+                                        name=f"conv_{suffix}", **p)(x)
+                x = keras.layers.BatchNormalization(name=f"bn_{suffix}", **p)(x)
+                x = keras.layers.ReLU(name=f"relu_{suffix}", **p)(x)
+            else:
+                x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
+                                        name=f"conv_{suffix}", **p)(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool_{i}", **p)(x)
+    if pooling == "gap":
+        x = keras.layers.GlobalAveragePooling2D(name="gap", **p)(x)
+    else:
+        x = keras.layers.Flatten(**p)(x)
+    x = keras.layers.Dense(head, activation="relu", name="head", **p)(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, seed=seed, **p)(x)
+    logits = _float32_logits(keras.layers.Dense(num_classes, name="logits", **p)(x), dtype)
+    return keras.Model(inputs, logits, name=name)
+
+
+def _cnn_options(cfg) -> dict:
+    """The cnn-only options of a teacher or student section (defaults: the original cnn)."""
+    return {"head": cfg.head, "batch_norm": cfg.batch_norm, "pooling": cfg.pooling,
+            "convs_per_block": cfg.convs_per_block}
+
+
+def build_teacher(cfg: TeacherConfig, input_shape, num_classes: int, seed: int | None = None,
+                  name: str = "teacher", dtype: str | None = None) -> keras.Model:
+    builder = mlp if cfg.family == "mlp" else cnn
+    extra = {} if cfg.family == "mlp" else _cnn_options(cfg)
+    return builder(input_shape, num_classes, cfg.widths, dropout=cfg.dropout,
+                   input_dropout=cfg.input_dropout, name=name, seed=seed, dtype=dtype, **extra)
+
+
+def student_widths(cfg: StudentConfig, width: int) -> list[int]:
+    """The one search knob `width` spread over the layers of the family."""
+    if cfg.family == "mlp":
+        return [width] * cfg.depth
+    return [width * 2**i for i in range(cfg.depth)]
+
+
+def build_student(cfg: StudentConfig, width: int, input_shape, num_classes: int,
+                  seed: int | None = None, dtype: str | None = None) -> keras.Model:
+    builder = mlp if cfg.family == "mlp" else cnn
+    extra = {} if cfg.family == "mlp" else _cnn_options(cfg)
+    return builder(input_shape, num_classes, student_widths(cfg, width), dropout=cfg.dropout,
+                   input_dropout=cfg.input_dropout, name=f"student_w{width}", seed=seed, dtype=dtype, **extra)
+
+
+def param_count(model: keras.Model) -> int:
+    return int(model.count_params())
+
+
+def flops_per_example(model: keras.Model) -> int:
+    """Forward-pass FLOPs of one example (a multiply-add counts 2), from layer shapes.
+
+    Dense and convolution layers only: activations, pooling and dropout are
+    a rounding error beside them. Training costs about 3x this (forward,
+    gradient of inputs, gradient of weights).
+    """
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            fan_in = layer.kernel.shape[0]
+            total += 2 * fan_in * layer.units
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin, cout = layer.kernel.shape
+            _, oh, ow, _ = layer.output.shape
+            total += 2 * kh * kw * cin * cout * oh * ow
+    return int(total)

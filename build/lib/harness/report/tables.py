@@ -1,0 +1,163 @@
+"""What a study found, read back from its stores: the Pareto table, the champion, exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import mlflow
+import optuna
+
+from harness import tracking
+from harness.config import StudyConfig, UserError
+from harness.confirm import confirmation as confirm, reference
+from harness.data import omitted, sources
+from harness.deploy import champion
+from harness.deploy.export import ExportError
+from harness.record import complete_records
+from harness.search import stores
+
+LABELS = {"savedmodel": "SavedModel", "tflite": "TFLite (float32)", "tflite-int8": "TFLite (int8)"}
+
+
+class ReportError(UserError):
+    pass
+
+
+def _load(cfg: StudyConfig, ws: stores.Workspace) -> optuna.Study:
+    s = stores.existing_study(cfg, ws)
+    if s is None:
+        raise ReportError(f"{cfg.source}: name: no study {cfg.name!r} in {ws.storage}; "
+                          f"run `python -m harness study {cfg.source}` first")
+    mlflow.set_tracking_uri(tracking.internal_uri(ws.tracking_uri))
+    return s
+
+
+def _champion_trial_number(cfg: StudyConfig) -> int | None:
+    v = champion.current(cfg)
+    if v is None:
+        return None
+    return int(v.tags["optuna.trial"]) if "optuna.trial" in v.tags else None
+
+
+def _teacher_line(cfg: StudyConfig) -> str:
+    exp = mlflow.get_experiment_by_name(cfg.name)
+    runs = tracking.find_runs(exp.experiment_id, "teacher") if exp else []
+    if not runs:
+        return "teacher: not logged yet"
+    m = runs[0].data.metrics
+    return (f"teacher: {int(m.get('params', 0)):,} params, val acc {m.get('val_accuracy', float('nan')):.4f}, "
+            f"test acc {m.get('test_accuracy', float('nan')):.4f}")
+
+
+def table(cfg: StudyConfig, ws: stores.Workspace) -> str:
+    study = _load(cfg, ws)
+    champ = _champion_trial_number(cfg)
+    states = [t.state for t in study.trials]
+    count = {s.name.lower(): states.count(s) for s in optuna.trial.TrialState if states.count(s)}
+    title = (f"Pareto front (val accuracy vs {cfg.cost})" if cfg.multi_objective else "complete trials") + \
+        " of the search: one seed each, gains are best-of-N, not findings"
+    deployed = cfg.cost != "params"
+    lines = [f"study {cfg.name!r}: " + ", ".join(f"{n} {k}" for k, n in count.items()), _teacher_line(cfg),
+             f"{title}:",
+             f"{'trial':>5} {'width':>5} {'params':>9} " + (f"{'ms':>7} {'bytes':>9} " if deployed else "") +
+             f"{'T':>6} {'alpha':>5} {'val_acc':>7} {'scratch':>7} {'gain':>7}"]
+    for r in sorted(champion.front(study, cfg), key=lambda r: (getattr(r, cfg.cost), r.params)):
+        lines.append(f"{r.number:>5} {r.width:>5} {r.params:>9,} " +
+                     (f"{r.latency_ms:>7.4f} {r.size_bytes:>9,} " if deployed else "") +
+                     f"{r.temperature:>6.2f} {r.alpha:>5.2f} "
+                     f"{r.val_accuracy:>7.4f} {r.baseline_val_accuracy:>7.4f} "
+                     f"{100 * r.distillation_gain:>+6.2f}p" + ("  <- champion" if r.number == champ else ""))
+    if champ is None:
+        lines.append("no champion registered yet")
+    lines += ["", _confirmed(study)]
+    return "\n".join(lines)
+
+
+def _confirmed(study: optuna.Study) -> str:
+    stored = study.user_attrs.get("confirmed")
+    if not stored:
+        return ("not confirmed over seeds (confirm.seeds: 0, or the study has not finished): the gains above "
+                "are one seed and best-of-N on validation, a search result, not a finding")
+    teacher = study.user_attrs.get("teacher_test", {})
+    summary = [confirm.Confirmed.from_dict(d) for d in stored]
+    return confirm.table(summary, teacher.get("accuracy"), teacher.get("ece"), _between_arms(study),
+                         _notes(study, summary))
+
+
+def _between_arms(study: optuna.Study) -> list[dict]:
+    """The arms' paired differences as stored in the study (intervals rebuilt)."""
+    iv = confirm.Interval.from_dict
+    return [{**d, "val_gain": iv(d["val_gain"]), "test_gain": iv(d["test_gain"])}
+            for d in study.user_attrs.get("between_arms", [])]
+
+
+def _notes(study: optuna.Study, summary: list) -> list[str]:
+    """Each arm against the reference arm's scratch twin (as stored, intervals rebuilt), and the
+    omitted classes before and after the bias correction."""
+    refs = [{**d, "test_gain": confirm.Interval.from_dict(d["test_gain"])}
+            for d in study.user_attrs.get("against_reference", [])]
+    return reference.lines(refs) + omitted.lines(summary, study.user_attrs.get("teacher_test", {}).get("omitted"))
+
+
+def summary(cfg: StudyConfig, result) -> str:
+    study, c = result.study, result.champion
+    states = [t.state.name.lower() for t in study.trials]
+    out = [f"study {cfg.name!r} done in {result.seconds / 60:.1f} min (search {result.search_seconds / 60:.1f}, "
+           f"confirmation {result.confirm_seconds / 60:.1f}; {result.new_trials} new trial(s)); "
+           f"trials: {states.count('complete')} complete, {states.count('pruned')} pruned, "
+           f"{states.count('fail')} failed",
+           f"teacher: {result.teacher.params:,} params, val acc {result.teacher.val_accuracy:.4f}, "
+           f"test acc {result.teacher.test_accuracy:.4f}"]
+    if result.confirmed:
+        out.append(confirm.table(result.confirmed, result.teacher.test_accuracy, result.teacher_ece,
+                                 _between_arms(study), _notes(study, result.confirmed)))
+    if c is not None:
+        conf = max((x for x in result.confirmed if x.trial == c.number), key=lambda x: x.val_accuracy,
+                   default=None)
+        how = (f"chosen by the rule on the confirmed validation means; confirmed test "
+               f"{100 * conf.test.mean:.2f} ± {100 * conf.test.half_width:.2f}, paired gain "
+               f"{conf.test_gain.points()} points ({confirm.verdict(conf)})" if conf else
+               f"search trial only (one seed): val acc {c.val_accuracy:.4f}, scratch {c.baseline_val_accuracy:.4f}, "
+               "not confirmed")
+        out += [f"champion: trial {c.number}, width {c.width} ({c.params:,} params), "
+                f"T={c.temperature:.2f}, alpha={c.alpha:.2f}",
+                f"          {how}",
+                f"          its search student (seed {cfg.seed}): test acc {result.test_accuracy:.4f}",
+                f"          registered as models:/{champion.registered_name(cfg.name)}@{champion.ALIAS}"]
+    for kind, f in (result.exports or {}).items():
+        out.append(f"{LABELS[kind]}: " + (f["refused"] if "refused" in f else
+                   f"{f['path']}  (test acc {f['test_accuracy']:.4f}, {f['size_bytes']:,} bytes, "
+                   f"p50 {f['p50_ms']:.4f} ms, p99 {f['p99_ms']:.4f} ms)"))
+    out.append("browse: make ui (MLflow, http://127.0.0.1:5000)   |   make dashboard (Optuna, http://127.0.0.1:8080)"
+               "   (WORKDIR=DIR for another working directory)")
+    return "\n".join(out)
+
+
+def export_trial(cfg: StudyConfig, ws: stores.Workspace, trial_number: int | None, out: str,
+                 kind: str = "savedmodel") -> dict:
+    """Export a trial's student (default: the registered champion, else the rule's pick) in one
+    format; its figures are logged on the trial's run. Returns them (with the `path`)."""
+    study = _load(cfg, ws)
+    records = complete_records(study.trials)
+    if trial_number is None:
+        trial_number = _champion_trial_number(cfg)
+        if trial_number is None:
+            champ = champion.select(champion.front(study, cfg), cfg.champion, champion.cost_of(cfg, records))
+            if champ is None:
+                raise ReportError(f"{cfg.source}: the study has no complete trial to export")
+            trial_number = champ.number
+    records = [r for r in records if r.number == trial_number]
+    if not records:
+        raise ReportError(f"--trial {trial_number}: no complete trial with that number in study {cfg.name!r}")
+    record = records[0]
+    if Path(record.model_path).exists():
+        student = keras.models.load_model(record.model_path, safe_mode=True, compile=False)
+    else:  # trained on another machine: fetch it from MLflow
+        student = mlflow.keras.load_model(record.model_uri)
+    splits = sources.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
+    student = champion.deployable(cfg, student, splits)  # bias-corrected where classes were omitted
+    figures = champion.export(cfg, record, {kind: Path(out)}, splits, student)[kind]
+    if "refused" in figures:
+        raise ExportError(figures["refused"])
+    return figures

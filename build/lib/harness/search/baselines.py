@@ -1,0 +1,134 @@
+"""The scratch twin: the same student trained from scratch on hard labels alone.
+
+Every distillation gain is measured against it, so it must differ from the
+distilled student in the loss alone: same width, seed (initial weights and
+batch order), epochs and recipe. It is trained once per key (everything that
+determines it, the teacher included since its fidelity is measured against
+that teacher) and kept as a small JSON file under `baselines/`; plots and the
+report ask this module for those paths instead of rebuilding them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import keras
+import mlflow
+import tensorflow as tf
+
+from harness import files
+from harness.config import StudyConfig
+from harness.data import omitted
+from harness.data.evaluate import fidelity, predict_logits
+from harness.distill import precision
+from harness.distill.distiller import compile_plain
+from harness.distill.models import flops_per_example, param_count
+from harness.distill.recipe import Recipe
+from harness.search import interrupt
+from harness.search.clock import PartCallback, TimedMlflowCallback
+from harness.search.context import Context
+from harness.teacher.trained import cache_key as teacher_key
+
+log = logging.getLogger(__name__)
+
+
+def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | None = None) -> str:
+    recipe = recipe or Recipe.of(cfg.training)
+    # The precision enters as resolved (and not at all for float32, so float32 keys are those of before).
+    training = {k: v for k, v in dataclasses.asdict(cfg.training).items() if k != "precision"}
+    what = {"dataset": {k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k != "data_dir"},
+            "student": dataclasses.asdict(cfg.student),
+            "training": training, "recipe": recipe.to_dict(), "width": width,
+            "seed": cfg.seed if seed is None else seed, "teacher": teacher_key(cfg),
+            "versions": [tf.__version__, keras.__version__], **precision.key_part(precision.resolved(cfg))}
+    # The twin's own examples (absent when all: older twins stay valid). Not `labels`: a twin always
+    # learns from hard labels, so a soft-targets-only study shares the twins of its data.
+    examples = {"fraction": cfg.transfer.fraction, "omit_classes": cfg.transfer.omit_classes}
+    if examples != {"fraction": 1.0, "omit_classes": None}:
+        what["transfer"] = examples
+    return files.digest(json.dumps(what, sort_keys=True))
+
+
+def path(workdir: Path, cfg: StudyConfig, width: int, seed: int | None = None,
+         recipe: Recipe | None = None) -> Path:
+    return Path(workdir) / "baselines" / f"{key(cfg, width, seed, recipe)}.json"
+
+
+def load(workdir: Path, cfg: StudyConfig, widths, seed: int | None = None) -> list[dict]:
+    """The twins already trained for these widths (with the file's own recipe), by width."""
+    out = []
+    for w in sorted(set(widths)):
+        p = path(workdir, cfg, w, seed)
+        if p.exists():
+            out.append(json.loads(p.read_text()))
+    return out
+
+
+def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Recipe | None = None,
+                  role: str = "baseline") -> dict:
+    """The student at this width, seed and recipe trained from scratch: once per key, shared by
+    every trial and confirmation run that pairs with it. `role` tags its MLflow run."""
+    cfg, tr = ctx.cfg, ctx.cfg.training
+    seed = cfg.seed if seed is None else seed
+    recipe = recipe or Recipe.of(tr)
+    target = path(ctx.ws.workdir, cfg, width, seed, recipe)
+    with files.locked(target.with_suffix(".lock")):
+        if target.exists():
+            try:
+                return json.loads(target.read_text())
+            except json.JSONDecodeError:
+                log.warning("baseline %s is damaged; training it again", target)
+        clock = ctx.clock
+        with clock.part("build_compile"):
+            fresh, train = ctx.inputs(width, seed, distilled=False)
+            _, student = ctx.compiled.get(
+                ctx.compile_key("scratch", width, recipe), fresh,
+                lambda s: compile_plain(s, recipe.optimizer_for(ctx.transfer_examples), jit_compile=ctx.jit,
+                                        steps_per_execution=tr.steps_per_execution))
+        tags = {"width": str(width), "seed": str(seed), "harness.arm": "scratch"}
+        with clock.part("mlflow"):
+            run = ctx.start_run(role, f"{role}-w{width}-s{seed}", tags=tags)
+        with run:
+            with clock.part("mlflow"):
+                mlflow.log_params({"width": width, "seed": seed, "family": cfg.student.family,
+                                   "depth": cfg.student.depth, "precision": ctx.precision, **recipe.to_dict()})
+                ctx.log_transfer()
+            t0 = time.perf_counter()
+            # Validated once, at the end: a twin is a reference point, never pruned.
+            with clock.part("fit"):
+                hist = student.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0,
+                                   shuffle=False, validation_freq=recipe.epochs,
+                                   callbacks=[PartCallback(clock), interrupt.StopOnInterrupt(),
+                                              TimedMlflowCallback(clock)])
+            ctx.fit_seconds += time.perf_counter() - t0
+            ctx.count_training(student, len(hist.history["loss"]))
+            # Twins are reference points, never chosen by anything: reporting
+            # their test accuracy beside the champion's leaks no selection.
+            with clock.part("evaluation"):
+                test_logits = predict_logits(student, ctx.splits.test.images)
+                test = fidelity(test_logits, ctx.splits.test.labels, ctx.teacher_test_probs)
+            result = {"width": width, "seed": seed, "val_accuracy": float(hist.history["val_accuracy"][-1]),
+                      "test_accuracy": test["accuracy"], "agreement": test["agreement"], "kl": test["kl"],
+                      "ece": test["ece"], "params": param_count(student), "flops": flops_per_example(student),
+                      "epochs": recipe.epochs, "learning_rate": recipe.learning_rate,
+                      "mlflow_run_id": run.info.run_id}
+            fix = None
+            if ctx.omitted:  # never saw these classes: near 0% on them, before and after the correction
+                with clock.part("evaluation"):
+                    fix = omitted.correct(student, ctx.splits, ctx.omitted, test_logits)
+                    result.update(fix.summary())
+            with clock.part("mlflow"):
+                mlflow.log_metrics({k: result[k] for k in ("params", "flops", "test_accuracy", "agreement", "kl",
+                                                           "ece")})
+                if fix is not None:
+                    mlflow.log_metrics(fix.metrics())
+                mlflow.end_run()  # here, to be timed; the `with` then finds no run to end
+        with clock.part("saving"):
+            files.write_text(target, json.dumps(result))
+        log.info("scratch twin w=%d seed=%d: val acc %.4f, test acc %.4f", width, seed,
+                 result["val_accuracy"], result["test_accuracy"])
+        return result

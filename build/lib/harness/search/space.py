@@ -1,0 +1,78 @@
+"""What a trial may suggest: temperature, alpha, a student width within the budget, and
+optionally the recipe's learning rate and epochs.
+
+With `max_params`, widths whose student would exceed the budget are never
+suggested: choices are filtered, and a range is cut at the largest width that
+fits (found by bisection: parameters grow with width).
+"""
+
+from __future__ import annotations
+
+import optuna
+
+from harness.config import ConfigError, StudyConfig
+from harness.distill.models import build_student, param_count
+from harness.record import FIXED
+
+
+def suggest(trial: optuna.Trial, cfg: StudyConfig, image_shape, num_classes: int) -> dict:
+    s = cfg.search
+    params = {"temperature": trial.suggest_float("temperature", s.temperature.low, s.temperature.high,
+                                                 log=s.temperature.log)}
+    if s.alpha is not None:
+        params["alpha"] = trial.suggest_float("alpha", s.alpha.low, s.alpha.high, log=s.alpha.log)
+    else:  # soft targets only (transfer.labels: false): not a search dimension; kept beside them
+        params["alpha"] = 0.0
+        trial.set_user_attr(FIXED + "alpha", 0.0)
+    if s.width.choices is not None:
+        params["width"] = trial.suggest_categorical("width", allowed_widths(cfg, image_shape, num_classes))
+    else:
+        hi = max_width_in_budget(cfg, image_shape, num_classes)
+        params["width"] = trial.suggest_int("width", s.width.low, hi, log=s.width.log)
+    if s.learning_rate is not None:
+        params["learning_rate"] = trial.suggest_float("learning_rate", s.learning_rate.low, s.learning_rate.high,
+                                                      log=s.learning_rate.log)
+    if s.epochs is not None:
+        params["epochs"] = trial.suggest_categorical("epochs", s.epochs.choices)
+    return params
+
+
+def check_budget(cfg: StudyConfig, image_shape, num_classes: int) -> None:
+    """Before anything is written: some width must fit `max_params` (ConfigError if none)."""
+    if cfg.search.width.choices is not None:
+        allowed_widths(cfg, image_shape, num_classes)
+    else:
+        max_width_in_budget(cfg, image_shape, num_classes)
+
+
+def params_at(cfg: StudyConfig, width: int, image_shape, num_classes: int) -> int:
+    return param_count(build_student(cfg.student, width, image_shape, num_classes))
+
+
+def allowed_widths(cfg: StudyConfig, image_shape, num_classes: int) -> list[int]:
+    """Width choices, minus those over the parameter budget."""
+    choices = cfg.search.width.choices
+    if cfg.max_params is None:
+        return choices
+    fits = [w for w in choices if params_at(cfg, w, image_shape, num_classes) <= cfg.max_params]
+    if not fits:
+        raise ConfigError(cfg.source, "max_params",
+                          f"no width in search.width.choices fits {cfg.max_params} parameters")
+    return fits
+
+
+def max_width_in_budget(cfg: StudyConfig, image_shape, num_classes: int) -> int:
+    """The largest width in [low, high] whose student fits `max_params`."""
+    lo, hi = cfg.search.width.low, cfg.search.width.high
+    if cfg.max_params is None:
+        return hi
+    best = None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if params_at(cfg, mid, image_shape, num_classes) <= cfg.max_params:
+            best, lo = mid, mid + 1
+        else:
+            hi = mid - 1
+    if best is None:
+        raise ConfigError(cfg.source, "max_params", "even the smallest width exceeds it")
+    return best

@@ -1,0 +1,175 @@
+"""Where a study keeps its state: the working folder, the Optuna storage, the MLflow store.
+
+Stores are checked before anything is written, so an unreachable server or a
+missing folder is one line and exit code 2, not a half-made study. Embedded
+SQLite is the default; every store is a URL that can point at a server.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import requests
+import sqlalchemy
+
+from harness import tracking
+from harness.config import StudyConfig, UserError
+from harness.record import TrialRecord
+
+# Heartbeats and fail_stale_trials are marked experimental; they are what makes a crash safe here.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+COMPLETE, PRUNED, FAIL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                          optuna.trial.TrialState.FAIL)
+
+
+class StudyError(UserError):
+    """A user mistake found before anything is written: unreachable store, clashing study."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    workdir: Path
+    storage: str
+    tracking_uri: str
+
+    @classmethod
+    def resolve(cls, workdir=".", storage=None, tracking_uri=None) -> "Workspace":
+        w = Path(workdir).resolve()
+        return cls(w, storage or f"sqlite:///{w / 'optuna.db'}",
+                   tracking_uri or tracking.default_tracking_uri(w))
+
+    @property
+    def teacher_cache(self) -> Path:
+        return self.workdir / "teacher_cache"
+
+
+def sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///").split("?")[0])
+    return None
+
+
+def check_stores(ws: Workspace, source: str = "") -> None:
+    """Fail early, before writing anything, when a store cannot be reached."""
+    try:
+        _check_stores(ws)
+    except StudyError as e:
+        raise StudyError(f"{source}: {e}" if source else str(e)) from None
+
+
+def _check_stores(ws: Workspace) -> None:
+    for what, url in (("--storage", ws.storage), ("--tracking-uri", ws.tracking_uri)):
+        path = sqlite_path(url)
+        if path is not None:
+            if not path.parent.is_dir():
+                raise StudyError(f"{what} {url}: folder {path.parent} does not exist")
+            continue
+        if url.startswith(("http://", "https://")):
+            try:
+                requests.get(url.rstrip("/") + "/health", timeout=5).raise_for_status()
+            except requests.RequestException as e:
+                raise StudyError(f"{what} {url}: tracking server not reachable ({type(e).__name__})") from None
+            continue
+        if what == "--tracking-uri" and url.startswith(("file:", "/")):
+            continue
+        try:
+            engine = sqlalchemy.create_engine(
+                url, connect_args={"connect_timeout": 5} if url.startswith("postgresql") else {})
+            with engine.connect():
+                pass
+            engine.dispose()
+        except Exception as e:  # noqa: BLE001 - any failure to connect is the user's URL
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise StudyError(f"{what} {url}: cannot connect ({reason[:160]})") from None
+
+
+def storage(ws: Workspace, cfg: StudyConfig) -> optuna.storages.RDBStorage:
+    """Optuna storage with heartbeats: a trial whose process died is failed and retried."""
+    engine_kwargs = {"connect_args": {"timeout": 60}} if ws.storage.startswith("sqlite") else {}
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                ws.storage, engine_kwargs=engine_kwargs,
+                heartbeat_interval=cfg.heartbeat.interval, grace_period=cfg.heartbeat.grace_period,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+        except sqlalchemy.exc.DBAPIError:
+            # Machines starting together on an empty database race to create
+            # Optuna's tables; the loser sees a duplicate and tries again.
+            if attempt == 4:
+                raise
+            time.sleep(1 + attempt)
+    raise AssertionError("unreachable")
+
+
+def existing_study(cfg: StudyConfig, ws: Workspace) -> optuna.Study | None:
+    path = sqlite_path(ws.storage)
+    if path is not None and not path.exists():
+        return None
+    st = storage(ws, cfg)
+    if cfg.name not in [s.study_name for s in optuna.get_all_study_summaries(st)]:
+        return None
+    return optuna.load_study(study_name=cfg.name, storage=st)
+
+
+def check_compatible(cfg: StudyConfig, ws: Workspace) -> None:
+    study = existing_study(cfg, ws)
+    if study is None:
+        return
+    if study.user_attrs.get("search_space") != cfg.search_space_fingerprint():
+        raise StudyError(
+            f"{cfg.source}: search: study {cfg.name!r} already exists in {ws.storage} with a different "
+            "search space or objectives; rename the study (`name:`) or use another --storage")
+
+
+def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
+    """The file's pruner; none with two objectives (Optuna cannot prune a Pareto search)."""
+    p = cfg.pruner
+    if cfg.multi_objective or p.type == "none":
+        return optuna.pruners.NopPruner()
+    if p.type == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
+    if p.type == "hyperband":
+        epochs = cfg.search.epochs.choices if cfg.search.epochs else [cfg.training.epochs]
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs))
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=1)
+
+
+def create_study(cfg: StudyConfig, ws: Workspace, seed_offset: int = 0) -> optuna.Study:
+    """Create or load the study, with a sampler seeded per worker and per resume."""
+    st = storage(ws, cfg)
+    try:
+        n_before = len(optuna.load_study(study_name=cfg.name, storage=st).trials)
+    except KeyError:
+        n_before = 0
+    # A different seed per worker and per resume: identical seeds would make
+    # parallel workers (and a resumed study) propose the same points again.
+    # On a server storage (several machines) the process id is mixed in too:
+    # there, the order in which trials finish already decides the proposals.
+    seed = cfg.seed + 7919 * seed_offset + n_before
+    if not ws.storage.startswith("sqlite"):
+        seed += 104729 * os.getpid()
+    sampler = optuna.samplers.TPESampler(seed=seed % 2**32, constant_liar=True,
+                                         n_startup_trials=min(10, cfg.n_trials // 2 + 1))
+    directions = ["maximize", "minimize"] if cfg.multi_objective else ["maximize"]
+    study = optuna.create_study(study_name=cfg.name, storage=st, directions=directions,
+                                sampler=sampler, pruner=make_pruner(cfg), load_if_exists=True)
+    if study.metric_names != cfg.objectives:  # the dashboard and trials_dataframe() show these names
+        study.set_metric_names(list(cfg.objectives))
+    if "search_space" not in study.user_attrs:
+        study.set_user_attr("search_space", cfg.search_space_fingerprint())
+        study.set_user_attr("config", cfg.to_dict())
+    return study
+
+
+def counted_trials(study: optuna.Study) -> int:
+    """Trials that use up the study's budget: finished, pruned, or failed by divergence.
+
+    Trials failed by a crash or Ctrl-C do not count: they are run again.
+    """
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state in (COMPLETE, PRUNED) or (t.state == FAIL and TrialRecord.from_trial(t).diverged))

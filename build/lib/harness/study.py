@@ -1,0 +1,183 @@
+"""The study, as a story: data -> teacher -> search -> confirm -> champion -> export.
+
+One invocation is one parent MLflow run. The data are loaded and the teacher
+trained (or loaded from its cache) once per study, not per trial; every trial,
+scratch twin, confirmation run and the teacher get a run nested under the
+parent. The search proposes; confirmation over fresh seeds, each paired with
+its scratch twin, turns its picks into intervals; the champion is chosen on
+the confirmed validation means. The validation split chooses; the test split
+only reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import optuna
+
+from harness import tracking
+from harness.config import StudyConfig, check_classes
+from harness.confirm import confirmation as confirm, reference
+from harness.data import omitted, sources
+from harness.data.evaluate import ece
+from harness.deploy import champion as champion_mod
+from harness.record import TrialRecord
+from harness.report import plots
+from harness.search import interrupt, space, stores
+from harness.search.context import Context
+from harness.search.workers import optimize, run_workers
+from harness.teacher.trained import Teacher, load_or_train, log_teacher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudyResult:
+    study: optuna.Study
+    champion: TrialRecord | None
+    exports: dict[str, dict] | None  # format -> figures and path, or {"refused": why}
+    test_accuracy: float | None
+    teacher: Teacher
+    parent_run_id: str
+    seconds: float
+    fit_seconds: float
+    new_trials: int
+    confirmed: list[confirm.Confirmed] = field(default_factory=list)
+    teacher_ece: float | None = None
+    search_seconds: float = 0.0
+    confirm_seconds: float = 0.0
+    train_flops: float = 0.0  # of everything this invocation trained: teacher (when not cached), twins, students
+    trial_times: list[dict] = field(default_factory=list)  # per trial of this process, by part (clock.py)
+    precision: str = "float32"
+
+
+def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url: str | None = None,
+        tracking_uri: str | None = None, workers: int = 1, export: bool = True) -> StudyResult:
+    """Create or resume the study, run its trials, pick, test, register and export the champion."""
+    t_start = time.perf_counter()
+    interrupt.install()
+    ws = stores.Workspace.resolve(workdir, storage_url, tracking_uri)
+    if not ws.workdir.is_dir():
+        raise stores.StudyError(f"--workdir {ws.workdir}: no such folder")
+    stores.check_stores(ws, cfg.source)
+    stores.check_compatible(cfg, ws)
+    # Our own line per trial says what happened (with the reason of a failure); Optuna would
+    # repeat it with a traceback.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+    splits = sources.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
+    check_classes(cfg, splits.num_classes)
+    space.check_budget(cfg, splits.image_shape, splits.num_classes)
+    teacher = load_or_train(cfg, splits, ws.teacher_cache)
+    experiment_id = tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
+    tracking.close_orphans(experiment_id)
+    study = stores.create_study(cfg, ws)
+    optuna.storages.fail_stale_trials(study)
+    done = stores.counted_trials(study)
+    todo = n_trials if n_trials is not None else max(0, cfg.n_trials - done)
+    log.info("study %r: %d trial(s) counted, %d to run (%d worker(s)); stores: %s, %s", cfg.name, done, todo,
+             workers, ws.storage, ws.tracking_uri)
+
+    parent = tracking.start("study", f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                            experiment_id=experiment_id, tags={"optuna.study": cfg.name})
+    status = "FAILED"
+    ctx = Context(cfg, ws, splits, teacher, experiment_id, parent.info.run_id)
+    try:
+        mlflow.log_dict(cfg.to_dict(), "config.yaml")
+        tracking.log_datasets(ctx.datasets)
+        mlflow.log_params({"n_trials": cfg.n_trials, "workers": workers, "new_trials": todo,
+                           "teacher_key": teacher.key, "precision": ctx.precision,
+                           "precision_setting": cfg.training.precision})
+        ctx.log_transfer()
+        log_teacher(teacher, cfg, experiment_id, parent.info.run_id, splits.validation.images[:2])
+
+        t0 = time.perf_counter()
+        if todo and workers > 1:
+            run_workers(ctx, todo, workers)
+        elif todo:
+            optimize(ctx, todo)
+        search_seconds = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        teacher_ece = ece(ctx.teacher_test_probs, splits.test.labels)
+        configs = confirm.configurations(study, cfg)
+        summary = _confirm(ctx, study, configs, teacher_ece)
+        confirm_seconds = time.perf_counter() - t0
+        champ = _champion(study, cfg, configs, summary)
+        test_acc = exports = None
+        if champ is not None:
+            test_acc = champion_mod.test_and_register(cfg, champ, splits)
+            if export:
+                deployed = champion_mod.deployable(cfg, champion_mod.load_student(champ), splits)
+                exports = champion_mod.export(cfg, champ, champion_mod.export_paths(cfg, ws.workdir / "exports"),
+                                              splits, deployed)
+            mlflow.log_metrics({"champion_trial": champ.number, "champion_test_accuracy": test_acc})
+        plots.log_study_artifacts(study, ctx, champ)
+
+        status = "FINISHED"
+        seconds = time.perf_counter() - t_start
+        train_flops = ctx.train_flops + (0.0 if teacher.from_cache else
+                                         3.0 * teacher.flops * len(splits.transfer) * cfg.teacher.epochs)
+        mlflow.log_metrics({"wall_seconds": seconds, "fit_seconds": ctx.fit_seconds,
+                            "search_seconds": search_seconds, "confirm_seconds": confirm_seconds,
+                            "train_flops": train_flops, "train_gflops_per_s": train_flops / seconds / 1e9})
+        return StudyResult(study, champ, exports, test_acc, teacher, parent.info.run_id, seconds,
+                           ctx.fit_seconds, todo, summary, teacher_ece, search_seconds, confirm_seconds,
+                           train_flops, ctx.clock.trials, ctx.precision)
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        mlflow.end_run(status)
+
+
+def _confirm(ctx: Context, study: optuna.Study, configs: list[TrialRecord],
+             teacher_ece: float) -> list[confirm.Confirmed]:
+    """The confirmation stage, its artifacts on the parent run and its summary in the study."""
+    cfg = ctx.cfg
+    if not cfg.confirm.seeds or not configs:
+        log.warning("no confirmation (confirm.seeds: %d): every gain below is one seed, a search result",
+                    cfg.confirm.seeds)
+        return []
+    rows = confirm.run(ctx, configs)
+    summary, comparisons = confirm.summarise(rows), confirm.between_arms(rows)
+    references = reference.against_reference(rows, cfg.confirm.reference)
+
+    def plain(ds):
+        return [{k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in d.items()} for d in ds]
+
+    as_dicts = plain(comparisons)
+    teacher_test = {"accuracy": ctx.teacher.test_accuracy, "ece": teacher_ece,
+                    "omitted": ctx.teacher_omitted_accuracy}
+    study.set_user_attr("confirmed", [c.to_dict() for c in summary])
+    study.set_user_attr("between_arms", as_dicts)
+    study.set_user_attr("against_reference", plain(references))
+    study.set_user_attr("teacher_test", teacher_test)
+    mlflow.log_metric("teacher_test_ece", teacher_ece)
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        confirm.write_csv(rows, d / "confirm.csv")
+        (d / "summary.json").write_text(json.dumps(
+            {"seeds": confirm.seeds(cfg), "teacher": teacher_test, "configurations": [c.to_dict() for c in summary],
+             "between_arms": as_dicts, "against_reference": plain(references)}, indent=1))
+        plots.confirmed(summary, ctx.teacher.test_accuracy, cfg.name, d / "confirmed.png")
+        mlflow.log_artifacts(str(d), "confirm")
+    notes = reference.lines(references) + omitted.lines(summary, ctx.teacher_omitted_accuracy)
+    log.info("%s", confirm.table(summary, ctx.teacher.test_accuracy, teacher_ece, comparisons, notes))
+    return summary
+
+
+def _champion(study: optuna.Study, cfg: StudyConfig, configs: list[TrialRecord],
+              summary: list[confirm.Confirmed]) -> TrialRecord | None:
+    """The rule applied to the confirmed validation means, or to the search's front without them."""
+    cost = champion_mod.cost_of(cfg, configs)
+    if not summary:
+        return champion_mod.select(champion_mod.front(study, cfg), cfg.champion, cost)
+    pick = champion_mod.select(summary, cfg.champion, cost)
+    return next(r for r in configs if r.number == pick.trial)

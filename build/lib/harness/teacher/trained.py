@@ -1,0 +1,190 @@
+"""Train the teacher (or an ensemble) once; cache its weights and transfer-set logits.
+
+The cache entry is keyed by a hash of everything that determines it (dataset,
+split, teacher config, seed, library versions) and checked before use: every
+file's SHA-256 is in its manifest, so a truncated or corrupted entry is
+rebuilt, never used. Entries are written into a temporary folder and renamed
+into place, and a file lock keeps parallel workers from training twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from harness import files, tracking
+from harness.config import StudyConfig
+from harness.data import pipelines, sources
+from harness.data.evaluate import ensemble_accuracy, ensemble_logits
+from harness.distill import precision
+from harness.distill.distiller import compile_plain
+from harness.distill.models import build_teacher, flops_per_example, param_count
+from harness.distill.recipe import Recipe
+
+log = logging.getLogger(__name__)
+CACHE_FORMAT = 1
+# Forward passes of a teacher over a whole transfer set in this process (the
+# bench checks a study makes one, not one per trial).
+transfer_passes = 0
+
+
+@dataclass
+class Teacher:
+    members: list[keras.Model]
+    transfer_logits: np.ndarray  # [n, classes], or [n, members, classes] for an ensemble
+    val_accuracy: float
+    test_accuracy: float
+    key: str
+    path: Path
+    from_cache: bool
+    history: list[dict[str, float]] = field(default_factory=list)  # per epoch, member 0
+    train_seconds: float = 0.0
+
+    @property
+    def params(self) -> int:
+        return sum(param_count(m) for m in self.members)
+
+    @property
+    def flops(self) -> int:
+        return sum(flops_per_example(m) for m in self.members)
+
+
+def cache_key(cfg: StudyConfig) -> str:
+    blob = json.dumps({
+        "format": CACHE_FORMAT,
+        "dataset": {k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k != "data_dir"},
+        "teacher": dataclasses.asdict(cfg.teacher),
+        "seed": cfg.seed,
+        "versions": [tf.__version__, keras.__version__, tfds.__version__],
+        **precision.key_part(precision.resolved(cfg)),
+    }, sort_keys=True)
+    return files.digest(blob)
+
+
+def resolve_jit(cfg_jit: bool | None, family: str, dropout: float = 0.0, input_dropout: float = 0.0) -> bool:
+    """XLA, except on a CPU for dropout or convolutions, where `harness bench`
+    measured it 2-3x slower: XLA's CPU random-number generation (dropout) and
+    its CPU convolutions lose to TensorFlow's own kernels (oneDNN)."""
+    if cfg_jit is not None:
+        return cfg_jit
+    on_gpu = bool(tf.config.list_physical_devices("GPU"))
+    return on_gpu or not (dropout or input_dropout or family == "cnn")
+
+
+class _EpochLog(keras.callbacks.Callback):
+    def __init__(self, label: str, epochs: int):
+        super().__init__()
+        self.label, self.epochs, self.t0 = label, epochs, time.perf_counter()
+        self.history: list[dict[str, float]] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        self.history.append(logs)
+        log.info("%s epoch %d/%d  loss %.4f  acc %.4f  val_acc %.4f  (%.0f s)", self.label, epoch + 1,
+                 self.epochs, logs.get("loss", float("nan")), logs.get("accuracy", float("nan")),
+                 logs.get("val_accuracy", float("nan")), time.perf_counter() - self.t0)
+
+
+def _train_member(cfg: StudyConfig, splits: sources.Splits, member: int) -> tuple[keras.Model, list]:
+    t = cfg.teacher
+    seed = cfg.seed + 1000 * member
+    keras.utils.set_random_seed(seed)
+    model = build_teacher(t, splits.image_shape, splits.num_classes, seed=seed, name=f"teacher_{member}",
+                          dtype=precision.policy(precision.resolved(cfg)))
+    jit = resolve_jit(t.jit_compile, t.family, t.dropout, t.input_dropout)
+    compile_plain(model, Recipe.of(t).optimizer_for(len(splits.transfer)), jit_compile=jit)
+    train = pipelines.pipeline(splits.transfer.images, splits.transfer.labels, t.batch_size,
+                              shuffle_seed=seed, max_shift=t.jitter)
+    val = pipelines.pipeline(splits.validation.images, splits.validation.labels, 1024)
+    cb = _EpochLog(f"teacher[{member}]", t.epochs)
+    log.info("training teacher member %d: %s %s, %d epochs (%s, lr %g), XLA %s", member, t.family, t.widths,
+             t.epochs, t.schedule, t.learning_rate, "on" if jit else "off")
+    model.fit(train, validation_data=val, epochs=t.epochs, verbose=0, callbacks=[cb], shuffle=False)
+    return model, cb.history
+
+
+def _load(entry: Path, key: str) -> Teacher:
+    manifest = json.loads((entry / "manifest.json").read_text())
+    if manifest.get("key") != key:
+        raise ValueError("manifest key mismatch")
+    for name, digest in manifest["sha256"].items():
+        if files.sha256(entry / name) != digest:
+            raise ValueError(f"{name}: checksum mismatch")
+    members = [keras.models.load_model(entry / f"member_{i}.keras", safe_mode=True, compile=False)
+               for i in range(manifest["members"])]
+    logits = np.load(entry / "transfer_logits.npy", allow_pickle=False)
+    return Teacher(members, logits, manifest["val_accuracy"], manifest["test_accuracy"], key, entry,
+                   from_cache=True, history=manifest["history"],
+                   train_seconds=manifest["train_seconds"])
+
+
+def _write(entry: Path, key: str, members, logits, val_acc, test_acc, history, seconds) -> None:
+    with files.replacing(entry) as tmp:
+        tmp.mkdir(parents=True)
+        for i, m in enumerate(members):
+            m.save(tmp / f"member_{i}.keras")
+        np.save(tmp / "transfer_logits.npy", logits, allow_pickle=False)
+        names = sorted(p.name for p in tmp.iterdir())
+        manifest = {"key": key, "members": len(members), "val_accuracy": val_acc,
+                    "test_accuracy": test_acc, "history": history, "train_seconds": seconds,
+                    "sha256": {name: files.sha256(tmp / name) for name in names}}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+
+def load_or_train(cfg: StudyConfig, splits: sources.Splits, cache_dir: str | Path) -> Teacher:
+    """The study's teacher: from the cache when a valid entry exists, else trained now."""
+    key = cache_key(cfg)
+    entry = Path(cache_dir) / key
+    with files.locked(Path(cache_dir) / f"{key}.lock"):
+        if entry.exists():
+            try:
+                teacher = _load(entry, key)
+                log.info("teacher: loaded from cache %s (val acc %.4f)", entry, teacher.val_accuracy)
+                return teacher
+            except Exception as e:  # noqa: BLE001 - any damage means: rebuild
+                log.warning("teacher cache %s is damaged (%s); rebuilding it", entry, e)
+                shutil.rmtree(entry, ignore_errors=True)
+        t0 = time.perf_counter()
+        members, histories = zip(*(_train_member(cfg, splits, i) for i in range(cfg.teacher.members)))
+        seconds = time.perf_counter() - t0
+        members = list(members)
+        logits = ensemble_logits(members, splits.transfer.images)
+        global transfer_passes
+        transfer_passes += 1
+        val_acc = ensemble_accuracy(ensemble_logits(members, splits.validation.images),
+                                    splits.validation.labels)
+        test_acc = ensemble_accuracy(ensemble_logits(members, splits.test.images), splits.test.labels)
+        _write(entry, key, members, logits, val_acc, test_acc, histories[0], seconds)
+        log.info("teacher: trained in %.0f s, val acc %.4f, test acc %.4f; cached at %s",
+                 seconds, val_acc, test_acc, entry)
+        return Teacher(members, logits, val_acc, test_acc, key, entry, from_cache=False,
+                       history=list(histories[0]), train_seconds=seconds)
+
+
+def log_teacher(teacher: Teacher, cfg: StudyConfig, experiment_id: str, parent_run_id: str,
+                sample: np.ndarray) -> str:
+    """The teacher's own MLflow run, once per experiment (found again by its cache key)."""
+    found = tracking.find_runs(experiment_id, "teacher", **{"harness.teacher_key": teacher.key})
+    if found:
+        return found[0].info.run_id
+    with tracking.start("teacher", "teacher", parent_run_id=parent_run_id, experiment_id=experiment_id,
+                        tags={"harness.teacher_key": teacher.key}) as run:
+        mlflow.log_params({f"teacher_{k}": v for k, v in dataclasses.asdict(cfg.teacher).items()})
+        tracking.log_history(teacher.history)
+        mlflow.log_metrics({"val_accuracy": teacher.val_accuracy, "test_accuracy": teacher.test_accuracy,
+                            "params": teacher.params, "flops": teacher.flops,
+                            "train_seconds": teacher.train_seconds})
+        for i, m in enumerate(teacher.members):
+            tracking.log_student(m, sample, name="model" if len(teacher.members) == 1 else f"member_{i}")
+        return run.info.run_id

@@ -1,0 +1,163 @@
+"""MLflow bookkeeping: one experiment per study, nested runs, closing what a crash left open.
+
+Every run the harness starts is tagged with its role (`study`, `teacher`,
+`baseline`, `trial`), the host and the process id. A later invocation on the
+same host closes runs whose process is gone as KILLED, so the UI never shows
+a crashed trial as still running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+
+import keras
+import mlflow
+import tensorflow as tf
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+ROLE = "harness.role"
+
+
+def default_tracking_uri(workdir: Path) -> str:
+    return f"sqlite:///{(workdir / 'mlflow.db').resolve()}"
+
+
+def internal_uri(uri: str) -> str:
+    """SQLite waits up to 60 s for a lock instead of 5 s, for parallel workers."""
+    if uri.startswith("sqlite:") and "?" not in uri:
+        return uri + "?timeout=60"
+    return uri
+
+
+def setup(tracking_uri: str, workdir: Path, experiment: str) -> str:
+    """Point MLflow at the store and return the study's experiment id (created if new).
+
+    Params, metrics and tags are logged asynchronously (MLflow's own queue): the
+    per-epoch metrics go while the next epoch trains; ending a run waits for its queue.
+    """
+    mlflow.config.enable_async_logging(True)
+    mlflow.set_tracking_uri(internal_uri(tracking_uri))
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if tracking_uri.startswith("sqlite:") or "://" not in tracking_uri:
+        location = (workdir / "mlartifacts").resolve().as_uri()
+    try:
+        # The kind tag opens the UI on the training-runs view instead of the GenAI one.
+        return mlflow.create_experiment(experiment, artifact_location=location,
+                                        tags={"mlflow.experimentKind": "custom_model_development"})
+    except mlflow.exceptions.MlflowException:  # another worker created it first
+        return mlflow.get_experiment_by_name(experiment).experiment_id
+
+
+def process_tags(role: str) -> dict[str, str]:
+    return {ROLE: role, "harness.host": socket.gethostname(), "harness.pid": str(os.getpid())}
+
+
+def start(role: str, run_name: str, parent_run_id: str | None = None, experiment_id: str | None = None,
+          tags: dict | None = None):
+    """Start a run and make it the active one (Keras' MlflowCallback logs to the active run)."""
+    return mlflow.start_run(run_name=run_name, experiment_id=experiment_id, nested=parent_run_id is not None,
+                            parent_run_id=parent_run_id, tags={**process_tags(role), **(tags or {})})
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_orphans(experiment_id: str) -> int:
+    """Mark as KILLED the RUNNING runs of this host whose process no longer exists."""
+    client = MlflowClient()
+    host = socket.gethostname()
+    runs = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'",
+                              max_results=5000)
+    closed = 0
+    for run in runs:
+        tags = run.data.tags
+        if tags.get("harness.host") != host or not tags.get("harness.pid", "").isdigit():
+            continue
+        pid = int(tags["harness.pid"])
+        if pid != os.getpid() and not _pid_alive(pid):
+            client.set_tag(run.info.run_id, "harness.closed_by", "resume: its process was gone")
+            client.set_terminated(run.info.run_id, status="KILLED")
+            closed += 1
+    if closed:
+        log.warning("closed %d MLflow run(s) left RUNNING by a crashed process as KILLED", closed)
+    return closed
+
+
+def find_runs(experiment_id: str, role: str, **tags: str):
+    filters = [f"tags.`{ROLE}` = '{role}'"] + [f"tags.`{k}` = '{v}'" for k, v in tags.items()]
+    return MlflowClient().search_runs([experiment_id], filter_string=" and ".join(filters),
+                                      max_results=5000)
+
+
+def log_student(model, sample, name: str = "model"):
+    """Log a Keras model with `mlflow.keras`; returns the ModelInfo (its `model_uri`).
+
+    Requirements are given, not inferred: inference imports the model in a
+    subprocess, which costs seconds per trial.
+    """
+    reqs = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}",
+            f"mlflow=={mlflow.__version__}"]
+    x = sample.astype("float32")
+    signature = infer_signature(x, model(x, training=False).numpy())
+    return mlflow.keras.log_model(model, name=name, pip_requirements=reqs, signature=signature)
+
+
+def log_history(history: list[dict[str, float]]) -> None:
+    for epoch, logs in enumerate(history):
+        mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch)
+
+
+SPLITS = (("transfer", "train", "training"), ("validation", "train", "validation"), ("test", "test", "test"))
+
+
+def datasets(splits) -> list[tuple]:
+    """The transfer, validation and test sets as MLflow datasets (TFDS name, split, content digest),
+    each with its MLflow context and tags: what `log_datasets` puts on a run."""
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+
+    source = HTTPDatasetSource(f"https://www.tensorflow.org/datasets/catalog/{splits.dataset.split('/')[0]}")
+    out = []
+    for role, tfds_split, context in SPLITS:
+        s = getattr(splits, role)
+        h = hashlib.sha256()
+        for a in (s.images, s.labels, s.index):
+            h.update(a.tobytes())
+        ds = mlflow.data.from_numpy(s.images, source=source, targets=s.labels, name=f"{splits.dataset}-{role}",
+                                    digest=h.hexdigest()[:16])
+        out.append((ds, context, {"tfds.name": splits.dataset, "tfds.split": tfds_split, "harness.split": role,
+                                  "examples": str(len(s))}))
+    return out
+
+
+def log_datasets(inputs: list[tuple]) -> None:
+    """Dataset inputs of the active run (the runs table's Dataset column).
+
+    Two machines logging the same dataset at once can both try to insert it on a shared
+    tracking server (seen: PostgreSQL's unique "dataset_pk" violated); the loser's retry
+    finds the row and only links it to its run."""
+    for ds, context, tags in inputs:
+        for attempt in range(3):
+            try:
+                mlflow.log_input(ds, context=context, tags=tags)
+                break
+            except mlflow.exceptions.MlflowException as e:
+                if attempt == 2 or "dataset_pk" not in str(e):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
