@@ -6,7 +6,7 @@ multiplies by T^2: the soft term of Hinton et al., as `harness.losses` computes 
 Its *default* `loss="kl_divergence"` resolves to the plain function
 `keras.losses.kl_divergence`, not a `KLDivergence` instance, so `compute_loss`
 applies KL to the temperature-scaled logits themselves (clipped to [1e-7, 1]),
-without softmax and without T^2. The README warns about that default; the
+without softmax and without T^2. README.md and docs/design.md warn about that default; the
 second test below notices the day Keras changes it.
 
 Keras' `KLDivergence` also clips probabilities to [1e-7, 1]. Where the student
@@ -65,7 +65,7 @@ def test_keras_default_string_loss_is_not_the_paper_loss(temperature, scale):
     assert abs(default - ours) > 0.1 * ours, (
         f"T={temperature}, scale={scale}: LogitsDistillation(temperature=T) with its default "
         f"loss now gives {default:.6g}, the paper's soft loss ({ours:.6g}): Keras fixed its "
-        f"default; drop the README warning about keras.distillation's default loss")
+        f"default; drop the warnings about keras.distillation's default loss in README.md and docs/design.md")
 
 
 def test_keras_kl_clip_underestimates_very_confident_students():
