@@ -21,12 +21,12 @@ def _anchor(heading: str) -> str:
 
 
 def _anchors(page: Path) -> set[str]:
-    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
-    return {_anchor(m) for m in re.findall(r"^#+ (.+)$", text, flags=re.M)}
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
+    return {_anchor(m) for m in re.findall(r"^#+ (.+)$", text, flags=re.MULTILINE)}
 
 
 def test_the_readme_annotated_study_file_is_the_default_study(tmp_path):
-    block = re.search(r"## Writing a study file.*?```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    block = re.search(r"## Writing a study file.*?```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
     path = tmp_path / "readme.yaml"
     path.write_text(block.group(1))
     shown, real = (dataclasses.asdict(config.load(p)) for p in (path, ROOT / "studies" / "fashion_mnist.yaml"))
@@ -36,7 +36,7 @@ def test_the_readme_annotated_study_file_is_the_default_study(tmp_path):
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_every_relative_link_and_anchor_resolves(page):
-    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
     broken = []
     for target in re.findall(r"\]\(([^)\s]+)\)", text):
         if re.match(r"[a-z]+://", target):
