@@ -2,7 +2,7 @@
 
 `keras.distillation.LogitsDistillation(temperature=T, loss=keras.losses.KLDivergence())`
 takes softmax(logits / T) of teacher and student, averages KL over the batch and
-multiplies by T^2: the soft term of Hinton et al., as `harness.losses` computes it.
+multiplies by T^2: the soft term of Hinton et al., as `harness.distill.losses` computes it.
 Its *default* `loss="kl_divergence"` resolves to the plain function
 `keras.losses.kl_divergence`, not a `KLDivergence` instance, so `compute_loss`
 applies KL to the temperature-scaled logits themselves (clipped to [1e-7, 1]),

@@ -8,7 +8,7 @@ sources give, and casts them inside. Both return logits. The TFLite files are
 described in `tflite`.
 
 Every export is written beside its destination; one fresh Python
-(`harness.verify`) loads them all, compares each with the student, scores it on
+(`harness.deploy.verify`) loads them all, compares each with the student, scores it on
 the test images and times one image; only an export that passed is renamed
 into place, so a half-written, corrupt or wrong-signature file never sits at
 the path.

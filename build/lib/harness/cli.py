@@ -56,8 +56,14 @@ def _cmd_study(args) -> int:
 
     result = study.run(cfg, args.workdir, n_trials=args.n_trials, storage_url=args.storage,
                        tracking_uri=args.tracking_uri, workers=args.workers, export=not args.no_export)
-    print(report.summary(cfg, result))
+    print(report.summary(cfg, result, _workspace_of(args)))
     return 0
+
+
+def _workspace_of(args):
+    from harness.search import stores
+
+    return stores.Workspace.resolve(args.workdir, args.storage, args.tracking_uri)
 
 
 def _cmd_teacher(args) -> int:
@@ -102,7 +108,7 @@ def _cmd_bench(args) -> int:
 
         from harness.bench import precision as bench_precision
 
-        result = bench_precision.run(args.workdir)
+        result = bench_precision.run(args.workdir, study_file=args.study)
         print(bench_precision.format_result(result))
         if args.json:
             with open(args.json, "w") as f:
@@ -152,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: the default study's 2x256 student distilled in float32 and bfloat16, 3 seeds "
                         "(test accuracy and epoch time; its teacher from WORKDIR/teacher_cache when there)")
     b.add_argument("--workdir", default=".", help="for --precision-accuracy: holds the teacher cache (default: .)")
+    b.add_argument("--study", default="studies/fashion_mnist.yaml", metavar="STUDY.yaml",
+                   help="for --precision-accuracy: the study whose teacher and recipe it uses "
+                        "(default: studies/fashion_mnist.yaml, relative to the current folder)")
     b.set_defaults(func=_cmd_bench)
 
     d = sub.add_parser("data", help="build TFDS fashion_mnist offline from Debian's package")

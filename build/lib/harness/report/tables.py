@@ -100,7 +100,18 @@ def _notes(study: optuna.Study, summary: list) -> list[str]:
     return reference.lines(refs) + omitted.lines(summary, study.user_attrs.get("teacher_test", {}).get("omitted"))
 
 
-def summary(cfg: StudyConfig, result) -> str:
+def browse_line(ws: stores.Workspace | None) -> str:
+    """How to open the two browsers on this workspace's stores, as commands that work from any folder
+    (the checkout's `make ui` / `make dashboard` only know the default stores of WORKDIR)."""
+    if ws is None:
+        return ("browse: make ui (MLflow, http://127.0.0.1:5000)   |   make dashboard (Optuna, http://127.0.0.1:8080)"
+                "   (WORKDIR=DIR for another working directory)")
+    mlflow_ui = (f"MLflow at {ws.tracking_uri}" if ws.tracking_uri.startswith(("http://", "https://"))
+                 else f"mlflow ui --backend-store-uri {ws.tracking_uri}")
+    return f"browse: {mlflow_ui}   |   optuna-dashboard {ws.storage}   (in the checkout: make ui / make dashboard)"
+
+
+def summary(cfg: StudyConfig, result, ws: stores.Workspace | None = None) -> str:
     study, c = result.study, result.champion
     states = [t.state.name.lower() for t in study.trials]
     out = [f"study {cfg.name!r} done in {result.seconds / 60:.1f} min (search {result.search_seconds / 60:.1f}, "
@@ -129,8 +140,7 @@ def summary(cfg: StudyConfig, result) -> str:
         out.append(f"{LABELS[kind]}: " + (f["refused"] if "refused" in f else
                    f"{f['path']}  (test acc {f['test_accuracy']:.4f}, {f['size_bytes']:,} bytes, "
                    f"p50 {f['p50_ms']:.4f} ms, p99 {f['p99_ms']:.4f} ms)"))
-    out.append("browse: make ui (MLflow, http://127.0.0.1:5000)   |   make dashboard (Optuna, http://127.0.0.1:8080)"
-               "   (WORKDIR=DIR for another working directory)")
+    out.append(browse_line(ws))
     return "\n".join(out)
 
 
