@@ -28,7 +28,7 @@ def _weights(model):
 def test_a_re_armed_distiller_trains_bit_for_bit_like_a_fresh_one(small_splits, tmp_path, student, monkeypatch):
     # A step's Python body runs only while TensorFlow traces it: the counts are traces.
     traces = {"train": 0, "test": 0}
-    for kind in traces:
+    for kind in ("train", "test"):
         step = getattr(Distiller, f"{kind}_step")
         monkeypatch.setattr(Distiller, f"{kind}_step",
                             lambda self, data, step=step, kind=kind: traces.__setitem__(kind, traces[kind] + 1)
