@@ -43,15 +43,16 @@ class StudyBar:
     def __call__(self, phase: str, done: int, total: int) -> None:
         from tqdm import tqdm
 
-        if self.bar is None:
-            self.bar = tqdm(total=0, unit="run", disable=self.disable, file=self.file, dynamic_ncols=True,
-                            bar_format="{desc} {percentage:3.0f}%|{bar}| {n}/{total} "
-                                       "[{elapsed} elapsed, {remaining} left]")
         step = done - self.done.get(phase, 0)
         self.done[phase], self.totals[phase] = done, total
-        self.bar.total = sum(self.totals.values())
-        self.bar.set_description_str(", ".join(f"{p} {self.done[p]}/{self.totals[p]}" for p in self.totals),
-                                     refresh=False)
+        desc = ", ".join(f"{p} {self.done[p]}/{self.totals[p]}" for p in self.totals)
+        if self.bar is None:
+            self.bar = tqdm(total=self.total, desc=desc, unit="run", disable=self.disable, file=self.file,
+                            dynamic_ncols=True, bar_format="{desc} {percentage:3.0f}%|{bar}| {n}/{total} "
+                                                           "[{elapsed} elapsed, {remaining} left]")
+            step = self.n
+        self.bar.total = self.total
+        self.bar.set_description_str(desc, refresh=False)
         self.bar.update(step) if step > 0 else self.bar.refresh()
 
     @property
