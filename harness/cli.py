@@ -176,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "set-up, the TFLite converter) and the harness' DEBUG lines")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("study", parents=[common], help="create or resume a study, run its trials, export the champion")
+    s = sub.add_parser("study", parents=[common],
+                       help="create or resume a study, run its trials, export the champion")
     _store_args(s)
     s.add_argument("--n-trials", type=int, default=None,
                    help="add this many trials (default: run until the file's n_trials are done)")
@@ -185,11 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="register the champion but write no export (later: `python -m harness export`)")
     s.set_defaults(func=_cmd_study)
 
-    t = sub.add_parser("teacher", parents=[common], help="train (or load from the cache) the study's teacher alone")
+    t = sub.add_parser("teacher", parents=[common],
+                       help="train (or load from the cache) the study's teacher alone")
     _store_args(t)
     t.set_defaults(func=_cmd_teacher)
 
-    r = sub.add_parser("report", parents=[common], help="the Pareto table, gains and champion, read from the stores")
+    r = sub.add_parser("report", parents=[common],
+                       help="the Pareto table, gains and champion, read from the stores")
     _store_args(r)
     r.set_defaults(func=_cmd_report)
 
@@ -237,4 +240,7 @@ def main(argv=None) -> int:
         return 130
     finally:  # as it was (main can run inside another program: the tests)
         for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
