@@ -28,3 +28,17 @@ def __getattr__(name):
 
     module, attr = _NAMES[name] if isinstance(_NAMES[name], tuple) else (_NAMES[name], name)
     return getattr(importlib.import_module(f".{module}", __name__), attr)
+
+
+def _quiet_worker() -> None:
+    # A worker process the command line started (multiprocessing "spawn") imports this package
+    # before TensorFlow: keep TensorFlow's start-up lines off its console too (`harness.logs`).
+    import os
+
+    if os.environ.get("HARNESS_VERBOSE") == "0":
+        from harness.logs import quiet_tensorflow_import
+
+        quiet_tensorflow_import()
+
+
+_quiet_worker()

@@ -6,6 +6,10 @@ one line and exit with code 2 before anything is written.
 The library modules are imported inside the commands, after the study file is
 read: a mistake in it is reported in a fraction of a second, before
 TensorFlow, MLflow and Optuna load (several seconds). Only this module prints.
+
+The console is quiet by default (`harness.logs`: no library set-up lines) and
+`-v` brings everything back; `study` draws a progress bar (tqdm, on stderr,
+only on a terminal) from the progress the library reports (`StudyBar`).
 """
 
 from __future__ import annotations
@@ -14,11 +18,54 @@ import argparse
 import os
 import sys
 
-from harness import config
+from harness import config, logs
 from harness.logs import configure_logging
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 EXIT_USER_ERROR = 2
+
+
+class StudyBar:
+    """The study's progress bar: the search's trials, then the confirmation's paired runs.
+
+    Called as `bar(phase, done, total)` (the library's `harness.logs.Progress`). The bar's total
+    is the search's trials plus, once the search is over and its front known, the confirmation's
+    pairs; the time left is tqdm's, from the recent rate. Log lines are printed above the bar
+    (`tqdm.contrib.logging.logging_redirect_tqdm`). `disable=None`: no bar unless stderr is a
+    terminal, so a log file holds log lines only.
+    """
+
+    def __init__(self, disable: bool | None = None, file=None):
+        self.done: dict[str, int] = {}
+        self.totals: dict[str, int] = {}
+        self.disable, self.file, self.bar = disable, file, None
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        step = done - self.done.get(phase, 0)
+        self.done[phase], self.totals[phase] = done, total
+        desc = ", ".join(f"{p} {self.done[p]}/{self.totals[p]}" for p in self.totals)
+        if self.bar is None:
+            self.bar = tqdm(total=self.total, desc=desc, unit="run", disable=self.disable, file=self.file,
+                            dynamic_ncols=True, bar_format="{desc} {percentage:3.0f}%|{bar}| {n}/{total} "
+                                                           "[{elapsed} elapsed, {remaining} left]")
+            step = self.n
+        self.bar.total = self.total
+        self.bar.set_description_str(desc, refresh=False)
+        self.bar.update(step) if step > 0 else self.bar.refresh()
+
+    @property
+    def n(self) -> int:
+        return sum(self.done.values())
+
+    @property
+    def total(self) -> int:
+        return sum(self.totals.values())
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _store_args(p: argparse.ArgumentParser) -> None:
@@ -51,11 +98,19 @@ def _cmd_study(args) -> int:
         raise config.ConfigError(args.study_file, "--n-trials", "must be at least 1")
     if args.workers < 1:
         raise config.ConfigError(args.study_file, "--workers", "must be at least 1")
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from harness import study
     from harness.report import tables as report
 
-    result = study.run(cfg, args.workdir, n_trials=args.n_trials, storage_url=args.storage,
-                       tracking_uri=args.tracking_uri, workers=args.workers, export=not args.no_export)
+    bar = StudyBar()
+    try:
+        with logging_redirect_tqdm():
+            result = study.run(cfg, args.workdir, n_trials=args.n_trials, storage_url=args.storage,
+                               tracking_uri=args.tracking_uri, workers=args.workers, export=not args.no_export,
+                               progress=bar)
+    finally:
+        bar.close()
     print(report.summary(cfg, result, _workspace_of(args)))
     return 0
 
@@ -121,9 +176,14 @@ def _cmd_bench(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness", description="Knowledge-distillation studies.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true",
+                        help="everything the libraries print (TensorFlow's start-up lines, MLflow's database "
+                             "set-up, the TFLite converter) and the harness' DEBUG lines")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("study", help="create or resume a study, run its trials, export the champion")
+    s = sub.add_parser("study", parents=[common],
+                       help="create or resume a study, run its trials, export the champion")
     _store_args(s)
     s.add_argument("--n-trials", type=int, default=None,
                    help="add this many trials (default: run until the file's n_trials are done)")
@@ -132,15 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="register the champion but write no export (later: `python -m harness export`)")
     s.set_defaults(func=_cmd_study)
 
-    t = sub.add_parser("teacher", help="train (or load from the cache) the study's teacher alone")
+    t = sub.add_parser("teacher", parents=[common],
+                       help="train (or load from the cache) the study's teacher alone")
     _store_args(t)
     t.set_defaults(func=_cmd_teacher)
 
-    r = sub.add_parser("report", help="the Pareto table, gains and champion, read from the stores")
+    r = sub.add_parser("report", parents=[common],
+                       help="the Pareto table, gains and champion, read from the stores")
     _store_args(r)
     r.set_defaults(func=_cmd_report)
 
-    e = sub.add_parser("export", help="export a trial's student (default: the champion): SavedModel or TFLite")
+    e = sub.add_parser("export", parents=[common],
+                       help="export a trial's student (default: the champion): SavedModel or TFLite")
     _store_args(e)
     e.add_argument("--format", choices=config.EXPORT_FORMATS, default="savedmodel",
                    help="savedmodel (default), tflite (float32) or tflite-int8 (full-integer, calibrated on "
@@ -149,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True)
     e.set_defaults(func=_cmd_export)
 
-    b = sub.add_parser("bench", help="time distillation against plain training")
+    b = sub.add_parser("bench", parents=[common], help="time distillation against plain training")
     b.add_argument("--pair", choices=["mlp", "cnn", "all"], default="all")
     b.add_argument("--repeats", type=int, default=3, help="timed epochs per variant (default 3; ~15 min)")
     b.add_argument("--json", default=None, help="also write the figures to this file")
@@ -163,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: studies/fashion_mnist.yaml, relative to the current folder)")
     b.set_defaults(func=_cmd_bench)
 
-    d = sub.add_parser("data", help="build TFDS fashion_mnist offline from Debian's package")
+    d = sub.add_parser("data", parents=[common], help="build TFDS fashion_mnist offline from Debian's package")
     d.add_argument("--data-dir", default=None)
     d.set_defaults(func=_cmd_data)
     return p
@@ -171,7 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    saved = {k: os.environ.get(k) for k in (logs.VERBOSE_ENV, "MLFLOW_LOGGING_LEVEL")}
+    os.environ[logs.VERBOSE_ENV] = "1" if args.verbose else "0"  # worker processes inherit it
     configure_logging()
+    logs.quiet_tensorflow_import()
     try:
         return args.func(args)
     except config.UserError as e:
@@ -181,3 +247,9 @@ def main(argv=None) -> int:
         print("interrupted: the current trial and its MLflow run were closed; "
               "run the same command again to continue the study", file=sys.stderr)
         return 130
+    finally:  # as it was (main can run inside another program: the tests)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

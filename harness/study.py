@@ -27,6 +27,7 @@ from harness.confirm import confirmation as confirm, reference
 from harness.data import omitted, sources
 from harness.data.evaluate import ece
 from harness.deploy import champion as champion_mod
+from harness.logs import Progress
 from harness.record import TrialRecord
 from harness.report import plots
 from harness.search import interrupt, space, stores
@@ -58,8 +59,13 @@ class StudyResult:
 
 
 def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url: str | None = None,
-        tracking_uri: str | None = None, workers: int = 1, export: bool = True) -> StudyResult:
-    """Create or resume the study, run its trials, pick, test, register and export the champion."""
+        tracking_uri: str | None = None, workers: int = 1, export: bool = True,
+        progress: Progress | None = None) -> StudyResult:
+    """Create or resume the study, run its trials, pick, test, register and export the champion.
+
+    `progress(phase, done, total)` hears of every finished trial ("search") and every confirmed
+    pair ("confirmation"); the command line draws its progress bar from it.
+    """
     t_start = time.perf_counter()
     interrupt.install()
     ws = stores.Workspace.resolve(workdir, storage_url, tracking_uri)
@@ -99,15 +105,15 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
 
         t0 = time.perf_counter()
         if todo and workers > 1:
-            run_workers(ctx, todo, workers)
+            run_workers(ctx, todo, workers, progress)
         elif todo:
-            optimize(ctx, todo)
+            optimize(ctx, todo, progress=progress)
         search_seconds = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         teacher_ece = ece(ctx.teacher_test_probs, splits.test.labels)
         configs = confirm.configurations(study, cfg)
-        summary = _confirm(ctx, study, configs, teacher_ece)
+        summary = _confirm(ctx, study, configs, teacher_ece, progress)
         confirm_seconds = time.perf_counter() - t0
         champ = _champion(study, cfg, configs, summary)
         test_acc = exports = None
@@ -137,15 +143,15 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
         mlflow.end_run(status)
 
 
-def _confirm(ctx: Context, study: optuna.Study, configs: list[TrialRecord],
-             teacher_ece: float) -> list[confirm.Confirmed]:
+def _confirm(ctx: Context, study: optuna.Study, configs: list[TrialRecord], teacher_ece: float,
+             progress: Progress | None = None) -> list[confirm.Confirmed]:
     """The confirmation stage, its artifacts on the parent run and its summary in the study."""
     cfg = ctx.cfg
     if not cfg.confirm.seeds or not configs:
         log.warning("no confirmation (confirm.seeds: %d): every gain below is one seed, a search result",
                     cfg.confirm.seeds)
         return []
-    rows = confirm.run(ctx, configs)
+    rows = confirm.run(ctx, configs, progress or (lambda *_: None))
     summary, comparisons = confirm.summarise(rows), confirm.between_arms(rows)
     references = reference.against_reference(rows, cfg.confirm.reference)
 

@@ -15,8 +15,12 @@ def test_two_workers_complete_exactly_the_requested_trials(tmp_path):
     study_file = write_study(tmp_path, name="parallel", n_trials=4, **{"confirm.seeds": 0})
     workdir = tmp_path / "work"
     workdir.mkdir()
-    out = harness("study", study_file, "--workdir", workdir, "--workers", 2, "--no-export").stdout
+    proc = harness("study", study_file, "--workdir", workdir, "--workers", 2, "--no-export")
+    out = proc.stdout
     assert out.count("training teacher member 0") == 1
+    # the workers' lines come through this process (above its progress bar), each with its worker
+    assert out.count("] trial ") == 4 and "[worker 1] trial" in out and "[worker 2] trial" in out
+    assert "oneDNN custom operations are on" not in proc.stderr  # nor their TensorFlow start-up lines
     assert "database is locked" not in out
     study = load_study(workdir, "parallel")
     assert [t.state for t in study.trials] == [TS.COMPLETE] * 4

@@ -98,6 +98,31 @@ def test_champion_is_registered_tested_and_exported(smoke, tmp_path):
 
 
 
+# What libraries print while setting up, kept out of the default console (harness/logs.py); each
+# of these was in the smoke study's console before.
+NOISE = ("triggered tf.function retracing", "fully_quantize", "Creating initial MLflow database tables",
+         "All log messages before absl::InitializeLog()", "oneDNN custom operations are on")
+
+
+def test_the_default_console_carries_no_library_set_up_lines(smoke):
+    _, first = smoke
+    console = first.stdout + first.stderr
+    for noise in NOISE:
+        assert noise not in console, noise
+    assert "%|" not in console  # no progress bar where stderr is no terminal
+    assert "trial   2 complete" in first.stdout and "confirm 4/4" in first.stdout
+
+
+def test_verbose_brings_the_library_lines_back(smoke_teacher_cache, tmp_path):
+    workdir = workdir_with_teacher(tmp_path, smoke_teacher_cache)  # a fresh MLflow store: its set-up shows
+    loud = harness("teacher", SMOKE, "--workdir", workdir, "-v")
+    console = loud.stdout + loud.stderr
+    for noise in ("Creating initial MLflow database tables", "All log messages before absl::InitializeLog()",
+                  "oneDNN custom operations are on"):
+        assert noise in console, noise
+    assert console.count("oneDNN custom operations are on") == 2  # two of TensorFlow's libraries
+
+
 def test_confirmation_pairs_every_front_configuration_over_fresh_seeds(smoke, tmp_path):
     import csv
     import json
@@ -153,9 +178,10 @@ def test_resume_adds_exactly_one_trial_without_training_the_teacher(smoke):
     workdir, _ = smoke
     before = len(load_study(workdir).trials)
     cache_entries = sorted(p.name for p in (workdir / "teacher_cache").iterdir())
-    again = harness("study", SMOKE, "--workdir", workdir, "--n-trials", 1, "--no-export")
+    again = harness("study", SMOKE, "--workdir", workdir, "--n-trials", 1, "--no-export", "-v")
     assert len(load_study(workdir).trials) == before + 1
     assert "training teacher" not in again.stdout and "loaded from cache" in again.stdout
+    assert "oneDNN custom operations are on" in again.stderr  # -v: TensorFlow's start-up lines too
     assert sorted(p.name for p in (workdir / "teacher_cache").iterdir()) == cache_entries
     roles = runs_by_role(mlflow_client(workdir), "smoke")
     assert len(roles["teacher"]) == 1 and len(roles["study"]) == 2 and len(roles["trial"]) == before + 1

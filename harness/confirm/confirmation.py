@@ -27,6 +27,7 @@ from harness.confirm.stats import Interval, mean_ci, paired_gain
 from harness.data import omitted
 from harness.data.evaluate import fidelity, predict_logits
 from harness.distill.models import param_count
+from harness.logs import Progress
 from harness.record import TrialRecord, complete_records
 from harness.search import baselines, interrupt
 from harness.search.context import Context
@@ -127,12 +128,13 @@ def arms(ctx: Context) -> list[tuple[str, Context]]:
     return [(a.name, ctx.for_arm(a)) for a in ctx.cfg.confirm.arms] if ctx.cfg.confirm.arms else [("", ctx)]
 
 
-def run(ctx: Context, configs: list[TrialRecord]) -> list[Row]:
-    """Every configuration at every confirmation seed, in every arm: distilled and scratch."""
+def run(ctx: Context, configs: list[TrialRecord], progress: Progress = lambda phase, done, total: None) -> list[Row]:
+    """Every configuration at every confirmation seed, in every arm: distilled and scratch (`progress`: each pair)."""
     contexts = arms(ctx)
     rows, todo = [], [(r, s, a) for r in configs for s in seeds(ctx.cfg) for a in contexts]
     log.info("confirmation: %d configuration(s) x %d seed(s) x %d arm(s), each distilled and from scratch",
              len(configs), len(seeds(ctx.cfg)), len(contexts))
+    progress("confirmation", 0, len(todo))
     for i, (r, seed, (arm, actx)) in enumerate(todo, 1):
         with interrupt.deferred():
             pair = [distilled(actx, r, seed, arm), scratch(actx, r, seed, arm)]
@@ -141,6 +143,7 @@ def run(ctx: Context, configs: list[TrialRecord]) -> list[Row]:
         log.info("confirm %d/%d: trial %d (w=%d, T=%.2f, alpha=%.2f)%s seed %d: test acc %.4f distilled, "
                  "%.4f scratch", i, len(todo), r.number, r.width, r.temperature, r.alpha,
                  f" arm {arm}" if arm else "", seed, pair[0].test_accuracy, pair[1].test_accuracy)
+        progress("confirmation", i, len(todo))
     ctx.fit_seconds += sum(a.fit_seconds for _, a in contexts if a is not ctx)
     ctx.train_flops += sum(a.train_flops for _, a in contexts if a is not ctx)
     return rows
@@ -257,15 +260,12 @@ def write_csv(rows: list[Row], path: Path) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(columns)
-        for r in rows:
-            w.writerow([getattr(r, c) for c in columns])
+        w.writerows([getattr(r, c) for c in columns] for r in rows)
 
 
 def verdict(c: Confirmed) -> str:
     g = c.test_gain
-    if not g.excludes_zero:
-        return "not significant"
-    return "significant gain" if g.mean > 0 else "significant loss"
+    return "not significant" if not g.excludes_zero else "significant gain" if g.mean > 0 else "significant loss"
 
 
 def table(summary: list[Confirmed], teacher_test: float | None = None, teacher_ece: float | None = None,

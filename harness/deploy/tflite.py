@@ -17,6 +17,8 @@ import warnings
 
 import numpy as np
 
+from harness.logs import captured_stderr
+
 log = logging.getLogger(__name__)
 KINDS = ("tflite", "tflite-int8")
 CALIBRATION_IMAGES = 300
@@ -52,7 +54,10 @@ def convert(student, kind: str, calibration: np.ndarray | None = None) -> bytes:
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             conv.inference_input_type = tf.uint8
             conv.inference_output_type = tf.float32
-        return conv.convert()
+        # The converter prints a summary from C++ (`fully_quantize: 0, inference_type: 6, ...`)
+        # on fd 2: logged at DEBUG (`-v`), or at WARNING when the conversion fails.
+        with captured_stderr(log, "the TFLite converter"):
+            return conv.convert()
 
 
 def interpreter(model_path: str | None = None, model_content: bytes | None = None, threads: int = 1):
