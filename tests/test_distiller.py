@@ -66,9 +66,9 @@ def test_the_online_teacher_runs_in_inference_mode(random_data):
     from the trained model's predictions, not from a noisy or drifting one)."""
     x, y = random_data
     teacher = _noisy_teacher()
-    before = [v.numpy().copy() for v in teacher.variables]
     x0 = x[:64].astype(np.float32)
     assert not np.allclose(teacher(x0, training=True).numpy(), teacher(x0, training=False).numpy(), atol=1e-3)
+    before = [v.numpy().copy() for v in teacher.variables]  # dropout's seed state included
     cached, _ = _distill(x, y, teacher, "cached")  # targets: predict_logits, inference mode
     online, _ = _distill(x, y, teacher, "online")
     for a, b in zip(_weights(cached), _weights(online)):
