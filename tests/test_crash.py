@@ -1,7 +1,6 @@
 """A crash (kill -9) and Ctrl-C in the middle of a trial, done for real on subprocesses."""
 
 import signal
-import time
 
 import optuna
 from helpers import (
@@ -24,11 +23,13 @@ def _runs(workdir, name):
 
 
 def _interrupt_second_trial(tmp_path, teacher_cache, name, sig):
-    study_file = write_study(tmp_path, name=name, n_trials=3, **{"confirm.seeds": 0})
+    # 10 epochs (the smoke study's 2 take about 0.1 s): the signal, sent when trial 1 says it starts
+    # its fit, lands inside that fit however quiet or busy the machine.
+    study_file = write_study(tmp_path, name=name, n_trials=3, **{"confirm.seeds": 0, "training.epochs": 10})
     workdir = workdir_with_teacher(tmp_path / "work", teacher_cache)
     proc = popen_harness("study", study_file, "--workdir", workdir, "--no-export")
     wait_for_line(proc, r"trial +0 complete")
-    time.sleep(2.0)  # now inside trial 1 (its baseline or its fit)
+    wait_for_line(proc, r"trial +1 distilling")
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     return study_file, workdir, proc.returncode, out
