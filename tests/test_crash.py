@@ -22,10 +22,9 @@ def _runs(workdir, name):
     return client, [r for rs in runs_by_role(client, name).values() for r in rs]
 
 
-def _interrupt_second_trial(tmp_path, teacher_cache, name, sig):
-    # 10 epochs (the smoke study's 2 take about 0.1 s): the signal, sent when trial 1 says it starts
-    # its fit, lands inside that fit however quiet or busy the machine.
-    study_file = write_study(tmp_path, name=name, n_trials=3, **{"confirm.seeds": 0, "training.epochs": 10})
+def _interrupt_second_trial(tmp_path, teacher_cache, name, sig, epochs=2):
+    """The signal is sent when trial 1 says it starts its fit (not after a guessed time)."""
+    study_file = write_study(tmp_path, name=name, n_trials=3, **{"confirm.seeds": 0, "training.epochs": epochs})
     workdir = workdir_with_teacher(tmp_path / "work", teacher_cache)
     proc = popen_harness("study", study_file, "--workdir", workdir, "--no-export")
     wait_for_line(proc, r"trial +0 complete")
@@ -62,7 +61,10 @@ def test_sigkill_mid_trial_then_resume_loses_nothing(tmp_path, smoke_teacher_cac
 
 
 def test_ctrl_c_closes_the_trial_and_its_run(tmp_path, smoke_teacher_cache):
-    study_file, workdir, rc, out = _interrupt_second_trial(tmp_path, smoke_teacher_cache, "sigint", signal.SIGINT)
+    # 10 epochs (the smoke study's 2 take about 0.1 s): the fit outlasts the signal's way there, so
+    # Ctrl-C lands inside it however quiet or busy the machine, never after the trial completed.
+    study_file, workdir, rc, out = _interrupt_second_trial(tmp_path, smoke_teacher_cache, "sigint", signal.SIGINT,
+                                                           epochs=10)
     assert rc == 130, out[-2000:]
     assert "run the same command again" in out
     assert "Traceback" not in out
