@@ -46,6 +46,30 @@ def test_expected_calibration_error_by_hand():
     assert evaluate.ece(probs, labels, bins=15) == pytest.approx(0.05)
 
 
+def test_every_reported_ece_uses_the_documented_15_bins():
+    """The README's ECE is 15-bin. Confidences 0.62 (right) and 0.68 (wrong) share a bin of 10,
+    (0.6, 0.7], but not of 15: (0.6, 0.667] and (0.667, 0.733]."""
+    probs = np.array([[0.62, 0.38], [0.68, 0.32]])
+    labels = np.array([0, 1])
+    fifteen = 0.5 * (1 - 0.62) + 0.5 * 0.68  # 0.53; with 10 bins: |0.5 - 0.65| = 0.15
+    assert evaluate.ece(probs, labels) == pytest.approx(fifteen)
+    assert evaluate.ece(probs, labels, bins=10) == pytest.approx(0.15)
+    assert evaluate.fidelity(np.log(probs), labels, probs)["ece"] == pytest.approx(fifteen)
+    # and no caller (the teacher's ECE in study.py, fidelity) asks for other bins than the default
+    import ast
+    from pathlib import Path
+
+    import harness
+
+    calls = []
+    for path in Path(harness.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "ece":
+                calls.append(path.name)
+                assert len(node.args) == 2 and not node.keywords, f"{path}:{node.lineno}: ece with its own bins"
+    assert sorted(calls) == ["evaluate.py", "study.py"]
+
+
 def test_agreement_and_kl_against_the_teacher():
     teacher = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
     same = np.log(teacher)

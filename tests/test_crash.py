@@ -1,7 +1,6 @@
 """A crash (kill -9) and Ctrl-C in the middle of a trial, done for real on subprocesses."""
 
 import signal
-import time
 
 import optuna
 from helpers import (
@@ -23,12 +22,13 @@ def _runs(workdir, name):
     return client, [r for rs in runs_by_role(client, name).values() for r in rs]
 
 
-def _interrupt_second_trial(tmp_path, teacher_cache, name, sig):
-    study_file = write_study(tmp_path, name=name, n_trials=3, **{"confirm.seeds": 0})
+def _interrupt_second_trial(tmp_path, teacher_cache, name, sig, epochs=2):
+    """The signal is sent when trial 1 says it starts its fit (not after a guessed time)."""
+    study_file = write_study(tmp_path, name=name, n_trials=3, **{"confirm.seeds": 0, "training.epochs": epochs})
     workdir = workdir_with_teacher(tmp_path / "work", teacher_cache)
     proc = popen_harness("study", study_file, "--workdir", workdir, "--no-export")
     wait_for_line(proc, r"trial +0 complete")
-    time.sleep(2.0)  # now inside trial 1 (its baseline or its fit)
+    wait_for_line(proc, r"trial +1 distilling")
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     return study_file, workdir, proc.returncode, out
@@ -61,7 +61,10 @@ def test_sigkill_mid_trial_then_resume_loses_nothing(tmp_path, smoke_teacher_cac
 
 
 def test_ctrl_c_closes_the_trial_and_its_run(tmp_path, smoke_teacher_cache):
-    study_file, workdir, rc, out = _interrupt_second_trial(tmp_path, smoke_teacher_cache, "sigint", signal.SIGINT)
+    # 10 epochs (the smoke study's 2 take about 0.1 s): the fit outlasts the signal's way there, so
+    # Ctrl-C lands inside it however quiet or busy the machine, never after the trial completed.
+    study_file, workdir, rc, out = _interrupt_second_trial(tmp_path, smoke_teacher_cache, "sigint", signal.SIGINT,
+                                                           epochs=10)
     assert rc == 130, out[-2000:]
     assert "run the same command again" in out
     assert "Traceback" not in out

@@ -1,5 +1,6 @@
 """Where the harness decides: the champion rule, the width budget, the pruner, the trial count."""
 
+import dataclasses
 from types import SimpleNamespace
 
 import optuna
@@ -78,8 +79,46 @@ def test_pruner_follows_the_file(objectives, pruner, expected):
     cfg = _cfg(objectives=objectives, pruner={"type": pruner, "n_startup_trials": 7})
     got = stores.make_pruner(cfg)
     assert type(got) is expected
-    if expected is optuna.pruners.MedianPruner:
-        assert got._n_startup_trials == 7
+
+
+# Pruner settings a pruner type has no use for, with the reason. Every other (type, setting) pair must
+# reach the pruner: a setting added to `PrunerConfig` later fails below until it reaches each pruner or
+# is listed here.
+IGNORED = {
+    ("hyperband", "n_startup_trials"): "Optuna's HyperbandPruner takes no such argument",
+    ("hyperband", "n_warmup_steps"): "Optuna's HyperbandPruner takes no such argument (min_resource is 1)",
+    ("successive_halving", "n_startup_trials"): "Optuna's SuccessiveHalvingPruner takes no such argument",
+    ("successive_halving", "n_warmup_steps"): "Optuna's SuccessiveHalvingPruner takes no such argument",
+}
+
+
+def _pruner_state(pruner):
+    return {k: v for k, v in vars(pruner).items() if isinstance(v, (int, float, str, bool))}
+
+
+@pytest.mark.parametrize("pruner", [p for p in config.PRUNERS if p != "none"])
+def test_every_pruner_setting_reaches_the_pruner(pruner):
+    base = {"type": pruner, "n_startup_trials": 3, "n_warmup_steps": 2}
+    state = _pruner_state(stores.make_pruner(_cfg(pruner=base)))
+    assert state  # the comparison below has something to compare
+    for f in dataclasses.fields(config.PrunerConfig):
+        if f.name == "type":
+            continue
+        changed = _pruner_state(stores.make_pruner(_cfg(pruner={**base, f.name: base[f.name] + 2})))
+        if (pruner, f.name) in IGNORED:
+            assert changed == state, f"{pruner} now uses {f.name}: take it off IGNORED"
+        else:
+            assert changed != state, f"pruner.{f.name} does not reach the {pruner} pruner"
+    if pruner == "median":
+        assert (state["_n_startup_trials"], state["_n_warmup_steps"]) == (3, 2)
+
+
+def test_hyperband_spans_the_longest_run():
+    def resource(**over):
+        return stores.make_pruner(_cfg(pruner={"type": "hyperband"}, **over))._max_resource
+
+    assert resource(training={"epochs": 7}) == 7
+    assert resource(search={"width": {"low": 4, "high": 800}, "epochs": {"choices": [3, 12, 5]}}) == 12
 
 
 def test_counted_trials_counts_finished_pruned_and_diverged_but_not_crashed():
@@ -112,6 +151,24 @@ def test_trial_record_round_trips_through_optuna():
     assert (r.val_accuracy, r.params, r.model_path, r.epochs_run, r.fail_reason) == (0.9, 123, "m.keras", 2, None)
     assert r.width in (16, 32) and 1 <= r.temperature <= 20 and r.number == 0 and r.complete
     assert set(study.trials[0].user_attrs) == {"val_accuracy", "params", "model_path", "epochs_run"}
+
+
+def test_trial_record_keeps_falsy_values_through_optuna():
+    """0, 0.0 and "" are values, not absence: a trial that ran 0 epochs says so (only None is absent)."""
+    falsy = {"int | None": 0, "float | None": 0.0, "str | None": ""}
+    stored = {f.name: falsy[f.type] for f in dataclasses.fields(TrialRecord)
+              if f.name not in ("number", *TrialRecord.SUGGESTED)}
+    assert "epochs_run" in stored and "val_accuracy" in stored and "model_path" in stored
+    study = optuna.create_study()
+    trial = study.ask({"temperature": optuna.distributions.FloatDistribution(1, 20)})
+    trial.set_user_attr("fixed_alpha", 0.0)  # alpha fixed by the file (transfer.labels: false)
+    TrialRecord(**stored).save(trial)
+    study.tell(trial, 0.0)
+    r = TrialRecord.from_trial(study.trials[0])
+    assert {k: getattr(r, k) for k in stored} == stored
+    assert r.alpha == 0.0 and r.complete  # a complete trial, even at accuracy 0.0
+    assert TrialRecord(diverged=False, fail_reason=[]).to_attrs() == {"diverged": False, "fail_reason": []}
+    assert TrialRecord().to_attrs() == {}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.stem)

@@ -47,10 +47,44 @@ def test_teacher_is_frozen(random_data):
         np.testing.assert_array_equal(a, b)
 
 
-def test_reports_the_four_training_metrics(random_data):
+def _noisy_teacher(seed=3):
+    """A teacher whose training mode differs from its inference mode: dropout, and batch norm
+    whose moving statistics are far from any batch's own."""
+    keras.utils.set_random_seed(seed)
+    t = models.cnn((28, 28, 1), 10, [8], head=32, dropout=0.5, input_dropout=0.2, batch_norm=True,
+                   seed=seed, name="noisy_teacher")
+    for layer in t.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.3, np.float32))
+            layer.moving_variance.assign(np.full(layer.moving_variance.shape, 4.0, np.float32))
+    return t
+
+
+def test_the_online_teacher_runs_in_inference_mode(random_data):
+    """The soft targets of a step are the teacher's inference-mode logits: no dropout, batch
+    norm on its moving statistics, and nothing of the teacher moves (Hinton et al. 2015 distil
+    from the trained model's predictions, not from a noisy or drifting one)."""
     x, y = random_data
-    _, history = _distill(x, y, _teacher(), "cached")
-    assert {"loss", "hard_loss", "soft_loss", "accuracy"} <= set(history.history)
+    teacher = _noisy_teacher()
+    x0 = x[:64].astype(np.float32)
+    assert not np.allclose(teacher(x0, training=True).numpy(), teacher(x0, training=False).numpy(), atol=1e-3)
+    before = [v.numpy().copy() for v in teacher.variables]  # dropout's seed state included
+    cached, _ = _distill(x, y, teacher, "cached")  # targets: predict_logits, inference mode
+    online, _ = _distill(x, y, teacher, "online")
+    for a, b in zip(_weights(cached), _weights(online)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    for a, b in zip(before, [v.numpy() for v in teacher.variables]):  # moving statistics included
+        np.testing.assert_array_equal(a, b)
+
+
+def test_reports_the_four_training_metrics(random_data):
+    """Each metric is what it names, over the epoch: loss = alpha * hard + (1 - alpha) * soft."""
+    x, y = random_data
+    _, history = _distill(x, y, _teacher(), "cached", alpha=0.25)
+    h = {k: v[-1] for k, v in history.history.items()}
+    assert set(h) == {"loss", "hard_loss", "soft_loss", "accuracy"}
+    assert h["loss"] == pytest.approx(0.25 * h["hard_loss"] + 0.75 * h["soft_loss"], rel=1e-5)
+    assert h["hard_loss"] > 0 and h["soft_loss"] > 0 and h["hard_loss"] != h["soft_loss"]
 
 
 @pytest.mark.parametrize("jit", [False, True])

@@ -87,5 +87,6 @@ def test_library_names_are_importable_from_harness():
 
     assert harness.distillation_loss is losses.distillation_loss
     assert harness.Distiller is distiller.Distiller
-    for name in harness.__all__:
-        assert getattr(harness, name) is not None
+    assert all(callable(getattr(harness, name)) for name in harness.__all__)  # each resolves: a class or function
+    with pytest.raises(AttributeError, match="no attribute 'distill_loss'"):
+        harness.distill_loss  # noqa: B018 - a misspelt name fails at once, naming itself

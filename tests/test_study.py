@@ -34,8 +34,15 @@ def test_mlflow_holds_every_run_with_metrics_and_artifacts(smoke):
     for r in roles["trial"] + roles["teacher"] + roles["baseline"]:
         assert r.data.tags["mlflow.parentRunId"] == parent.info.run_id
     trial = roles["trial"][0]
-    assert {"temperature", "alpha", "width", "epochs", "learning_rate"} <= set(trial.data.params)
-    assert {"val_accuracy", "params", "flops", "distillation_gain"} <= set(trial.data.metrics)
+    # the run holds the trial's own values: what Optuna suggested and what the trial measured
+    record = TrialRecord.from_trial(load_study(workdir).trials[int(trial.data.tags["optuna.trial"])])
+    cfg = config.load(SMOKE)
+    assert {k: trial.data.params[k] for k in ("temperature", "alpha", "width", "epochs", "learning_rate")} == \
+        {"temperature": str(record.temperature), "alpha": str(record.alpha), "width": str(record.width),
+         "epochs": str(cfg.training.epochs), "learning_rate": str(cfg.training.learning_rate)}
+    assert {k: trial.data.metrics[k] for k in ("val_accuracy", "params", "flops", "distillation_gain")} == \
+        {"val_accuracy": record.val_accuracy, "params": record.params, "flops": record.flops,
+         "distillation_gain": pytest.approx(record.val_accuracy - record.baseline_val_accuracy, abs=1e-9)}
     assert trial.data.tags["state"] == "complete" and trial.data.tags["optuna.study"] == "smoke"
     history = client.get_metric_history(trial.info.run_id, "soft_loss")
     assert [m.step for m in history] == [0, 1]
@@ -55,7 +62,6 @@ def test_champion_is_registered_tested_and_exported(smoke, tmp_path):
     version = client.get_model_version_by_alias("smoke-student", "champion")
     run = client.get_run(version.run_id)
     assert run.data.tags["harness.role"] == "trial"
-    assert 0.0 < run.data.metrics["test_accuracy"] <= 1.0
     export = workdir / "exports" / "smoke-champion"
     assert f"SavedModel: {export}" in first.stdout
     # the browse line names this workdir's stores, as commands that work outside the checkout too
@@ -66,7 +72,16 @@ def test_champion_is_registered_tested_and_exported(smoke, tmp_path):
 
     import keras
 
+    from harness.data import evaluate, sources
+
     student = keras.models.load_model(champ.model_path)
+    cfg = config.load(SMOKE)
+    test = sources.load_splits(cfg.dataset, cfg.seed).test
+    # the registered test accuracy is the champion's own, on the whole test split, and per class
+    pred = evaluate.predict_logits(student, test.images).argmax(-1)
+    assert run.data.metrics["test_accuracy"] == pytest.approx(np.mean(pred == test.labels), abs=1e-12)
+    assert [run.data.metrics[f"test_accuracy_class_{k}"] for k in range(10)] == \
+        pytest.approx([np.mean(pred[test.labels == k] == k) for k in range(10)], abs=1e-12)
     x = np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "want.npy", student.predict(x, verbose=0))
@@ -88,7 +103,7 @@ def test_champion_is_registered_tested_and_exported(smoke, tmp_path):
             continue
         assert tag == "ok" and path.exists()
         assert run.data.metrics[f"{prefix}_size_bytes"] == export_mod.size_bytes(path)
-        assert 0 < run.data.metrics[f"{prefix}_latency_p50_ms"] <= run.data.metrics[f"{prefix}_latency_p99_ms"]
+        assert run.data.metrics[f"{prefix}_latency_p50_ms"] > 0  # timed for real
         assert abs(run.data.metrics[f"{prefix}_test_accuracy"] - run.data.metrics["test_accuracy"]) < 0.02
     assert {a.path for a in client.list_artifacts(version.run_id, "exports")} >= \
         {"exports/smoke-champion", "exports/smoke-champion.tflite"}
@@ -148,7 +163,14 @@ def test_confirmation_pairs_every_front_configuration_over_fresh_seeds(smoke, tm
     summary = json.loads((tmp_path / "confirm" / "summary.json").read_text())
     assert {c["trial"] for c in summary["configurations"]} == front
     c = summary["configurations"][0]
-    assert c["n"] == 2 and {"mean", "low", "high", "excludes_zero"} <= set(c["test_gain"])
+    diffs = {int(r["seed"]): float(r["test_accuracy"]) * (1 if r["role"] == "distilled" else -1)
+             for r in rows if int(r["trial"]) == c["trial"] and r["role"] == "scratch"}
+    for r in rows:
+        if int(r["trial"]) == c["trial"] and r["role"] == "distilled":
+            diffs[int(r["seed"])] += float(r["test_accuracy"])
+    g, (d1, d2) = c["test_gain"], diffs.values()  # paired by seed: the two seeds' differences
+    assert c["n"] == 2 and g["mean"] == pytest.approx((d1 + d2) / 2, abs=1e-12)
+    assert g["high"] - g["mean"] == pytest.approx(12.7062047 * abs(d1 - d2) / 2, abs=1e-9)  # t(0.975, 1 dof)
     assert (tmp_path / "confirm" / "confirmed.png").stat().st_size > 10_000
     assert len(roles["confirm"]) == 4 * len(front)  # one MLflow run per row
     assert "confirmed over 2 seeds" in first.stdout and "paired" in first.stdout
@@ -156,8 +178,6 @@ def test_confirmation_pairs_every_front_configuration_over_fresh_seeds(smoke, tm
     picked = champion.select([confirm.Confirmed.from_dict(d) for d in summary["configurations"]],
                              config.load(SMOKE).champion)
     assert champ == picked.trial  # chosen on the confirmed validation means
-    metrics = client.get_run(client.get_model_version_by_alias("smoke-student", "champion").run_id).data.metrics
-    assert {f"test_accuracy_class_{k}" for k in range(10)} <= set(metrics)
 
 
 def test_report_and_export_read_the_stores(smoke, tmp_path, capsys):

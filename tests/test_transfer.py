@@ -33,8 +33,8 @@ def test_the_subset_is_stratified_seeded_disjoint_and_the_right_size(small_split
     np.testing.assert_array_equal(keep, transfer_set.transfer_positions(labels, cfg, seed=0))
     assert not np.array_equal(keep, transfer_set.transfer_positions(labels, cfg, seed=1))
     sub = transfer_set.subset(t, keep)
-    assert set(sub.index) <= set(t.index) and not set(sub.index) & set(small_splits.validation.index)
-    np.testing.assert_array_equal(sub.images, t.images[keep])
+    for name in ("images", "labels", "index"):  # each example whole: its image, label and position
+        np.testing.assert_array_equal(getattr(sub, name), getattr(t, name)[keep])
     assert len(transfer_set.transfer_positions(labels, config.TransferConfig(), seed=0)) == len(t)
     tiny = transfer_set.transfer_positions(labels, config.TransferConfig(fraction=0.001), seed=0)
     assert sorted(labels[tiny]) == list(range(10))  # at least one example of every class

@@ -92,8 +92,8 @@ def distilled(ctx: Context, r: TrialRecord, seed: int, arm: str = "") -> Row:
     """The configuration of trial `r` distilled at `seed`: trained once, then read from its JSON."""
     target = ctx.ws.workdir / "confirm" / f"{_key(ctx, r, seed)}.json"
     with files.locked(target.with_suffix(".lock")):
-        if target.exists():
-            return Row(**json.loads(target.read_text()))
+        if target.exists():  # trained for this key: under this arm's name and trial's number
+            return dataclasses.replace(Row(**json.loads(target.read_text())), trial=r.number, arm=arm)
         tags = {"width": str(r.width), "seed": str(seed), "harness.arm": arm or "distilled",
                 "optuna.trial": str(r.number)}
         with ctx.start_run("confirm", f"confirm-t{r.number}-s{seed}" + (f"-{arm}" if arm else ""), tags=tags):

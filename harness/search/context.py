@@ -28,6 +28,16 @@ from harness.search.stores import Workspace
 from harness.teacher.trained import Teacher, resolve_jit
 
 
+def arm_config(c: StudyConfig, arm: ArmConfig) -> StudyConfig:
+    """The study as one confirmation arm trains it: the arm's teacher mode, jitter, transfer set
+    and epochs in place of the file's (the arm's name is a label only)."""
+    return dataclasses.replace(
+        c, distillation=DistillationConfig(teacher=arm.teacher),
+        student=dataclasses.replace(c.student, augment=AugmentConfig(jitter=arm.jitter)),
+        transfer=arm.transfer or c.transfer,
+        training=dataclasses.replace(c.training, epochs=arm.epochs or c.training.epochs))
+
+
 @dataclass
 class Context:
     cfg: StudyConfig
@@ -66,13 +76,8 @@ class Context:
         its students, and its scratch twins (whose key holds all four), train as the arm says. An
         arm that asks for the file's own settings is this context, with its pipelines and compiled
         models."""
-        c = self.cfg
-        cfg = dataclasses.replace(
-            c, distillation=DistillationConfig(teacher=arm.teacher),
-            student=dataclasses.replace(c.student, augment=AugmentConfig(jitter=arm.jitter)),
-            transfer=arm.transfer or c.transfer,
-            training=dataclasses.replace(c.training, epochs=arm.epochs or c.training.epochs))
-        if cfg == c:
+        cfg = arm_config(self.cfg, arm)
+        if cfg == self.cfg:
             return self
         return Context(cfg, self.ws, self.splits, self.teacher, self.experiment_id, self.parent_run_id)
 

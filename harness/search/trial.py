@@ -151,6 +151,8 @@ class Objective:
             callbacks = [counter, TimedMlflowCallback(clock)]
             if not cfg.multi_objective:
                 callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
+            log.info("trial %3d distilling: T=%.2f alpha=%.2f width=%d, %d epochs", trial.number, p["temperature"],
+                     p["alpha"], p["width"], recipe.epochs)
             student, history = train_distilled(ctx, p["width"], cfg.seed, p["temperature"], p["alpha"], recipe,
                                                callbacks)
             params, flops = param_count(student), flops_per_example(student)
