@@ -18,8 +18,8 @@ from pathlib import Path
 
 import keras
 import mlflow
-from mlflow.tracking import MlflowClient
 import tensorflow as tf
+from mlflow.tracking import MlflowClient
 
 from harness import files
 from harness.config import StudyConfig

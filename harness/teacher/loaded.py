@@ -42,8 +42,8 @@ log = logging.getLogger(__name__)
 FIELD = "teacher.model"
 REGISTRY = ("models:/", "runs:/")
 TINY = float(np.finfo(np.float32).tiny)  # log(0) guard only: no probability a float32 softmax gives is clipped
-_hashed: dict[tuple, str] = {}  # (path, size, mtime_ns) -> SHA-256, so repeated keys hash a file once
-_registry: dict[str, tuple[dict, Path]] = {}  # URI -> (what it resolved to, its downloaded folder)
+_hashed: dict[tuple, str] = {}  # (path, inode, size, mtime, ctime) -> SHA-256: repeated keys hash a file once
+_registry: dict[tuple, tuple[dict, Path]] = {}  # (store, URI) -> (what it resolved to, its downloaded folder)
 
 
 def references(cfg: StudyConfig) -> list[str]:
@@ -54,7 +54,7 @@ def references(cfg: StudyConfig) -> list[str]:
     for r in refs:
         if r.startswith(REGISTRY):
             out.append(r)
-        elif "://" in r or r.startswith("models:") or r.startswith("runs:"):
+        elif "://" in r or r.startswith(("models:", "runs:")):
             raise ConfigError(cfg.source, FIELD, f"{r}: unsupported URI; give a path, models:/NAME@ALIAS, "
                                                  "models:/NAME/VERSION or runs:/ID/PATH")
         else:
@@ -78,7 +78,7 @@ def use_store(cfg: StudyConfig, tracking_uri: str | None) -> None:
 
 def _file_sha(path: Path) -> str:
     st = path.stat()
-    k = (str(path), st.st_size, st.st_mtime_ns)
+    k = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if k not in _hashed:
         _hashed[k] = files.sha256(path)
     return _hashed[k]
@@ -93,9 +93,11 @@ def folder_digest(folder: Path) -> str:
 
 
 def _resolve(cfg: StudyConfig, uri: str) -> tuple[dict, Path]:
-    """A registry URI's model version (or run) and its artifacts, downloaded once per process."""
-    if uri in _registry:
-        return _registry[uri]
+    """A registry URI's model version (or run) and its artifacts, downloaded once per process and store
+    (so an alias moved during a study does not change its keys midway)."""
+    memo = (mlflow.get_tracking_uri(), uri)
+    if memo in _registry:
+        return _registry[memo]
     client = MlflowClient()
     try:
         if uri.startswith("runs:/"):
@@ -123,7 +125,7 @@ def _resolve(cfg: StudyConfig, uri: str) -> tuple[dict, Path]:
         raise ConfigError(cfg.source, FIELD, f"{uri}: does not resolve in the tracking store "
                                              f"{mlflow.get_tracking_uri()} ({first})") from None
     what["sha256"] = folder_digest(local)
-    _registry[uri] = (what, local)
+    _registry[memo] = (what, local)
     return what, local
 
 

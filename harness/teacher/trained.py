@@ -32,7 +32,7 @@ from harness.distill.distiller import compile_plain
 from harness.distill.models import build_teacher
 from harness.distill.recipe import Recipe
 from harness.teacher import cache, loaded
-from harness.teacher.cache import Teacher  # noqa: F401 - where the rest of the harness finds it
+from harness.teacher.cache import Teacher  # where the rest of the harness finds it
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
