@@ -58,9 +58,10 @@ def test_a_users_teacher_is_distilled_and_its_champion_exported(kind, user_teach
     workdir = tmp_path / "work"
     workdir.mkdir()
     ref = {"keras": str(d / "teacher.keras"), "savedmodel": str(d / "teacher_savedmodel")}.get(kind)
-    if kind == "registry":  # a model someone registered in the study's store
-        mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
-        with mlflow.start_run():
+    if kind == "registry":  # a model someone registered in the study's store (artifacts in the workdir)
+        from harness import tracking
+        exp = tracking.setup(f"sqlite:///{workdir / 'mlflow.db'}", workdir, "someone")
+        with mlflow.start_run(experiment_id=exp):
             mlflow.keras.log_model(model, name="model", registered_model_name="user-teacher")
         mlflow.MlflowClient().set_registered_model_alias("user-teacher", "prod", "1")
         ref = "models:/user-teacher@prod"
