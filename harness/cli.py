@@ -129,12 +129,13 @@ def _cmd_teacher(args) -> int:
 
     ws = _workspace(args, cfg)
     splits = sources.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
-    t = teacher.load_or_train(cfg, splits, ws.teacher_cache)
+    t = teacher.load_or_train(cfg, splits, ws.teacher_cache, ws.tracking_uri)
     exp = tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
     with tracking.start("study", f"{cfg.name}-teacher", experiment_id=exp) as parent:
         teacher.log_teacher(t, cfg, exp, parent.info.run_id, splits.validation.images[:2])
+    how = "from cache" if t.from_cache else (f"trained in {t.train_seconds:.0f} s" if t.trained else "loaded")
     print(f"teacher {t.key}: {t.params:,} params, val acc {t.val_accuracy:.4f}, test acc {t.test_accuracy:.4f}"
-          f" ({'from cache' if t.from_cache else f'trained in {t.train_seconds:.0f} s'}) at {t.path}")
+          f" ({how}) at {t.path}")
     return 0
 
 

@@ -50,6 +50,18 @@ class DatasetConfig:
 
 
 @dataclass(frozen=True)
+class TeacherInputConfig:
+    """How a loaded teacher's input differs from the harness's (float32 [batch, h, w, c], 0-255):
+    `Rescaling(scale, offset)` in front of it, after a `Resizing` to `size` ([h, w]) when given."""
+    scale: float = 1.0
+    offset: float = 0.0
+    size: list[int] | None = None
+
+
+TEACHER_OUTPUTS = ("auto", "logits", "probabilities")  # see teacher/loaded.py
+
+
+@dataclass(frozen=True)
 class TeacherConfig:
     family: str = "mlp"
     widths: list[int] = field(default_factory=lambda: [1200, 1200])
@@ -68,6 +80,13 @@ class TeacherConfig:
     pooling: str = "flatten"  # cnn only: flatten | gap (global average pooling) before the head
     convs_per_block: int = 1  # cnn only
     jit_compile: bool | None = None  # None: the measured faster choice (see teacher.py)
+    # A teacher the harness did not train (docs/own-teacher.md): a .keras file, a SavedModel folder, an
+    # MLflow model URI (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/ID/PATH), or a list of these (an
+    # ensemble). When given, it replaces training and the fields above are unused.
+    model: str | list[str] | None = None
+    input: TeacherInputConfig | None = None  # null: it takes the harness's images as they are
+    outputs: str = "auto"  # logits | probabilities | auto (decided on the validation split)
+    endpoint: str = "serving_default"  # SavedModel folders: the signature to call
 
 
 @dataclass(frozen=True)
@@ -276,6 +295,14 @@ def _coerce(value: Any, tp: Any, where: str, path: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        others = [a for a in args if a is not type(None)]
+        if len(others) > 1:  # e.g. str | list[str]: the first type the value fits
+            for a in others:
+                try:
+                    return _coerce(value, a, where, path)
+                except ConfigError:
+                    pass
+            raise ConfigError(path, where, f"expected {_type_name(tp)}, got {value!r}")
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(value, inner, where, path)
     if origin is list:
@@ -347,6 +374,7 @@ def _check(cfg: StudyConfig, path: str) -> None:
         fail("teacher.jitter", "must be 0 or more pixels")
     if t.members < 1:
         fail("teacher.members", "must be at least 1")
+    _check_loaded_teacher(t, fail)
     if cfg.student.augment.jitter < 0:
         fail("student.augment.jitter", "must be 0 or more pixels")
     if cfg.distillation.teacher not in ("cached", "online"):
@@ -458,6 +486,29 @@ def _check(cfg: StudyConfig, path: str) -> None:
         fail("confirm.reference", f"names no arm in confirm.arms (got {cfg.confirm.reference!r})")
     if cfg.heartbeat.interval < 1 or cfg.heartbeat.grace_period <= cfg.heartbeat.interval:
         fail("heartbeat", "interval must be at least 1 s and grace_period longer than interval")
+
+
+def _check_loaded_teacher(t: TeacherConfig, fail) -> None:
+    """`teacher.model` and its companions (the model itself is read once the data are loaded)."""
+    if t.model is None:
+        for name, default in (("input", None), ("outputs", "auto"), ("endpoint", "serving_default")):
+            if getattr(t, name) != default:
+                fail(f"teacher.{name}", "only with teacher.model (a teacher the harness loads instead of training)")
+        return
+    refs = [t.model] if isinstance(t.model, str) else t.model
+    if any(not r.strip() for r in refs):
+        fail("teacher.model", "must not be empty")
+    if t.members != 1:
+        fail("teacher.members", "only for a trained teacher; an ensemble of loaded teachers is a list in teacher.model")
+    if t.outputs not in TEACHER_OUTPUTS:
+        fail("teacher.outputs", f"unknown value {t.outputs!r}; allowed: {', '.join(TEACHER_OUTPUTS)}")
+    if not t.endpoint.strip():
+        fail("teacher.endpoint", "must not be empty")
+    if t.input is not None:
+        if t.input.scale == 0:
+            fail("teacher.input.scale", "must not be 0")
+        if t.input.size is not None and (len(t.input.size) != 2 or any(s < 1 for s in t.input.size)):
+            fail("teacher.input.size", f"expected [height, width], each at least 1 (got {t.input.size})")
 
 
 def _check_transfer(t: TransferConfig, where: str, fail, num_classes: int | None = None) -> None:

@@ -80,7 +80,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
     splits = sources.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
     check_classes(cfg, splits.num_classes)
     space.check_budget(cfg, splits.image_shape, splits.num_classes)
-    teacher = load_or_train(cfg, splits, ws.teacher_cache)
+    teacher = load_or_train(cfg, splits, ws.teacher_cache, ws.tracking_uri)
     experiment_id = tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
     tracking.close_orphans(experiment_id)
     study = stores.create_study(cfg, ws)
@@ -128,7 +128,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
 
         status = "FINISHED"
         seconds = time.perf_counter() - t_start
-        train_flops = ctx.train_flops + (0.0 if teacher.from_cache else
+        train_flops = ctx.train_flops + (0.0 if teacher.from_cache or not teacher.trained else
                                          3.0 * teacher.flops * len(splits.transfer) * cfg.teacher.epochs)
         mlflow.log_metrics({"wall_seconds": seconds, "fit_seconds": ctx.fit_seconds,
                             "search_seconds": search_seconds, "confirm_seconds": confirm_seconds,

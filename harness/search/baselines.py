@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 import mlflow
 import tensorflow as tf
+from mlflow.tracking import MlflowClient
 
 from harness import files
 from harness.config import StudyConfig
@@ -79,7 +80,9 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
     with files.locked(target.with_suffix(".lock")):
         if target.exists():
             try:
-                return json.loads(target.read_text())
+                result = json.loads(target.read_text())
+                _check_teacher(ctx, result)
+                return result
             except json.JSONDecodeError:
                 log.warning("baseline %s is damaged; training it again", target)
         clock = ctx.clock
@@ -131,4 +134,21 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
             files.write_text(target, json.dumps(result))
         log.info("scratch twin w=%d seed=%d: val acc %.4f, test acc %.4f", width, seed,
                  result["val_accuracy"], result["test_accuracy"])
+        _check_teacher(ctx, result)
         return result
+
+
+_checked: set[str] = set()  # parent runs whose teacher was compared with their first twin
+
+
+def _check_teacher(ctx: Context, twin: dict) -> None:
+    """A teacher no better on validation than the study's first scratch twin has nothing to teach it:
+    a warning on the console and the tag `harness.teacher_warning` on the parent run (once per run)."""
+    if ctx.parent_run_id in _checked:
+        return
+    _checked.add(ctx.parent_run_id)
+    if ctx.teacher.val_accuracy <= twin["val_accuracy"]:
+        why = (f"the teacher (val acc {ctx.teacher.val_accuracy:.4f}) is no better than the scratch twin at width "
+               f"{twin['width']} (val acc {twin['val_accuracy']:.4f}): distilling it is unlikely to help")
+        log.warning("%s", why)
+        MlflowClient().set_tag(ctx.parent_run_id, "harness.teacher_warning", why)

@@ -76,7 +76,7 @@ def _worker(cfg: StudyConfig, ws: Workspace, experiment_id: str, parent_run_id: 
     interrupt.install()
     tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
     splits = sources.load_splits(cfg.dataset, cfg.seed)
-    teacher = load_or_train(cfg, splits, ws.teacher_cache)
+    teacher = load_or_train(cfg, splits, ws.teacher_cache, ws.tracking_uri)
     optimize(Context(cfg, ws, splits, teacher, experiment_id, parent_run_id), n_trials, seed_offset=index)
 
 

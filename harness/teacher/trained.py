@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -24,47 +24,34 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from harness import files, tracking
-from harness.config import StudyConfig
+from harness.config import ConfigError, StudyConfig
 from harness.data import pipelines, sources
 from harness.data.evaluate import ensemble_accuracy, ensemble_logits
 from harness.distill import precision
 from harness.distill.distiller import compile_plain
-from harness.distill.models import build_teacher, flops_per_example, param_count
+from harness.distill.models import build_teacher
 from harness.distill.recipe import Recipe
+from harness.teacher import cache, loaded
+from harness.teacher.cache import Teacher  # where the rest of the harness finds it
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
+LOADED_FIELDS = ("model", "input", "outputs", "endpoint")  # config.TeacherConfig's fields of a loaded teacher
 # Forward passes of a teacher over a whole transfer set in this process (the
 # bench checks a study makes one, not one per trial).
 transfer_passes = 0
 
 
-@dataclass
-class Teacher:
-    members: list[keras.Model]
-    transfer_logits: np.ndarray  # [n, classes], or [n, members, classes] for an ensemble
-    val_accuracy: float
-    test_accuracy: float
-    key: str
-    path: Path
-    from_cache: bool
-    history: list[dict[str, float]] = field(default_factory=list)  # per epoch, member 0
-    train_seconds: float = 0.0
-
-    @property
-    def params(self) -> int:
-        return sum(param_count(m) for m in self.members)
-
-    @property
-    def flops(self) -> int:
-        return sum(flops_per_example(m) for m in self.members)
-
-
 def cache_key(cfg: StudyConfig) -> str:
+    # A trained teacher's key holds its training fields as before (the fields of a loaded teacher are
+    # left out, so existing entries stay valid); a loaded one's holds what its files are instead.
+    teacher = {k: v for k, v in dataclasses.asdict(cfg.teacher).items() if k not in LOADED_FIELDS}
+    if cfg.teacher.model is not None:
+        teacher = loaded.key_part(cfg)
     blob = json.dumps({
         "format": CACHE_FORMAT,
         "dataset": {k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k != "data_dir"},
-        "teacher": dataclasses.asdict(cfg.teacher),
+        "teacher": teacher,
         "seed": cfg.seed,
         "versions": [tf.__version__, keras.__version__, tfds.__version__],
         **precision.key_part(precision.resolved(cfg)),
@@ -96,6 +83,25 @@ class _EpochLog(keras.callbacks.Callback):
                  logs.get("val_accuracy", float("nan")), time.perf_counter() - self.t0)
 
 
+class _DivergenceGuard(keras.callbacks.Callback):
+    """Stops the teacher's training at the first non-finite loss it sees (as trials' guard does):
+    one line, exit 2, nothing cached. Keras shows the loss every `steps_per_execution` batches."""
+
+    def __init__(self, cfg: StudyConfig, member: int, every: int):
+        super().__init__()
+        self.cfg, self.member, self.every, self.epoch = cfg, member, every, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            raise ConfigError(self.cfg.source, "teacher", f"the teacher (member {self.member}) diverged: its training "
+                              f"loss became {loss} in epoch {self.epoch + 1}, at or before batch {batch} (the check "
+                              f"runs every {self.every} batches); nothing cached (lower teacher.learning_rate?)")
+
+
 def _train_member(cfg: StudyConfig, splits: sources.Splits, member: int) -> tuple[keras.Model, list]:
     t = cfg.teacher
     seed = cfg.seed + 1000 * member
@@ -108,48 +114,31 @@ def _train_member(cfg: StudyConfig, splits: sources.Splits, member: int) -> tupl
                               shuffle_seed=seed, max_shift=t.jitter)
     val = pipelines.pipeline(splits.validation.images, splits.validation.labels, 1024)
     cb = _EpochLog(f"teacher[{member}]", t.epochs)
+    guard = _DivergenceGuard(cfg, member, model.steps_per_execution)
     log.info("training teacher member %d: %s %s, %d epochs (%s, lr %g), XLA %s", member, t.family, t.widths,
              t.epochs, t.schedule, t.learning_rate, "on" if jit else "off")
-    model.fit(train, validation_data=val, epochs=t.epochs, verbose=0, callbacks=[cb], shuffle=False)
+    model.fit(train, validation_data=val, epochs=t.epochs, verbose=0, callbacks=[guard, cb], shuffle=False)
     return model, cb.history
 
 
-def _load(entry: Path, key: str) -> Teacher:
-    manifest = json.loads((entry / "manifest.json").read_text())
-    if manifest.get("key") != key:
-        raise ValueError("manifest key mismatch")
-    for name, digest in manifest["sha256"].items():
-        if files.sha256(entry / name) != digest:
-            raise ValueError(f"{name}: checksum mismatch")
-    members = [keras.models.load_model(entry / f"member_{i}.keras", safe_mode=True, compile=False)
-               for i in range(manifest["members"])]
-    logits = np.load(entry / "transfer_logits.npy", allow_pickle=False)
-    return Teacher(members, logits, manifest["val_accuracy"], manifest["test_accuracy"], key, entry,
-                   from_cache=True, history=manifest["history"],
-                   train_seconds=manifest["train_seconds"])
-
-
-def _write(entry: Path, key: str, members, logits, val_acc, test_acc, history, seconds) -> None:
-    with files.replacing(entry) as tmp:
-        tmp.mkdir(parents=True)
-        for i, m in enumerate(members):
-            m.save(tmp / f"member_{i}.keras")
-        np.save(tmp / "transfer_logits.npy", logits, allow_pickle=False)
-        names = sorted(p.name for p in tmp.iterdir())
-        manifest = {"key": key, "members": len(members), "val_accuracy": val_acc,
-                    "test_accuracy": test_acc, "history": history, "train_seconds": seconds,
-                    "sha256": {name: files.sha256(tmp / name) for name in names}}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-
-
-def load_or_train(cfg: StudyConfig, splits: sources.Splits, cache_dir: str | Path) -> Teacher:
-    """The study's teacher: from the cache when a valid entry exists, else trained now."""
+def load_or_train(cfg: StudyConfig, splits: sources.Splits, cache_dir: str | Path,
+                  tracking_uri: str | None = None) -> Teacher:
+    """The study's teacher: loaded from `teacher.model` when given (loaded.py; a registry URI is read
+    from `tracking_uri`, the study's store), else from the cache when a valid entry exists, else
+    trained now. A teacher whose logits are not finite or that scores near chance on validation is
+    never cached: ConfigError (one line, exit 2)."""
+    if cfg.teacher.model is not None:
+        loaded.use_store(cfg, tracking_uri)
+        return loaded.load(cfg, splits, cache_dir, cache_key(cfg))
     key = cache_key(cfg)
     entry = Path(cache_dir) / key
     with files.locked(Path(cache_dir) / f"{key}.lock"):
         if entry.exists():
             try:
-                teacher = _load(entry, key)
+                manifest, members, logits = cache.read(entry, key)
+                teacher = Teacher(members, logits, manifest["val_accuracy"], manifest["test_accuracy"], key, entry,
+                                  from_cache=True, history=manifest["history"],
+                                  train_seconds=manifest["train_seconds"])
                 log.info("teacher: loaded from cache %s (val acc %.4f)", entry, teacher.val_accuracy)
                 return teacher
             except Exception as e:  # noqa: BLE001 - any damage means: rebuild
@@ -165,26 +154,48 @@ def load_or_train(cfg: StudyConfig, splits: sources.Splits, cache_dir: str | Pat
         val_acc = ensemble_accuracy(ensemble_logits(members, splits.validation.images),
                                     splits.validation.labels)
         test_acc = ensemble_accuracy(ensemble_logits(members, splits.test.images), splits.test.labels)
-        _write(entry, key, members, logits, val_acc, test_acc, histories[0], seconds)
+        cache.check_usable(cfg, "teacher", f"the trained teacher ({cfg.teacher.family} {cfg.teacher.widths}, "
+                           f"{cfg.teacher.epochs} epochs)", logits, val_acc, splits.validation.labels,
+                           splits.num_classes, "check teacher.learning_rate, epochs and widths")
+        cache.write(entry, key, members, logits, members=len(members), val_accuracy=val_acc, test_accuracy=test_acc,
+                    history=histories[0], train_seconds=seconds)
         log.info("teacher: trained in %.0f s, val acc %.4f, test acc %.4f; cached at %s",
                  seconds, val_acc, test_acc, entry)
         return Teacher(members, logits, val_acc, test_acc, key, entry, from_cache=False,
                        history=list(histories[0]), train_seconds=seconds)
 
 
+def registered_name(study_name: str) -> str:
+    """The MLflow registered model of a study's trained teacher: another study's `teacher.model` can
+    be `models:/<study>-teacher@latest` (MLflow resolves the alias `latest` to the newest version)."""
+    return f"{study_name}-teacher"
+
+
 def log_teacher(teacher: Teacher, cfg: StudyConfig, experiment_id: str, parent_run_id: str,
                 sample: np.ndarray) -> str:
-    """The teacher's own MLflow run, once per experiment (found again by its cache key)."""
+    """The teacher's own MLflow run, once per experiment (found again by its cache key). A trained
+    single-model teacher is registered too, as `registered_name(study)`."""
     found = tracking.find_runs(experiment_id, "teacher", **{"harness.teacher_key": teacher.key})
     if found:
         return found[0].info.run_id
     with tracking.start("teacher", "teacher", parent_run_id=parent_run_id, experiment_id=experiment_id,
                         tags={"harness.teacher_key": teacher.key}) as run:
-        mlflow.log_params({f"teacher_{k}": v for k, v in dataclasses.asdict(cfg.teacher).items()})
+        if teacher.trained:
+            mlflow.log_params({f"teacher_{k}": v for k, v in dataclasses.asdict(cfg.teacher).items()
+                               if k not in LOADED_FIELDS})
+        else:
+            mlflow.log_params({"teacher_model": json.dumps(cfg.teacher.model), "teacher_outputs": cfg.teacher.outputs,
+                               "teacher_outputs_found": ",".join(teacher.outputs), "teacher_endpoint": cfg.teacher.endpoint,
+                               "teacher_input": json.dumps(dataclasses.asdict(cfg.teacher.input)
+                                                           if cfg.teacher.input else None)})
         tracking.log_history(teacher.history)
         mlflow.log_metrics({"val_accuracy": teacher.val_accuracy, "test_accuracy": teacher.test_accuracy,
                             "params": teacher.params, "flops": teacher.flops,
                             "train_seconds": teacher.train_seconds})
-        for i, m in enumerate(teacher.members):
-            tracking.log_student(m, sample, name="model" if len(teacher.members) == 1 else f"member_{i}")
+        if teacher.trained:
+            for i, m in enumerate(teacher.members):
+                info = tracking.log_student(m, sample, name="model" if len(teacher.members) == 1 else f"member_{i}")
+            if len(teacher.members) == 1:
+                mv = mlflow.register_model(info.model_uri, registered_name(cfg.name))
+                log.info("teacher: registered as models:/%s/%s (models:/%s@latest)", mv.name, mv.version, mv.name)
         return run.info.run_id

@@ -1,0 +1,100 @@
+"""What every teacher is (trained here or loaded), its cache entry, and the checks it passes
+before any student learns from it.
+
+An entry is a folder named by the teacher's cache key: its transfer-set logits, the members
+when the harness trained them (a loaded teacher is read from its own files each time), and a
+manifest with every file's SHA-256, so a truncated or corrupted entry is rebuilt, never used.
+A teacher whose logits are not finite, or whose validation accuracy is near chance, is never
+cached: `check_usable` stops the study first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from harness import files
+from harness.config import ConfigError, StudyConfig
+from harness.distill.models import flops_per_example, param_count
+
+# Near chance: a validation accuracy at most this share of the way from chance (the most frequent
+# class's share of the validation split) to 1. With 10 balanced classes: 0.19 or less.
+NEAR_CHANCE = 0.1
+
+
+@dataclass
+class Teacher:
+    members: list[keras.Model]  # each returns logits [batch, classes] of float32 images 0-255
+    transfer_logits: np.ndarray  # [n, classes], or [n, members, classes] for an ensemble
+    val_accuracy: float
+    test_accuracy: float
+    key: str
+    path: Path
+    from_cache: bool
+    history: list[dict[str, float]] = field(default_factory=list)  # per epoch, member 0
+    train_seconds: float = 0.0
+    trained: bool = True  # False: loaded from `teacher.model` (nothing of it was trained here)
+    outputs: list[str] = field(default_factory=list)  # loaded: logits | probabilities, per member
+
+    @property
+    def params(self) -> int:
+        return sum(param_count(m) for m in self.members)
+
+    @property
+    def flops(self) -> int:
+        return sum(flops_per_example(m) for m in self.members)
+
+
+def chance_threshold(labels: np.ndarray) -> float:
+    """The validation accuracy at or below which a teacher is near chance (see NEAR_CHANCE)."""
+    chance = float(np.bincount(labels).max() / len(labels))
+    return chance + NEAR_CHANCE * (1.0 - chance)
+
+
+def check_usable(cfg: StudyConfig, field_name: str, what: str, logits: np.ndarray, val_accuracy: float,
+                 val_labels: np.ndarray, num_classes: int, hint: str) -> None:
+    """Refuse a teacher (ConfigError: one line, exit 2) whose transfer-set logits are not all finite
+    or whose validation accuracy is near chance; called before anything is cached."""
+    bad = int(np.size(logits) - np.isfinite(logits).sum())
+    if bad:
+        raise ConfigError(cfg.source, field_name, f"{what} gives {bad:,} non-finite logits over the transfer "
+                                                  f"set; nothing cached ({hint})")
+    limit = chance_threshold(val_labels)
+    if not math.isfinite(val_accuracy) or val_accuracy <= limit:
+        raise ConfigError(cfg.source, field_name, f"{what} scores {val_accuracy:.4f} on validation, near chance "
+                                                  f"({limit:.4f} or less with {num_classes} classes); nothing "
+                                                  f"cached ({hint})")
+
+
+def read(entry: Path, key: str) -> tuple[dict, list[keras.Model], np.ndarray]:
+    """The manifest, the saved members and the transfer logits of an entry; ValueError when damaged."""
+    manifest = json.loads((entry / "manifest.json").read_text())
+    if manifest.get("key") != key:
+        raise ValueError("manifest key mismatch")
+    for name, digest in manifest["sha256"].items():
+        if files.sha256(entry / name) != digest:
+            raise ValueError(f"{name}: checksum mismatch")
+    members = [keras.models.load_model(entry / f"member_{i}.keras", safe_mode=True, compile=False)
+               for i in range(manifest.get("saved_members", manifest["members"]))]
+    logits = np.load(entry / "transfer_logits.npy", allow_pickle=False)
+    return manifest, members, logits
+
+
+def write(entry: Path, key: str, models: list[keras.Model], logits: np.ndarray, **fields) -> None:
+    """Write an entry atomically: `models` (the members) saved as .keras (none for a loaded teacher),
+    the logits, and a manifest holding `fields` and every file's SHA-256."""
+    with files.replacing(entry) as tmp:
+        tmp.mkdir(parents=True)
+        for i, m in enumerate(models):
+            m.save(tmp / f"member_{i}.keras")
+        np.save(tmp / "transfer_logits.npy", logits, allow_pickle=False)
+        names = sorted(p.name for p in tmp.iterdir())
+        manifest = {"key": key, **fields, "sha256": {name: files.sha256(tmp / name) for name in names}}
+        if len(models) != fields.get("members", len(models)):
+            manifest["saved_members"] = len(models)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
