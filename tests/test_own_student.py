@@ -18,9 +18,9 @@ from harness.deploy import export as export_mod, tflite
 from harness.distill import builder
 from harness.distill.distiller import compile_plain
 from harness.distill.losses import distillation_loss
-from harness.distill.models import build_student, build_teacher, param_count
+from harness.distill.models import build_student, build_teacher
 from harness.distill.recipe import Recipe
-from harness.record import TrialRecord, complete_records
+from harness.record import complete_records
 from harness.search import baselines, space, stores
 from harness.search.context import Context
 from harness.search.trial import train_distilled

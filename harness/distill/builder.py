@@ -26,8 +26,8 @@ import inspect
 import pkgutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -158,6 +158,6 @@ def check(name: str | None, source: str, widths, input_shape, num_classes: int) 
     `widths` returns a logits model of the right shapes that saves and loads back (ConfigError)."""
     if name is None:
         return
-    ws = sorted(set(int(w) for w in widths))
+    ws = sorted({int(w) for w in widths})
     for w in dict.fromkeys([ws[0], ws[-1]]):
         _check_model(name, source, w, tuple(input_shape), int(num_classes))
