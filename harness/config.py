@@ -96,15 +96,37 @@ class TransferConfig:
     fraction: float = 1.0  # a seeded, class-stratified subset of the transfer set
     omit_classes: list[int] | None = None  # class ids removed from the student's transfer set
     labels: bool = True  # false: soft targets only (alpha fixed at 0; search.alpha must be null)
+    # Images the distilled student learns from through the teacher's soft targets alone (the hard
+    # term masked for them; docs/own-student.md): an .npz (`x` or `x_train`) or a folder of images
+    # without class subfolders, relative to the study file. Scratch twins never see them.
+    unlabeled: str | None = None
+    # true: the transfer-split examples that `fraction` leaves out (of the classes not omitted) join
+    # the distilled student's transfer set without their labels.
+    unlabeled_rest: bool = False
 
     @property
     def default(self) -> bool:
         return self == TransferConfig()
 
+    @property
+    def has_unlabeled(self) -> bool:
+        return self.unlabeled is not None or self.unlabeled_rest
+
+    def labeled_dict(self) -> dict:
+        """The fields of before (the unlabeled ones only when set): fingerprints and keys of
+        studies without unlabeled images stay those of before."""
+        d = dataclasses.asdict(self)
+        for name in ("unlabeled", "unlabeled_rest"):
+            if not d[name]:
+                d.pop(name)
+        return d
+
     def to_params(self) -> dict:
         """The MLflow params every student run logs."""
+        extra = {"transfer_unlabeled": self.unlabeled or "", "transfer_unlabeled_rest": self.unlabeled_rest} \
+            if self.has_unlabeled else {}
         return {"transfer_fraction": self.fraction, "omit_classes": ",".join(map(str, self.omit_classes or [])),
-                "transfer_labels": self.labels}
+                "transfer_labels": self.labels, **extra}
 
 
 @dataclass(frozen=True)
@@ -131,6 +153,17 @@ class StudentConfig:
     pooling: str = "flatten"  # cnn only: flatten | gap
     convs_per_block: int = 1  # cnn only
     augment: AugmentConfig = AugmentConfig()
+    # "package.module:function" (the study file's folder importable), called as
+    # function(width, input_shape, num_classes) -> a Keras model that outputs logits; replaces
+    # `family` and its options (docs/own-student.md).
+    builder: str | None = None
+
+    def key_dict(self) -> dict:
+        """The section as cache keys hold it: without `builder` when unset (keys of before)."""
+        d = dataclasses.asdict(self)
+        if d["builder"] is None:
+            d.pop("builder")
+        return d
 
 
 @dataclass(frozen=True)
@@ -268,7 +301,9 @@ class StudyConfig:
         what = {"search": dataclasses.asdict(self.search), "objectives": self.objectives,
                 "max_params": self.max_params}
         if not self.transfer.default:  # absent when default: studies from before keep their fingerprint
-            what["transfer"] = dataclasses.asdict(self.transfer)
+            what["transfer"] = self.transfer.labeled_dict()
+        if self.student.builder is not None:
+            what["builder"] = self.student.builder
         blob = json.dumps(what, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -384,6 +419,8 @@ def _check(cfg: StudyConfig, path: str) -> None:
                                      "unaugmented images, so they would not match the student's batches")
     if cfg.student.depth < 1:
         fail("student.depth", "must be at least 1")
+    if cfg.student.builder is not None and not _builder_syntax(cfg.student.builder):
+        fail("student.builder", f"expected \"package.module:function\", got {cfg.student.builder!r}")
     for section in ("teacher", "student"):
         m = getattr(cfg, section)
         if m.pooling not in ("flatten", "gap"):
@@ -511,10 +548,21 @@ def _check_loaded_teacher(t: TeacherConfig, fail) -> None:
             fail("teacher.input.size", f"expected [height, width], each at least 1 (got {t.input.size})")
 
 
+def _builder_syntax(name: str) -> bool:
+    """`module:function` with dotted identifiers on both sides (what `pkgutil.resolve_name` reads)."""
+    module, colon, attr = name.partition(":")
+    return bool(colon) and all(p.isidentifier() for p in module.split(".")) \
+        and all(p.isidentifier() for p in attr.split("."))
+
+
 def _check_transfer(t: TransferConfig, where: str, fail, num_classes: int | None = None) -> None:
     """A transfer section's own rules (the dataset's class count is checked once the data are read)."""
     if not 0.0 < t.fraction <= 1.0:
         fail(f"{where}.fraction", f"must be in (0, 1] (got {t.fraction:g})")
+    if t.unlabeled_rest and t.fraction >= 1.0:
+        fail(f"{where}.unlabeled_rest", "needs fraction < 1: the rest is what fraction leaves out")
+    if t.unlabeled is not None and not t.unlabeled.strip():
+        fail(f"{where}.unlabeled", "must name an .npz file or a folder of images (or be null)")
     omitted = t.omit_classes or []
     if any(k < 0 for k in omitted) or len(set(omitted)) != len(omitted):
         fail(f"{where}.omit_classes", "class ids must be distinct and 0 or more")

@@ -24,9 +24,10 @@ import optuna
 from harness import tracking
 from harness.config import StudyConfig, check_classes
 from harness.confirm import confirmation as confirm, reference
-from harness.data import omitted, sources
+from harness.data import omitted, sources, unlabeled
 from harness.data.evaluate import ece
 from harness.deploy import champion as champion_mod
+from harness.distill import builder
 from harness.logs import Progress
 from harness.record import TrialRecord
 from harness.report import plots
@@ -79,6 +80,9 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
 
     splits = sources.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
     check_classes(cfg, splits.num_classes)
+    builder.check(cfg.student.builder, cfg.source, space.widths_searched(cfg), splits.image_shape,
+                  splits.num_classes)
+    unlabeled.check(cfg, splits.image_shape)
     space.check_budget(cfg, splits.image_shape, splits.num_classes)
     teacher = load_or_train(cfg, splits, ws.teacher_cache, ws.tracking_uri)
     experiment_id = tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
@@ -120,7 +124,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
         if champ is not None:
             test_acc = champion_mod.test_and_register(cfg, champ, splits)
             if export:
-                deployed = champion_mod.deployable(cfg, champion_mod.load_student(champ), splits)
+                deployed = champion_mod.deployable(cfg, champion_mod.load_student(champ, cfg), splits)
                 exports = champion_mod.export(cfg, champ, champion_mod.export_paths(cfg, ws.workdir / "exports"),
                                               splits, deployed)
             mlflow.log_metrics({"champion_trial": champ.number, "champion_test_accuracy": test_acc})

@@ -83,9 +83,9 @@ def configurations(study: optuna.Study, cfg: StudyConfig) -> list[TrialRecord]:
 
 
 def _key(ctx: Context, r: TrialRecord, seed: int) -> str:
-    twin = baselines.key(ctx.cfg, r.width, seed, recipe_of(ctx, r))
-    return files.digest(json.dumps({"twin": twin, "teacher": ctx.teacher.key, "mode": ctx.cfg.distillation.teacher,
-                                    "temperature": r.temperature, "alpha": r.alpha}, sort_keys=True))
+    what = {"twin": baselines.key(ctx.cfg, r.width, seed, recipe_of(ctx, r)), "teacher": ctx.teacher.key,
+            "mode": ctx.cfg.distillation.teacher, "temperature": r.temperature, "alpha": r.alpha, **ctx.unlabeled_key}
+    return files.digest(json.dumps(what, sort_keys=True))
 
 
 def distilled(ctx: Context, r: TrialRecord, seed: int, arm: str = "") -> Row:

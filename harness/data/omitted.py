@@ -85,15 +85,45 @@ def correct(model: keras.Model, splits: sources.Splits, classes: list[int],
                       scores(shifted(test, classes, shift), splits.test.labels, classes, n, prefix="corrected_"))
 
 
+def _logit_layer(model: keras.Model):
+    """The layer whose bias is the logits' (`logits`, else a final linear layer with a bias), or None."""
+    names = [layer.name for layer in model.layers]
+    layer = model.get_layer("logits") if "logits" in names else (model.layers[-1] if names else None)
+    bias = getattr(layer, "bias", None)
+    linear = getattr(getattr(layer, "activation", None), "__name__", "linear") == "linear"
+    return layer if bias is not None and linear and tuple(bias.shape) == (model.output_shape[-1],) else None
+
+
 def corrected_model(model: keras.Model, classes: list[int], shift: float) -> keras.Model:
-    """A copy of the student whose final layer (`logits`) has `shift` added to the omitted classes' bias."""
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    layer = copy.get_layer("logits")
+    """A copy of the student whose final layer (`logits`) has `shift` added to the omitted classes' bias.
+
+    A user's student (`student.builder`) without such a layer (or one Keras cannot clone) is
+    wrapped instead: its logits go through a frozen `bias_correction` Dense layer, kernel the
+    identity and bias the shift on the omitted classes (num_classes^2 + num_classes more weights).
+    """
+    try:
+        copy = keras.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+        layer = _logit_layer(copy)
+    except (ValueError, TypeError, AttributeError):
+        layer = None
+    if layer is None:
+        return _shifted_model(model, classes, shift)
     bias = layer.bias.numpy()
     bias[list(classes)] += np.float32(shift)
     layer.bias.assign(bias)
     return copy
+
+
+def _shifted_model(model: keras.Model, classes: list[int], shift: float) -> keras.Model:
+    n = int(model.output_shape[-1])
+    inputs = keras.Input(shape=tuple(model.input_shape[1:]), dtype="float32", name="images")
+    correction = keras.layers.Dense(n, trainable=False, name="bias_correction", dtype="float32")
+    out = correction(model(inputs))
+    bias = np.zeros(n, np.float32)
+    bias[list(classes)] = np.float32(shift)
+    correction.set_weights([np.eye(n, dtype=np.float32), bias])
+    return keras.Model(inputs, out, name=f"{model.name}_corrected")
 
 
 def lines(summary, teacher_omitted: float | None = None) -> list[str]:

@@ -18,6 +18,7 @@ from harness.config import ChampionConfig, StudyConfig
 from harness.data import omitted, sources
 from harness.data.evaluate import accuracy, predict_logits
 from harness.deploy import export as export_mod, tflite
+from harness.distill import builder
 from harness.record import TrialRecord, complete_records
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,11 @@ def current(cfg: StudyConfig):
         return None
 
 
-def load_student(record: TrialRecord) -> keras.Model:
+def load_student(record: TrialRecord, cfg: StudyConfig | None = None) -> keras.Model:
+    """The trial's saved student. With a user's builder (`cfg.student.builder`), its module is
+    imported first, so the custom layers it registers load."""
+    if cfg is not None and cfg.student.builder is not None:
+        builder.resolve(cfg.student.builder, cfg.source)
     return keras.models.load_model(record.model_path, safe_mode=True, compile=False)
 
 
@@ -79,7 +84,7 @@ def test_and_register(cfg: StudyConfig, record: TrialRecord, splits: sources.Spl
         if "test_accuracy" in metrics:
             log.info("champion unchanged (trial %d, version %s)", record.number, version.version)
             return metrics["test_accuracy"]
-    student = load_student(record)
+    student = load_student(record, cfg)
     logits = predict_logits(student, splits.test.images)
     test_acc = accuracy(logits, splits.test.labels)
     classes = cfg.transfer.omit_classes or []
@@ -133,7 +138,7 @@ def export(cfg: StudyConfig, record: TrialRecord, outs: dict[str, Path], splits:
     """Export the trial's student in each format of `outs`, and log each file's test accuracy, size and
     single-image latency (p50, p99) and the file itself on the trial's MLflow run (a refused export:
     the reason, as the tag `export.FORMAT`)."""
-    figures = export_mod.export(student or load_student(record), outs, check_data(cfg, splits))
+    figures = export_mod.export(student or load_student(record, cfg), outs, check_data(cfg, splits))
     client = MlflowClient()
     for kind, f in figures.items():
         client.set_tag(record.mlflow_run_id, f"export.{kind}", f.get("refused", "ok")[:500])

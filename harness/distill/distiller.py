@@ -10,6 +10,11 @@ behave as for any Keras model. Two teacher modes give the same result:
 * online: the teacher runs inside the step on the same (possibly augmented)
   inputs as the student. Needed when the transfer set is augmented.
 
+With `masked=True` some examples carry the label -1 (unlabeled transfer
+images): they learn from the soft targets alone (`losses.py` says how the
+hard term is then normalised), and the training accuracy counts only the
+labeled ones.
+
 Only the student's weights change. `test_step` scores the student alone
 (cross-entropy and accuracy), so validation numbers compare directly with a
 student trained from scratch.
@@ -25,10 +30,12 @@ from harness.distill.losses import distillation_loss
 
 class Distiller(keras.Model):
     def __init__(self, student: keras.Model, teacher=None, *, temperature: float = 4.0,
-                 alpha: float = 0.1, **kwargs):
-        """`teacher`: None (cached mode), a model, or a list of models (an ensemble)."""
+                 alpha: float = 0.1, masked: bool = False, **kwargs):
+        """`teacher`: None (cached mode), a model, or a list of models (an ensemble). `masked`:
+        the label -1 marks an unlabeled example (soft targets only)."""
         super().__init__(**kwargs)
         self.student = student
+        self.masked = masked
         members = teacher if isinstance(teacher, (list, tuple)) else ([teacher] if teacher else [])
         for m in members:
             m.trainable = False
@@ -81,14 +88,19 @@ class Distiller(keras.Model):
         with tf.GradientTape() as tape:
             student_logits = tf.cast(self.student(x, training=True), tf.float32)
             total, hard, soft = distillation_loss(labels, student_logits, teacher_logits,
-                                                  self._temperature, self._alpha)
+                                                  self._temperature, self._alpha, masked=self.masked)
         weights = self.student.trainable_variables
         grads = tape.gradient(total, weights)
         self.optimizer.apply_gradients(zip(grads, weights))
         self.loss_tracker.update_state(total)
         self.hard_tracker.update_state(hard)
         self.soft_tracker.update_state(soft)
-        self.accuracy_metric.update_state(labels, student_logits)
+        if self.masked:  # an unlabeled example is neither right nor wrong
+            labels = tf.cast(labels, tf.int32)
+            self.accuracy_metric.update_state(tf.maximum(labels, 0), student_logits,
+                                              sample_weight=tf.cast(labels >= 0, tf.float32))
+        else:
+            self.accuracy_metric.update_state(labels, student_logits)
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):

@@ -10,6 +10,19 @@ The T^2 keeps the soft term's gradients the same size whatever the temperature
 softened distributions. Everything is computed in log-space, so temperatures
 from 1 to 100 and logits up to +-1e4 stay finite, and in float32 whatever
 precision the models computed their logits in.
+
+Unlabeled examples (`masked=True`) carry the label -1: they add to the soft
+term only. The hard term is then the mean cross-entropy over the batch's
+labeled examples alone (its sum over them divided by their count; 0 for a
+batch without any), and the soft term stays the mean over every example of
+the batch, so
+
+    hard  = sum_{i: y_i >= 0} CE_i / max(1, #{i: y_i >= 0})
+    soft  = T^2 * mean_i KL_i                       (all examples, labeled or not)
+
+An unlabeled example's gradient therefore comes from the soft targets alone,
+and `alpha` keeps its meaning (the weight of the labeled examples' mean loss).
+Without `masked` the hard term is the plain batch mean, computed as before.
 """
 
 from __future__ import annotations
@@ -32,14 +45,30 @@ def soft_targets(teacher_logits, temperature):
     return tf.exp(log_soft_targets(teacher_logits, temperature))
 
 
-def distillation_loss(labels, student_logits, teacher_logits, temperature, alpha):
-    """Return `(total, hard, soft)`, each a scalar averaged over the batch."""
+def masked_cross_entropy(labels, logits):
+    """Mean cross-entropy over the examples whose label is >= 0 (0.0 when there are none).
+
+    `labels`: int [batch], -1 for an unlabeled example; `logits`: float32 [batch, classes].
+    """
+    labeled = labels >= 0
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.maximum(labels, 0), logits=logits)
+    ce = tf.where(labeled, ce, tf.zeros_like(ce))
+    count = tf.reduce_sum(tf.cast(labeled, tf.float32))
+    return tf.reduce_sum(ce) / tf.maximum(count, 1.0)
+
+
+def distillation_loss(labels, student_logits, teacher_logits, temperature, alpha, masked: bool = False):
+    """Return `(total, hard, soft)`, scalars: `hard` averaged over the batch (over its labeled
+    examples with `masked`, where the label -1 marks an unlabeled one), `soft` over the batch."""
     s = tf.cast(student_logits, tf.float32)  # a bfloat16 student's too: the loss is float32
     labels = tf.cast(tf.convert_to_tensor(labels), tf.int32)
     temperature = tf.cast(temperature, tf.float32)
     alpha = tf.cast(alpha, tf.float32)
 
-    hard = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=s))
+    if masked:
+        hard = masked_cross_entropy(labels, s)
+    else:
+        hard = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=s))
     log_p = log_soft_targets(teacher_logits, temperature)
     log_q = tf.nn.log_softmax(s / temperature, axis=-1)
     # KL(p || q) = sum p (log p - log q); p = exp(log_p) underflows to 0 exactly

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from harness.config import StudentConfig, TeacherConfig
+from harness.distill import builder as user_builder
 
 
 def _policy(dtype: str | None) -> dict:
@@ -105,10 +106,14 @@ def student_widths(cfg: StudentConfig, width: int) -> list[int]:
 
 
 def build_student(cfg: StudentConfig, width: int, input_shape, num_classes: int,
-                  seed: int | None = None, dtype: str | None = None) -> keras.Model:
-    builder = mlp if cfg.family == "mlp" else cnn
+                  seed: int | None = None, dtype: str | None = None, source: str = "") -> keras.Model:
+    """The student at `width`: the built-in family's, or `cfg.builder`'s (the user's function,
+    resolved next to the study file `source`; its weights drawn from Keras' global seed)."""
+    if cfg.builder is not None:
+        return user_builder.build(cfg.builder, source, width, input_shape, num_classes, dtype=dtype)
+    builder_fn = mlp if cfg.family == "mlp" else cnn
     extra = {} if cfg.family == "mlp" else _cnn_options(cfg)
-    return builder(input_shape, num_classes, student_widths(cfg, width), dropout=cfg.dropout,
+    return builder_fn(input_shape, num_classes, student_widths(cfg, width), dropout=cfg.dropout,
                    input_dropout=cfg.input_dropout, name=f"student_w{width}", seed=seed, dtype=dtype, **extra)
 
 
@@ -125,11 +130,16 @@ def flops_per_example(model: keras.Model) -> int:
     """
     total = 0
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Dense):
+        if isinstance(layer, keras.Model):  # a model nested in a user's student
+            total += flops_per_example(layer)
+        elif isinstance(layer, keras.layers.Dense):
             fan_in = layer.kernel.shape[0]
             total += 2 * fan_in * layer.units
         elif isinstance(layer, keras.layers.Conv2D):
             kh, kw, cin, cout = layer.kernel.shape
-            _, oh, ow, _ = layer.output.shape
+            try:
+                _, oh, ow, _ = layer.output.shape
+            except (AttributeError, ValueError):  # a subclassed model's layer has no symbolic output
+                continue
             total += 2 * kh * kw * cin * cout * oh * ow
     return int(total)

@@ -14,6 +14,7 @@ from harness.confirm import confirmation as confirm, reference
 from harness.data import omitted, sources
 from harness.deploy import champion
 from harness.deploy.export import ExportError
+from harness.distill import builder
 from harness.record import complete_records
 from harness.search import stores
 
@@ -161,6 +162,8 @@ def export_trial(cfg: StudyConfig, ws: stores.Workspace, trial_number: int | Non
     if not records:
         raise ReportError(f"--trial {trial_number}: no complete trial with that number in study {cfg.name!r}")
     record = records[0]
+    if cfg.student.builder is not None:  # its module registers the custom layers the student may hold
+        builder.resolve(cfg.student.builder, cfg.source)
     if Path(record.model_path).exists():
         student = keras.models.load_model(record.model_path, safe_mode=True, compile=False)
     else:  # trained on another machine: fetch it from MLflow

@@ -25,7 +25,7 @@ from harness import files
 from harness.config import StudyConfig
 from harness.data import omitted
 from harness.data.evaluate import fidelity, predict_logits
-from harness.distill import precision
+from harness.distill import builder, precision
 from harness.distill.distiller import compile_plain
 from harness.distill.models import flops_per_example, param_count
 from harness.distill.recipe import Recipe
@@ -42,15 +42,18 @@ def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | 
     # The precision enters as resolved (and not at all for float32, so float32 keys are those of before).
     training = {k: v for k, v in dataclasses.asdict(cfg.training).items() if k != "precision"}
     what = {"dataset": {k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k != "data_dir"},
-            "student": dataclasses.asdict(cfg.student),
+            "student": cfg.student.key_dict(),
             "training": training, "recipe": recipe.to_dict(), "width": width,
             "seed": cfg.seed if seed is None else seed, "teacher": teacher_key(cfg),
             "versions": [tf.__version__, keras.__version__], **precision.key_part(precision.resolved(cfg))}
     # The twin's own examples (absent when all: older twins stay valid). Not `labels`: a twin always
-    # learns from hard labels, so a soft-targets-only study shares the twins of its data.
+    # learns from hard labels, so a soft-targets-only study shares the twins of its data. Nor the
+    # unlabeled images: a twin never sees them, so a study with them shares the twins of one without.
     examples = {"fraction": cfg.transfer.fraction, "omit_classes": cfg.transfer.omit_classes}
     if examples != {"fraction": 1.0, "omit_classes": None}:
         what["transfer"] = examples
+    if cfg.student.builder is not None:  # the user's function, by name and source file's SHA-256
+        what["student"]["builder"] = builder.identity(cfg.student.builder, cfg.source)
     return files.digest(json.dumps(what, sort_keys=True))
 
 
@@ -97,7 +100,7 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
             run = ctx.start_run(role, f"{role}-w{width}-s{seed}", tags=tags)
         with run:
             with clock.part("mlflow"):
-                mlflow.log_params({"width": width, "seed": seed, "family": cfg.student.family,
+                mlflow.log_params({"width": width, "seed": seed, "family": cfg.student.builder or cfg.student.family,
                                    "depth": cfg.student.depth, "precision": ctx.precision, **recipe.to_dict()})
                 ctx.log_transfer()
             t0 = time.perf_counter()

@@ -18,13 +18,14 @@ import tensorflow as tf
 
 from harness import tracking
 from harness.config import ArmConfig, AugmentConfig, DistillationConfig, StudyConfig
-from harness.data import pipelines, sources, transfer_set
+from harness.data import pipelines, sources, transfer_set, unlabeled
 from harness.data.evaluate import ensemble_logits, ensemble_probabilities
-from harness.distill import precision
+from harness.distill import builder, precision
 from harness.distill.compiled import Compiled
 from harness.distill.models import build_student, flops_per_example
 from harness.search.clock import TrialClock
 from harness.search.stores import Workspace
+from harness.teacher import unlabeled as unlabeled_logits
 from harness.teacher.trained import Teacher, resolve_jit
 
 
@@ -47,6 +48,11 @@ class Context:
     experiment_id: str
     parent_run_id: str
     transfer: tf.data.Dataset = field(init=False)  # (image, {labels, teacher_logits}) examples
+    # The distilled students' examples: `transfer`, plus the unlabeled images (label -1) when the
+    # transfer section gives some (`transfer` itself otherwise). Scratch twins never see them.
+    distill_transfer: tf.data.Dataset = field(init=False)
+    unlabeled_examples: int = field(init=False, default=0)
+    unlabeled_digest: str | None = field(init=False, default=None)  # of every unlabeled image
     student_transfer: sources.Split = field(init=False)  # the part of the transfer set the students see
     val_ds: tf.data.Dataset = field(init=False)
     jit: bool = field(init=False)
@@ -64,12 +70,38 @@ class Context:
         t = self.student_transfer = transfer_set.subset(self.splits.transfer, keep)
         logits = self.teacher.transfer_logits[keep].astype(np.float32)
         self.transfer = tf.data.Dataset.from_tensor_slices((t.images, {"labels": t.labels, "teacher_logits": logits}))
+        self.distill_transfer = self.transfer
+        extra = self._unlabeled(keep)
+        if extra is not None:
+            images, extra_logits = extra
+            self.unlabeled_examples, self.unlabeled_digest = len(images), unlabeled.digest(images)
+            self.distill_transfer = tf.data.Dataset.from_tensor_slices((
+                np.concatenate([t.images, images]),
+                {"labels": np.concatenate([t.labels, np.full(len(images), -1, t.labels.dtype)]),
+                 "teacher_logits": np.concatenate([logits, extra_logits])}))
         self.val_ds = pipelines.pipeline(self.splits.validation.images, self.splits.validation.labels, 1024)
-        self.jit = resolve_jit(tr.jit_compile, st.family, st.dropout, st.input_dropout)
+        # A user's builder may hold anything: treated as the family XLA suits least on a CPU (a cnn's).
+        self.jit = resolve_jit(tr.jit_compile, "cnn" if st.builder else st.family, st.dropout, st.input_dropout)
         self.precision = precision.resolved(self.cfg)
         if self.online and tr.jit_compile is None:  # the teacher runs in the step too
             tc = self.cfg.teacher
             self.jit = self.jit and resolve_jit(None, tc.family)
+
+    def _unlabeled(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(images, teacher logits) of the transfer section's unlabeled images, or None: the rest of
+        the transfer split (`unlabeled_rest`), then the file or folder (`unlabeled`)."""
+        tc = self.cfg.transfer
+        if not tc.has_unlabeled:
+            return None
+        rest = unlabeled.rest_positions(self.splits.transfer.labels, tc, keep)
+        images = [self.splits.transfer.images[rest]]
+        logits = [self.teacher.transfer_logits[rest].astype(np.float32)]
+        extra = unlabeled.read(tc, self.cfg.source, self.splits.image_shape)
+        if extra is not None:
+            images.append(extra)
+            logits.append(unlabeled_logits.logits(self.teacher, extra, unlabeled.digest(extra),
+                                                   self.ws.teacher_cache))
+        return np.concatenate(images), np.concatenate(logits)
 
     def for_arm(self, arm: ArmConfig) -> "Context":
         """The same data and teacher, with this arm's teacher mode, jitter, transfer set and epochs:
@@ -87,6 +119,17 @@ class Context:
         return len(self.student_transfer)
 
     @property
+    def distill_examples(self) -> int:
+        """How many examples a distilled student trains on: the labeled ones and the unlabeled."""
+        return self.transfer_examples + self.unlabeled_examples
+
+    @property
+    def unlabeled_key(self) -> dict:
+        """What a distilled student's cache key adds for its unlabeled images: their digest (their
+        content, not their path); nothing without them, so keys of before stay valid."""
+        return {"unlabeled": self.unlabeled_digest} if self.unlabeled_examples else {}
+
+    @property
     def omitted(self) -> list[int]:
         """Classes the students never see (their bias is corrected after training)."""
         return list(self.cfg.transfer.omit_classes or [])
@@ -95,19 +138,29 @@ class Context:
         """The transfer set of the active run's student: params and the `transfer_examples` metric."""
         mlflow.log_params(self.cfg.transfer.to_params())
         mlflow.log_metric("transfer_examples", self.transfer_examples)
+        if self.unlabeled_examples:
+            mlflow.log_metric("unlabeled_examples", self.unlabeled_examples)
 
     def compile_key(self, kind: str, width: int, recipe) -> str:
-        """What a compiled training graph depends on, beyond the study file's student section."""
-        return Compiled.key(kind=kind, width=width, recipe=recipe.to_dict(), examples=self.transfer_examples,
-                            online=self.online and kind == "distilled", jit=self.jit,
+        """What a compiled training graph depends on, beyond the study file's student section (a
+        user's builder is named in it, with its source file's SHA-256)."""
+        distilled = kind == "distilled"
+        extra = {"masked": True} if distilled and self.unlabeled_examples else {}
+        if self.cfg.student.builder is not None:
+            extra["builder"] = builder.identity(self.cfg.student.builder, self.cfg.source)
+        return Compiled.key(kind=kind, width=width, recipe=recipe.to_dict(),
+                            examples=self.distill_examples if distilled else self.transfer_examples,
+                            online=self.online and distilled, jit=self.jit,
                             steps_per_execution=self.cfg.training.steps_per_execution,
-                            **precision.key_part(self.precision))
+                            **precision.key_part(self.precision), **extra)
 
-    def count_training(self, student: keras.Model, epochs: int, teacher_forward: bool = False) -> None:
+    def count_training(self, student: keras.Model, epochs: int, teacher_forward: bool = False,
+                       distilled: bool = False) -> None:
         """Add a fit's training FLOPs: 3x the student's forward pass (forward, two backward
         products) per example and epoch, plus the teacher's forward pass when it ran in the step."""
         per_example = 3 * flops_per_example(student) + (self.teacher.flops if teacher_forward else 0)
-        self.train_flops += float(per_example) * self.transfer_examples * epochs
+        examples = self.distill_examples if distilled else self.transfer_examples
+        self.train_flops += float(per_example) * examples * epochs
 
     def start_run(self, role: str, name: str, tags: dict | None = None):
         """A run nested under this invocation's parent run."""
@@ -121,13 +174,15 @@ class Context:
         the same weights and see the same batches in the same order, with the
         same jitter: they differ in the loss alone, so their difference is a
         paired measurement. Batches carry the cached teacher logits only for a
-        distilled student with a cached teacher.
+        distilled student with a cached teacher. With unlabeled images, the
+        distilled student's batches also hold them (label -1), so its batches
+        differ from its twin's; the weights it starts from do not.
         """
         keras.utils.set_random_seed(seed)
         student = build_student(self.cfg.student, width, self.splits.image_shape, self.splits.num_classes,
-                                seed=seed, dtype=precision.policy(self.precision))
-        ds = pipelines.batches(self.transfer, self.cfg.training.batch_size, shuffle_seed=seed,
-                              max_shift=self.cfg.student.augment.jitter)
+                                seed=seed, dtype=precision.policy(self.precision), source=self.cfg.source)
+        ds = pipelines.batches(self.distill_transfer if distilled else self.transfer, self.cfg.training.batch_size,
+                               shuffle_seed=seed, max_shift=self.cfg.student.augment.jitter)
         return student, ds if distilled and not self.online else pipelines.labels_only(ds)
 
     @property

@@ -70,8 +70,8 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
     teacher = ctx.teacher.members if ctx.online else None
 
     def compile_distiller(s: keras.Model) -> Distiller:
-        d = Distiller(s, teacher, temperature=temperature, alpha=alpha)
-        d.compile(optimizer=recipe.optimizer_for(ctx.transfer_examples), jit_compile=ctx.jit,
+        d = Distiller(s, teacher, temperature=temperature, alpha=alpha, masked=bool(ctx.unlabeled_examples))
+        d.compile(optimizer=recipe.optimizer_for(ctx.distill_examples), jit_compile=ctx.jit,
                   steps_per_execution=ctx.cfg.training.steps_per_execution)
         return d
 
@@ -89,7 +89,7 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
                                             *callbacks])
     finally:
         ctx.fit_seconds += time.perf_counter() - t0
-    ctx.count_training(student, len(hist.history.get("loss", [])), teacher_forward=ctx.online)
+    ctx.count_training(student, len(hist.history.get("loss", [])), teacher_forward=ctx.online, distilled=True)
     if not math.isfinite(float(hist.history["loss"][-1])):
         raise Diverged("training loss is not finite at the end of training")
     return student, hist.history
@@ -143,7 +143,7 @@ class Objective:
         status, state, counter = "FAILED", "failed", EpochCounter()
         try:
             with clock.part("mlflow"):
-                mlflow.log_params({**recipe.to_dict(), **p, "family": cfg.student.family,
+                mlflow.log_params({**recipe.to_dict(), **p, "family": cfg.student.builder or cfg.student.family,
                                    "depth": cfg.student.depth, "seed": cfg.seed, "teacher_key": ctx.teacher.key,
                                    "precision": ctx.precision})
                 ctx.log_transfer()
