@@ -8,7 +8,6 @@ a crashed trial as still running.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
@@ -128,21 +127,27 @@ SPLITS = (("transfer", "train", "training"), ("validation", "train", "validation
 
 
 def datasets(splits) -> list[tuple]:
-    """The transfer, validation and test sets as MLflow datasets (TFDS name, split, content digest),
-    each with its MLflow context and tags: what `log_datasets` puts on a run."""
+    """The transfer, validation and test sets as MLflow datasets (name, split, content digest: the
+    first 16 hex digits of `Split.digest`), each with its MLflow context and tags: what
+    `log_datasets` puts on a run. A TFDS name's source is its catalog page; a folder's or an
+    .npz's, its path."""
     from mlflow.data.http_dataset_source import HTTPDatasetSource
 
-    source = HTTPDatasetSource(f"https://www.tensorflow.org/datasets/catalog/{splits.dataset.split('/')[0]}")
+    kind = getattr(splits, "kind", "tfds")
+    if kind == "tfds":
+        source = HTTPDatasetSource(f"https://www.tensorflow.org/datasets/catalog/{splits.dataset.split('/')[0]}")
+    else:
+        source = splits.location
     out = []
     for role, tfds_split, context in SPLITS:
         s = getattr(splits, role)
-        h = hashlib.sha256()
-        for a in (s.images, s.labels, s.index):
-            h.update(a.tobytes())
         ds = mlflow.data.from_numpy(s.images, source=source, targets=s.labels, name=f"{splits.dataset}-{role}",
-                                    digest=h.hexdigest()[:16])
-        out.append((ds, context, {"tfds.name": splits.dataset, "tfds.split": tfds_split, "harness.split": role,
-                                  "examples": str(len(s))}))
+                                    digest=s.digest[:16])
+        if role == "test" and getattr(splits, "test_source", "test") != "test":
+            tfds_split = "train"  # a stratified slice of it: the data have no test split
+        where = {"tfds.name": splits.dataset, "tfds.split": tfds_split} if kind == "tfds" else \
+            {"harness.dataset": f"{kind}:{splits.location}"}
+        out.append((ds, context, {**where, "harness.split": role, "examples": str(len(s))}))
     return out
 
 

@@ -82,7 +82,7 @@ def configurations(study: optuna.Study, cfg: StudyConfig) -> list[TrialRecord]:
 
 
 def _key(ctx: Context, r: TrialRecord, seed: int) -> str:
-    twin = baselines.key(ctx.cfg, r.width, seed, recipe_of(ctx, r))
+    twin = baselines.key(ctx.cfg, r.width, seed, recipe_of(ctx, r), data=ctx.splits.digest)
     return files.digest(json.dumps({"twin": twin, "teacher": ctx.teacher.key, "mode": ctx.cfg.distillation.teacher,
                                     "temperature": r.temperature, "alpha": r.alpha}, sort_keys=True))
 

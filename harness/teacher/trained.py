@@ -1,7 +1,7 @@
 """Train the teacher (or an ensemble) once; cache its weights and transfer-set logits.
 
-The cache entry is keyed by a hash of everything that determines it (dataset,
-split, teacher config, seed, library versions) and checked before use: every
+The cache entry is keyed by a hash of everything that determines it (the data's
+content digest, teacher config, seed, library versions) and checked before use: every
 file's SHA-256 is in its manifest, so a truncated or corrupted entry is
 rebuilt, never used. Entries are written into a temporary folder and renamed
 into place, and a file lock keeps parallel workers from training twice.
@@ -60,10 +60,13 @@ class Teacher:
         return sum(flops_per_example(m) for m in self.members)
 
 
-def cache_key(cfg: StudyConfig) -> str:
+def cache_key(cfg: StudyConfig, data: str) -> str:
+    """The teacher cache entry's key: a hash of the data's digest (`Splits.digest`: what the images,
+    labels and splits are, not what they are called or where they lie), the teacher section, the
+    seed, the library versions and the precision."""
     blob = json.dumps({
         "format": CACHE_FORMAT,
-        "dataset": {k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k != "data_dir"},
+        "data": data,
         "teacher": dataclasses.asdict(cfg.teacher),
         "seed": cfg.seed,
         "versions": [tf.__version__, keras.__version__, tfds.__version__],
@@ -144,7 +147,7 @@ def _write(entry: Path, key: str, members, logits, val_acc, test_acc, history, s
 
 def load_or_train(cfg: StudyConfig, splits: sources.Splits, cache_dir: str | Path) -> Teacher:
     """The study's teacher: from the cache when a valid entry exists, else trained now."""
-    key = cache_key(cfg)
+    key = cache_key(cfg, splits.digest)
     entry = Path(cache_dir) / key
     with files.locked(Path(cache_dir) / f"{key}.lock"):
         if entry.exists():
