@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -136,8 +137,12 @@ def datasets(splits) -> list[tuple]:
     kind = getattr(splits, "kind", "tfds")
     if kind == "tfds":
         source = HTTPDatasetSource(f"https://www.tensorflow.org/datasets/catalog/{splits.dataset.split('/')[0]}")
-    else:
-        source = splits.location
+    else:  # MLflow registers two local-file sources of one name and warns that it picks one: either is right
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(Path(splits.location).as_uri())
     out = []
     for role, tfds_split, context in SPLITS:
         s = getattr(splits, role)

@@ -219,6 +219,34 @@ def test_a_tfds_name_that_needs_a_download_fails_fast_without_a_network(tmp_path
     assert [p.name for p in data_dir.iterdir()] == ["mine.txt"] and list(work.iterdir()) == []
 
 
+class OwnDataBroken(OwnDataToy):
+    """A download that breaks halfway through writing the dataset."""
+
+    def _generate_examples(self, split):
+        yield from list(super()._generate_examples(split))[:5]
+        raise ConnectionError("the connection was reset")
+
+
+def test_a_failed_download_leaves_the_data_dir_as_it_was(tmp_path, monkeypatch):
+    """Fault 5, with a network: what the attempt wrote is removed, what was there stays."""
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(tfds_data, "PROBE_URL", f"http://127.0.0.1:{server.server_port}/")
+    try:
+        data_dir = tmp_path / "tfds"
+        (data_dir / "downloads").mkdir(parents=True)
+        (data_dir / "downloads" / "earlier.zip").write_text("kept")
+        with pytest.raises(ConfigError, match=r"dataset.name: 'own_data_broken' could not be downloaded and "
+                                              r"prepared .*ConnectionError: the connection was reset"):
+            _load(tmp_path, name="own_data_broken", data_dir=str(data_dir))
+    finally:
+        server.shutdown()
+    assert sorted(str(p.relative_to(data_dir)) for p in data_dir.rglob("*")) == ["downloads", "downloads/earlier.zip"]
+
+
 # ------------------------------------------------------------------ bad input: one line, exit 2
 
 

@@ -40,9 +40,12 @@ class Read:
     test_source: str  # "test", or "train (stratified 10%)"
 
 
-def online(url: str = PROBE_URL, seconds: float = PROBE_SECONDS) -> bool:
-    """Whether an HTTP request to `url` gets any answer within `seconds` (proxies as requests finds them)."""
+def online(url: str | None = None, seconds: float = PROBE_SECONDS) -> bool:
+    """Whether an HTTP request to `url` (default PROBE_URL) gets any answer within `seconds` (through
+    the proxies requests finds, as TFDS' own downloads)."""
     import requests
+
+    url = url or PROBE_URL
 
     answered = []
 
