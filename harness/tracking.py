@@ -106,8 +106,9 @@ def find_runs(experiment_id: str, role: str, **tags: str):
                                       max_results=5000)
 
 
-def log_student(model, sample, name: str = "model"):
-    """Log a Keras model with `mlflow.keras`; returns the ModelInfo (its `model_uri`).
+def log_student(model, sample, name: str = "model", class_names: list[str] | None = None):
+    """Log a Keras model with `mlflow.keras`; returns the ModelInfo (its `model_uri`). With
+    `class_names`, the MLmodel's metadata holds them (`class_names`: class id -> name).
 
     Requirements are given, not inferred: inference imports the model in a
     subprocess, which costs seconds per trial.
@@ -116,7 +117,8 @@ def log_student(model, sample, name: str = "model"):
             f"mlflow=={mlflow.__version__}"]
     x = sample.astype("float32")
     signature = infer_signature(x, model(x, training=False).numpy())
-    return mlflow.keras.log_model(model, name=name, pip_requirements=reqs, signature=signature)
+    return mlflow.keras.log_model(model, name=name, pip_requirements=reqs, signature=signature,
+                                  metadata={"class_names": list(class_names)} if class_names else None)
 
 
 def log_history(history: list[dict[str, float]]) -> None:

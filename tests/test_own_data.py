@@ -329,9 +329,9 @@ def test_a_study_on_a_folder_of_rgb_images(tmp_path, capsys):
         "teacher": {"widths": [32], "epochs": 2, "jitter": 1, "dropout": 0.0, "input_dropout": 0.0},
         "student": {"family": "mlp", "depth": 1}, "training": {"epochs": 1, "batch_size": 16, "jit_compile": False},
         "search": {"width": {"choices": [8, 16]}}, "n_trials": 2, "confirm": {"seeds": 0},
-        "heartbeat": {"interval": 1, "grace_period": 3}}))
+        "heartbeat": {"interval": 1, "grace_period": 3}, "exports": ["savedmodel"]}))
     (work := tmp_path / "work").mkdir()
-    code, out, err = run_cli(["study", study, "--workdir", work, "--no-export"], capsys)
+    code, out, err = run_cli(["study", study, "--workdir", work], capsys)
     assert code == 0, out[-3000:] + err[-3000:]
     client = mlflow_client(work)
     exp = client.get_experiment_by_name("own")
@@ -341,3 +341,12 @@ def test_a_study_on_a_folder_of_rgb_images(tmp_path, capsys):
     assert p["test_split"] == "test" and parent.data.tags["data.test_split"] == "test"
     classes = client.download_artifacts(parent.info.run_id, "classes.json", str(tmp_path))
     assert json.loads(open(classes).read()) == {"0": "cat", "1": "dog", "2": "emu"}
+    # the class names travel with the exports: the SavedModel's assets.extra, the registered model's
+    # version tag and its MLmodel metadata
+    shipped = work / "exports" / "own-champion" / "assets.extra" / "class_names.json"
+    assert json.loads(shipped.read_text()) == CLASSES
+    version = client.get_model_version_by_alias("own-student", "champion")
+    assert json.loads(version.tags["class_names"]) == CLASSES
+    import mlflow
+
+    assert mlflow.models.get_model_info(f"models:/own-student/{version.version}").metadata == {"class_names": CLASSES}
