@@ -176,6 +176,18 @@ def test_two_data_dirs_with_one_name_share_no_teacher_or_twin(tmp_path):
     assert teacher.load_or_train(cfg, a_again, cache).from_cache
 
 
+def test_a_stored_study_is_resumed_only_on_its_own_data(tmp_path):
+    from harness.search import stores
+
+    cfg = config.parse({"name": "s"}, str(tmp_path / "s.yaml"))
+    ws = stores.Workspace.resolve(tmp_path)
+    stores.check_data(cfg, ws, "a" * 64)  # no study yet
+    stores.record_data(stores.create_study(cfg, ws), "a" * 64)
+    stores.check_data(cfg, ws, "a" * 64)
+    with pytest.raises(stores.StudyError, match=r"s.yaml: dataset: study 's' already exists .* on other data"):
+        stores.check_data(cfg, ws, "b" * 64)
+
+
 def test_a_tfds_dataset_without_a_test_split_gets_a_stratified_slice(tmp_path, caplog):
     """Fault 6."""
     s = _load(tmp_path, name="own_data_no_test", data_dir=_prepared(OwnDataNoTest, tmp_path / "tfds"),
