@@ -352,7 +352,7 @@ def test_a_study_on_a_folder_of_rgb_images(tmp_path, capsys):
     assert p["dataset_kind"] == "folder" and p["class_names"] == "cat,dog,emu" and p["image_shape"] == "32x32x3"
     assert p["test_split"] == "test" and parent.data.tags["data.test_split"] == "test"
     classes = client.download_artifacts(parent.info.run_id, "classes.json", str(tmp_path))
-    assert json.loads(open(classes).read()) == {"0": "cat", "1": "dog", "2": "emu"}
+    assert json.loads(Path(classes).read_text()) == {"0": "cat", "1": "dog", "2": "emu"}
     # the class names travel with the exports: the SavedModel's assets.extra, the registered model's
     # version tag and its MLmodel metadata
     shipped = work / "exports" / "own-champion" / "assets.extra" / "class_names.json"

@@ -18,11 +18,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import numpy as np
-
 from harness.config import DatasetConfig
 from harness.data import splitting
-from harness.data.splitting import Split  # noqa: F401 - the public name (sources.Split)
+from harness.data.splitting import Split  # the public name (sources.Split)
 
 log = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ def stratified_test(labels: np.ndarray, fraction: float, seed: int) -> np.ndarra
     picked = []
     for k in np.unique(labels):
         members = np.flatnonzero(labels == k)
-        n = max(1, int(round(fraction * len(members)))) if len(members) > 1 else 0
+        n = max(1, round(fraction * len(members))) if len(members) > 1 else 0
         picked.append(rng.permutation(members)[:n])
     return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
 
@@ -74,7 +74,7 @@ def partition(n_train: int, cfg: DatasetConfig, seed: int, labels: np.ndarray | 
         test = stratified_test(labels, cfg.test_fraction, seed)
         pool = np.setdiff1d(pool, test)
     order = pool[np.random.default_rng(seed).permutation(len(pool))]
-    n_val = int(round(cfg.validation_fraction * len(pool)))
+    n_val = round(cfg.validation_fraction * len(pool))
     val, transfer = np.sort(order[:n_val]), np.sort(order[n_val:])
     if cfg.limit is not None:
         val, transfer = val[:cfg.limit], transfer[:cfg.limit]

@@ -129,7 +129,7 @@ def read(cfg: DatasetConfig, seed: int, source: str) -> Read:
         first = str(e).strip().splitlines()[0]
         raise ConfigError(source, "dataset.name", f"unknown TFDS dataset {cfg.name!r} ({first[:120]})") from None
     features = builder.info.features
-    if not {"image", "label"} <= set(getattr(features, "keys", lambda: [])()):
+    if not {"image", "label"} <= set(getattr(features, "keys", list)()):
         raise ConfigError(source, "dataset.name", f"{cfg.name!r} is not an image classification dataset with "
                                                   "'image' and 'label' features")
     shape = tuple(features["image"].shape)
@@ -149,10 +149,12 @@ def read(cfg: DatasetConfig, seed: int, source: str) -> Read:
     n_test = (splits["test"].num_examples if has_test else 0)
     if cfg.limit is not None:
         n_test = min(n_test, cfg.limit)
-    splitting.check_memory(n_train + n_test, out_shape, cfg, source)
+    needed = n_train
     if has_test:
         transfer, val, _ = splitting.partition(n_train, cfg, seed)
         needed = int(max(val.max(initial=-1), transfer.max(initial=-1))) + 1
+    splitting.check_memory(needed + n_test, out_shape, cfg, source)
+    if has_test:
         x, y = _read(builder, f"train[:{needed}]" if needed < n_train else "train", cfg, convert)
         tx, ty = _read(builder, f"test[:{cfg.limit}]" if cfg.limit is not None else "test", cfg, convert)
         parts = (splitting.take(x, y, transfer), splitting.take(x, y, val),
