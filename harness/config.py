@@ -47,6 +47,19 @@ class DatasetConfig:
     data_dir: str | None = None  # None: TFDS's default (~/tensorflow_datasets)
     validation_fraction: float = 0.1
     limit: int | None = None  # keep only the first N examples of each split
+    # Your own images instead of a TFDS `name` (see data/folder.py, data/arrays.py); paths are relative to
+    # the study file's folder. Exactly one of name, folder and arrays.
+    folder: str | None = None  # one subfolder per class (or train/ and test/ each with one per class)
+    arrays: str | None = None  # an .npz with x_train, y_train (and x_test, y_test)
+    image_size: list[int] | None = None  # [height, width]: resize every image (needed when sizes vary)
+    color_mode: str | None = None  # grayscale | rgb; null: as the data are (a folder: grayscale if all are)
+    test_fraction: float = 0.1  # a seeded, stratified test slice of train where the data have no test split
+    max_memory_mb: int = 4096  # the in-memory uint8 arrays may not need more than this
+
+    @property
+    def kind(self) -> str:
+        """Where the images come from: tfds, folder or arrays."""
+        return "folder" if self.folder is not None else "arrays" if self.arrays is not None else "tfds"
 
 
 @dataclass(frozen=True)
@@ -395,6 +408,7 @@ def _check(cfg: StudyConfig, path: str) -> None:
         fail("dataset.validation_fraction", "must be between 0 and 1 (exclusive)")
     if cfg.dataset.limit is not None and cfg.dataset.limit < 10:
         fail("dataset.limit", "must be at least 10 (or null for the whole split)")
+    _check_dataset(cfg.dataset, fail)
     for section in ("teacher", "student"):
         m = getattr(cfg, section)
         if m.family not in FAMILIES:
@@ -555,6 +569,23 @@ def _builder_syntax(name: str) -> bool:
         and all(p.isidentifier() for p in attr.split("."))
 
 
+def _check_dataset(d: DatasetConfig, fail) -> None:
+    """The dataset section's own rules (what the data hold is checked when they are read)."""
+    given = [k for k in ("folder", "arrays") if getattr(d, k) is not None]
+    if len(given) > 1:
+        fail("dataset.arrays", "give exactly one of dataset.name, dataset.folder and dataset.arrays")
+    if given and d.data_dir is not None:
+        fail("dataset.data_dir", f"is for TFDS names only (this dataset is dataset.{given[0]})")
+    if d.image_size is not None and (len(d.image_size) != 2 or min(d.image_size) < 1):
+        fail("dataset.image_size", f"expected [height, width], each at least 1 (got {d.image_size})")
+    if d.color_mode not in (None, "grayscale", "rgb"):
+        fail("dataset.color_mode", f"unknown color mode {d.color_mode!r}; allowed: grayscale, rgb (or null)")
+    if not 0.0 < d.test_fraction < 1.0:
+        fail("dataset.test_fraction", "must be between 0 and 1 (exclusive)")
+    if d.max_memory_mb < 1:
+        fail("dataset.max_memory_mb", "must be at least 1")
+
+
 def _check_transfer(t: TransferConfig, where: str, fail, num_classes: int | None = None) -> None:
     """A transfer section's own rules (the dataset's class count is checked once the data are read)."""
     if not 0.0 < t.fraction <= 1.0:
@@ -587,9 +618,21 @@ def check_classes(cfg: StudyConfig, num_classes: int) -> None:
 
 def parse(data: Any, path: str = "<dict>") -> StudyConfig:
     """Validate a mapping (as read from YAML) into a `StudyConfig`."""
+    raw = data.get("dataset") if isinstance(data, dict) else None
+    given = [k for k in ("name", "folder", "arrays") if isinstance(raw, dict) and raw.get(k) is not None]
+    if len(given) > 1:  # `name` has a default, so only the file says whether it was given too
+        raise ConfigError(path, f"dataset.{given[-1]}", "give exactly one of dataset.name, dataset.folder and "
+                                                        f"dataset.arrays (got {', '.join(given)})")
     cfg = _build(StudyConfig, data, "", path)
     _check(cfg, path)
-    return dataclasses.replace(cfg, source=str(path))
+    return dataclasses.replace(cfg, source=str(path), dataset=_resolved_paths(cfg.dataset, path))
+
+
+def _resolved_paths(d: DatasetConfig, path: str) -> DatasetConfig:
+    """The dataset's folder or .npz path, relative to the study file's folder (absolute stays)."""
+    base = Path(path).parent
+    return dataclasses.replace(d, **{k: str(base / getattr(d, k)) for k in ("folder", "arrays")
+                                     if getattr(d, k) is not None and not Path(getattr(d, k)).is_absolute()})
 
 
 def load(path: str | Path) -> StudyConfig:

@@ -79,6 +79,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
     splits = sources.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
+    stores.check_data(cfg, ws, splits.digest)
     check_classes(cfg, splits.num_classes)
     builder.check(cfg.student.builder, cfg.source, space.widths_searched(cfg), splits.image_shape,
                   splits.num_classes)
@@ -88,6 +89,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
     experiment_id = tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
     tracking.close_orphans(experiment_id)
     study = stores.create_study(cfg, ws)
+    stores.record_data(study, splits.digest)
     optuna.storages.fail_stale_trials(study)
     done = stores.counted_trials(study)
     todo = n_trials if n_trials is not None else max(0, cfg.n_trials - done)
@@ -101,6 +103,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
     try:
         mlflow.log_dict(cfg.to_dict(), "config.yaml")
         tracking.log_datasets(ctx.datasets)
+        sources.log_to_run(splits)
         mlflow.log_params({"n_trials": cfg.n_trials, "workers": workers, "new_trials": todo,
                            "teacher_key": teacher.key, "precision": ctx.precision,
                            "precision_setting": cfg.training.precision})

@@ -8,11 +8,11 @@ a crashed trial as still running.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -106,8 +106,9 @@ def find_runs(experiment_id: str, role: str, **tags: str):
                                       max_results=5000)
 
 
-def log_student(model, sample, name: str = "model"):
-    """Log a Keras model with `mlflow.keras`; returns the ModelInfo (its `model_uri`).
+def log_student(model, sample, name: str = "model", class_names: list[str] | None = None):
+    """Log a Keras model with `mlflow.keras`; returns the ModelInfo (its `model_uri`). With
+    `class_names`, the MLmodel's metadata holds them (`class_names`: class id -> name).
 
     Requirements are given, not inferred: inference imports the model in a
     subprocess, which costs seconds per trial.
@@ -116,7 +117,8 @@ def log_student(model, sample, name: str = "model"):
             f"mlflow=={mlflow.__version__}"]
     x = sample.astype("float32")
     signature = infer_signature(x, model(x, training=False).numpy())
-    return mlflow.keras.log_model(model, name=name, pip_requirements=reqs, signature=signature)
+    return mlflow.keras.log_model(model, name=name, pip_requirements=reqs, signature=signature,
+                                  metadata={"class_names": list(class_names)} if class_names else None)
 
 
 def log_history(history: list[dict[str, float]]) -> None:
@@ -128,21 +130,31 @@ SPLITS = (("transfer", "train", "training"), ("validation", "train", "validation
 
 
 def datasets(splits) -> list[tuple]:
-    """The transfer, validation and test sets as MLflow datasets (TFDS name, split, content digest),
-    each with its MLflow context and tags: what `log_datasets` puts on a run."""
+    """The transfer, validation and test sets as MLflow datasets (name, split, content digest: the
+    first 16 hex digits of `Split.digest`), each with its MLflow context and tags: what
+    `log_datasets` puts on a run. A TFDS name's source is its catalog page; a folder's or an
+    .npz's, its path."""
     from mlflow.data.http_dataset_source import HTTPDatasetSource
 
-    source = HTTPDatasetSource(f"https://www.tensorflow.org/datasets/catalog/{splits.dataset.split('/')[0]}")
+    kind = getattr(splits, "kind", "tfds")
+    if kind == "tfds":
+        source = HTTPDatasetSource(f"https://www.tensorflow.org/datasets/catalog/{splits.dataset.split('/')[0]}")
+    else:  # MLflow registers two local-file sources of one name and warns that it picks one: either is right
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(Path(splits.location).as_uri())
     out = []
     for role, tfds_split, context in SPLITS:
         s = getattr(splits, role)
-        h = hashlib.sha256()
-        for a in (s.images, s.labels, s.index):
-            h.update(a.tobytes())
         ds = mlflow.data.from_numpy(s.images, source=source, targets=s.labels, name=f"{splits.dataset}-{role}",
-                                    digest=h.hexdigest()[:16])
-        out.append((ds, context, {"tfds.name": splits.dataset, "tfds.split": tfds_split, "harness.split": role,
-                                  "examples": str(len(s))}))
+                                    digest=s.digest[:16])
+        if role == "test" and getattr(splits, "test_source", "test") != "test":
+            tfds_split = "train"  # a stratified slice of it: the data have no test split
+        where = {"tfds.name": splits.dataset, "tfds.split": tfds_split} if kind == "tfds" else \
+            {"harness.dataset": f"{kind}:{splits.location}"}
+        out.append((ds, context, {**where, "harness.split": role, "examples": str(len(s))}))
     return out
 
 

@@ -115,12 +115,12 @@ def test_a_changed_model_file_misses_the_cache(user_teacher, small_splits, tmp_p
     assert not np.allclose(again.transfer_logits, first.transfer_logits)
     # A folder: any file's content counts.
     sm = _cfg(mine, model="teacher_savedmodel")
-    key = trained.cache_key(sm)
+    key = trained.cache_key(sm, "d")
     (mine / "teacher_savedmodel" / "assets" / "note.txt").write_text("changed")
-    assert trained.cache_key(sm) != key
+    assert trained.cache_key(sm, "d") != key
     # Moving the files changes nothing: the key holds what they are, not where.
     shutil.copytree(mine, tmp_path / "moved")
-    assert trained.cache_key(_cfg(tmp_path / "moved", model="teacher_savedmodel")) == trained.cache_key(sm)
+    assert trained.cache_key(_cfg(tmp_path / "moved", model="teacher_savedmodel"), "d") == trained.cache_key(sm, "d")
 
 
 def test_the_trained_teacher_is_registered_and_loads_by_latest(small_splits, tmp_path):

@@ -45,7 +45,7 @@ def test_second_call_loads_instead_of_training(small_splits, tmp_path, counted):
 def test_a_different_config_is_a_cache_miss(small_splits, tmp_path, counted):
     teacher.load_or_train(_cfg(), small_splits, tmp_path)
     other = dataclasses.replace(_cfg(), seed=1)
-    assert teacher.cache_key(other) != teacher.cache_key(_cfg())
+    assert teacher.cache_key(other, "d") != teacher.cache_key(_cfg(), "d")
     teacher.load_or_train(other, small_splits, tmp_path)
     assert len(counted) == 2
 

@@ -57,18 +57,19 @@ def test_an_omitted_class_is_absent_from_every_batch_and_each_keeps_its_logits(s
     assert seen == want
     assert all(3 not in y.numpy() for _, y in ctx.inputs(16, seed=1, distilled=False)[1])  # the twin too
     # the teacher is the whole split's (its key ignores the transfer section); the twin's key does not
-    assert teacher_key(ctx.cfg) == teacher_key(full.cfg)
-    assert baselines.key(ctx.cfg, 16, 1) != baselines.key(full.cfg, 16, 1)
+    assert teacher_key(ctx.cfg, "d") == teacher_key(full.cfg, "d")
+    assert baselines.key(ctx.cfg, 16, 1, data="d") != baselines.key(full.cfg, 16, 1, data="d")
 
 
 def test_an_arm_brings_its_own_transfer_set_and_epochs(small_splits, tmp_path):
     ctx = _context(small_splits, tmp_path)
     arm = ctx.for_arm(config.ArmConfig("p3", transfer=config.TransferConfig(fraction=0.03), epochs=40))
     assert arm.transfer_examples < ctx.transfer_examples and arm.cfg.training.epochs == 40
-    assert baselines.key(arm.cfg, 16, 1) != baselines.key(ctx.cfg, 16, 1)
+    assert baselines.key(arm.cfg, 16, 1, data="d") != baselines.key(ctx.cfg, 16, 1, data="d")
     assert ctx.for_arm(config.ArmConfig("full")) is ctx
     soft = dataclasses.replace(ctx.cfg, transfer=config.TransferConfig(labels=False))
-    assert baselines.key(soft, 16, 1) == baselines.key(ctx.cfg, 16, 1)  # a twin learns from hard labels anyway
+    # a twin learns from hard labels anyway
+    assert baselines.key(soft, 16, 1, data="d") == baselines.key(ctx.cfg, 16, 1, data="d")
 
 
 def _identity_logits_model():

@@ -83,8 +83,9 @@ def configurations(study: optuna.Study, cfg: StudyConfig) -> list[TrialRecord]:
 
 
 def _key(ctx: Context, r: TrialRecord, seed: int) -> str:
-    what = {"twin": baselines.key(ctx.cfg, r.width, seed, recipe_of(ctx, r)), "teacher": ctx.teacher.key,
-            "mode": ctx.cfg.distillation.teacher, "temperature": r.temperature, "alpha": r.alpha, **ctx.unlabeled_key}
+    what = {"twin": baselines.key(ctx.cfg, r.width, seed, recipe_of(ctx, r), data=ctx.splits.digest),
+            "teacher": ctx.teacher.key, "mode": ctx.cfg.distillation.teacher, "temperature": r.temperature,
+            "alpha": r.alpha, **ctx.unlabeled_key}
     return files.digest(json.dumps(what, sort_keys=True))
 
 

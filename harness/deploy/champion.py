@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -97,6 +98,8 @@ def test_and_register(cfg: StudyConfig, record: TrialRecord, splits: sources.Spl
     mv = mlflow.register_model(record.model_uri, name)
     client.set_registered_model_alias(name, ALIAS, mv.version)
     client.set_model_version_tag(name, mv.version, "optuna.trial", str(record.number))
+    if splits.class_names:  # class id -> name, as a JSON list (also in the model's own metadata)
+        client.set_model_version_tag(name, mv.version, "class_names", json.dumps(splits.class_names)[:5000])
     if classes:  # the registered model is the trial's own; the export is the corrected one
         client.set_model_version_tag(name, mv.version, "harness.bias_shift", str(metrics["bias_shift"]))
         log.info("champion: omitted classes %s: test acc %.4f -> %.4f, on them %.4f -> %.4f after adding %+.2f "
@@ -130,7 +133,7 @@ def check_data(cfg: StudyConfig, splits: sources.Splits) -> export_mod.CheckData
     n = min(tflite.CALIBRATION_IMAGES, len(splits.transfer))
     calibration = splits.transfer.images[np.sort(rng.choice(len(splits.transfer), n, replace=False))]
     return export_mod.CheckData(splits.validation.images[:2000], splits.test.images, splits.test.labels,
-                                calibration)
+                                calibration, class_names=splits.class_names or None)
 
 
 def export(cfg: StudyConfig, record: TrialRecord, outs: dict[str, Path], splits: sources.Splits,

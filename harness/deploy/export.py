@@ -49,9 +49,12 @@ class CheckData:
     test_labels: np.ndarray
     calibration: np.ndarray
     latency_runs: int = 1000  # timed single-image calls per export, after 50 untimed ones
+    class_names: list[str] | None = None  # shipped with the SavedModel (assets.extra/class_names.json)
 
 
-def write_saved_model(student, path: Path) -> None:
+def write_saved_model(student, path: Path, class_names: list[str] | None = None) -> None:
+    """The SavedModel (see the module); with `class_names`, also `assets.extra/class_names.json` (a JSON
+    list, class id -> name): the folder TensorFlow leaves to files that travel with a model unread."""
     import keras
     import tensorflow as tf
 
@@ -63,11 +66,14 @@ def write_saved_model(student, path: Path) -> None:
     archive.add_endpoint("serve_uint8", lambda x: student(tf.cast(x, tf.float32), training=False),
                          input_signature=[tf.TensorSpec(shape, tf.uint8, name="images")])
     archive.write_out(str(path), verbose=False)
+    if class_names:
+        (path / "assets.extra").mkdir(exist_ok=True)
+        (path / "assets.extra" / "class_names.json").write_text(json.dumps(list(class_names)))
 
 
 def _write(student, kind: str, path: Path, data: CheckData) -> None:
     if kind == "savedmodel":
-        write_saved_model(student, path)
+        write_saved_model(student, path, data.class_names)
     else:
         path.write_bytes(tflite.convert(student, kind, data.calibration))
 

@@ -158,7 +158,8 @@ def log_study_artifacts(study, ctx, champion: TrialRecord | None) -> None:
         plots = d / "plots"
         plots.mkdir()
         if records:
-            base = baselines.load(ctx.ws.workdir, ctx.cfg, [r.width for r in records])
+            base = baselines.load(ctx.ws.workdir, ctx.cfg, [r.width for r in records],
+                                  data=ctx.splits.digest)
             pareto(records, front(study, ctx.cfg), ctx.cfg.name, ctx.teacher, base, champion,
                    plots / "pareto_front.png", ctx.cfg.cost)
             temperature_alpha(records, plots / "temperature_alpha.png")

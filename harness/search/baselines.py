@@ -37,14 +37,16 @@ from harness.teacher.trained import cache_key as teacher_key
 log = logging.getLogger(__name__)
 
 
-def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | None = None) -> str:
+def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | None = None, *,
+        data: str) -> str:
+    """The twin's key: a hash of the data's digest (`Splits.digest`), the student and training
+    sections, the recipe, width, seed, the teacher's key, the library versions and the precision."""
     recipe = recipe or Recipe.of(cfg.training)
     # The precision enters as resolved (and not at all for float32, so float32 keys are those of before).
     training = {k: v for k, v in dataclasses.asdict(cfg.training).items() if k != "precision"}
-    what = {"dataset": {k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k != "data_dir"},
-            "student": cfg.student.key_dict(),
+    what = {"data": data, "student": cfg.student.key_dict(),
             "training": training, "recipe": recipe.to_dict(), "width": width,
-            "seed": cfg.seed if seed is None else seed, "teacher": teacher_key(cfg),
+            "seed": cfg.seed if seed is None else seed, "teacher": teacher_key(cfg, data),
             "versions": [tf.__version__, keras.__version__], **precision.key_part(precision.resolved(cfg))}
     # The twin's own examples (absent when all: older twins stay valid). Not `labels`: a twin always
     # learns from hard labels, so a soft-targets-only study shares the twins of its data. Nor the
@@ -58,15 +60,16 @@ def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | 
 
 
 def path(workdir: Path, cfg: StudyConfig, width: int, seed: int | None = None,
-         recipe: Recipe | None = None) -> Path:
-    return Path(workdir) / "baselines" / f"{key(cfg, width, seed, recipe)}.json"
+         recipe: Recipe | None = None, *, data: str) -> Path:
+    return Path(workdir) / "baselines" / f"{key(cfg, width, seed, recipe, data=data)}.json"
 
 
-def load(workdir: Path, cfg: StudyConfig, widths, seed: int | None = None) -> list[dict]:
-    """The twins already trained for these widths (with the file's own recipe), by width."""
+def load(workdir: Path, cfg: StudyConfig, widths, seed: int | None = None, *, data: str) -> list[dict]:
+    """The twins already trained for these widths (with the file's own recipe) on the data of
+    digest `data`, by width."""
     out = []
     for w in sorted(set(widths)):
-        p = path(workdir, cfg, w, seed)
+        p = path(workdir, cfg, w, seed, data=data)
         if p.exists():
             out.append(json.loads(p.read_text()))
     return out
@@ -79,7 +82,7 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
     cfg, tr = ctx.cfg, ctx.cfg.training
     seed = cfg.seed if seed is None else seed
     recipe = recipe or Recipe.of(tr)
-    target = path(ctx.ws.workdir, cfg, width, seed, recipe)
+    target = path(ctx.ws.workdir, cfg, width, seed, recipe, data=ctx.splits.digest)
     with files.locked(target.with_suffix(".lock")):
         if target.exists():
             try:

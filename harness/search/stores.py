@@ -126,6 +126,22 @@ def check_compatible(cfg: StudyConfig, ws: Workspace) -> None:
             "search space or objectives; rename the study (`name:`) or use another --storage")
 
 
+def check_data(cfg: StudyConfig, ws: Workspace, digest: str) -> None:
+    """A stored study is resumed only on the data it was made on (their digest, `Splits.digest`)."""
+    study = existing_study(cfg, ws)
+    stored = study.user_attrs.get("data_digest") if study is not None else None
+    if stored is not None and stored != digest[:16]:
+        raise StudyError(
+            f"{cfg.source}: dataset: study {cfg.name!r} already exists in {ws.storage} on other data (digest "
+            f"{stored}, these data {digest[:16]}); rename the study (`name:`) or use another --storage")
+
+
+def record_data(study: optuna.Study, digest: str) -> None:
+    """Note the data's digest on a study that has none yet (see `check_data`)."""
+    if "data_digest" not in study.user_attrs:
+        study.set_user_attr("data_digest", digest[:16])
+
+
 def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:
     """The file's pruner; none with two objectives (Optuna cannot prune a Pareto search)."""
     p = cfg.pruner

@@ -164,7 +164,8 @@ class Objective:
                 mlflow.log_metrics({"params": params, "flops": flops, "distillation_gain": gain,
                                     "baseline_val_accuracy": twin["val_accuracy"], **deployed})
             with clock.part("mlflow_model"):
-                info = tracking.log_student(student, ctx.splits.validation.images[:2])
+                info = tracking.log_student(student, ctx.splits.validation.images[:2],
+                                             class_names=ctx.splits.class_names)
             local = ctx.ws.workdir / "trials" / cfg.name / f"trial-{trial.number}.keras"
             with clock.part("saving"), files.replacing(local, suffix=".keras") as tmp:
                 student.save(tmp)

@@ -75,7 +75,7 @@ def _worker(cfg: StudyConfig, ws: Workspace, experiment_id: str, parent_run_id: 
         logging.getLogger().handlers[:] = [_Prefixed(queue, f"worker {index}")]
     interrupt.install()
     tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
-    splits = sources.load_splits(cfg.dataset, cfg.seed)
+    splits = sources.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
     teacher = load_or_train(cfg, splits, ws.teacher_cache, ws.tracking_uri)
     optimize(Context(cfg, ws, splits, teacher, experiment_id, parent_run_id), n_trials, seed_offset=index)
 

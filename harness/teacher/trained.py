@@ -1,7 +1,7 @@
 """Train the teacher (or an ensemble) once; cache its weights and transfer-set logits.
 
-The cache entry is keyed by a hash of everything that determines it (dataset,
-split, teacher config, seed, library versions) and checked before use: every
+The cache entry is keyed by a hash of everything that determines it (the data's
+content digest, teacher config, seed, library versions) and checked before use: every
 file's SHA-256 is in its manifest, so a truncated or corrupted entry is
 rebuilt, never used. Entries are written into a temporary folder and renamed
 into place, and a file lock keeps parallel workers from training twice.
@@ -42,15 +42,17 @@ LOADED_FIELDS = ("model", "input", "outputs", "endpoint")  # config.TeacherConfi
 transfer_passes = 0
 
 
-def cache_key(cfg: StudyConfig) -> str:
-    # A trained teacher's key holds its training fields as before (the fields of a loaded teacher are
-    # left out, so existing entries stay valid); a loaded one's holds what its files are instead.
+def cache_key(cfg: StudyConfig, data: str) -> str:
+    """The teacher cache entry's key: a hash of the data's digest (`Splits.digest`: what the images,
+    labels and splits are, not what they are called or where they lie), the teacher section, the
+    seed, the library versions and the precision. A trained teacher's section is its training fields
+    (a loaded teacher's fields left out); a loaded one's is what its files are (loaded.py)."""
     teacher = {k: v for k, v in dataclasses.asdict(cfg.teacher).items() if k not in LOADED_FIELDS}
     if cfg.teacher.model is not None:
         teacher = loaded.key_part(cfg)
     blob = json.dumps({
         "format": CACHE_FORMAT,
-        "dataset": {k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k != "data_dir"},
+        "data": data,
         "teacher": teacher,
         "seed": cfg.seed,
         "versions": [tf.__version__, keras.__version__, tfds.__version__],
@@ -129,8 +131,8 @@ def load_or_train(cfg: StudyConfig, splits: sources.Splits, cache_dir: str | Pat
     never cached: ConfigError (one line, exit 2)."""
     if cfg.teacher.model is not None:
         loaded.use_store(cfg, tracking_uri)
-        return loaded.load(cfg, splits, cache_dir, cache_key(cfg))
-    key = cache_key(cfg)
+        return loaded.load(cfg, splits, cache_dir, cache_key(cfg, splits.digest))
+    key = cache_key(cfg, splits.digest)
     entry = Path(cache_dir) / key
     with files.locked(Path(cache_dir) / f"{key}.lock"):
         if entry.exists():

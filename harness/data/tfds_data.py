@@ -1,0 +1,169 @@
+"""A TFDS image-classification dataset by name, in memory: prepared offline, or downloaded where the
+machine has a network, and refused in one line where it needs a download the machine cannot make.
+
+Fashion-MNIST is built offline from Debian's package (`fashion_mnist.py`). Any other name that is
+not prepared in its `data_dir` needs a download: without a network that fails within seconds,
+naming `dataset.name`, and leaves the data dir as it was (TFDS's own downloader retries for
+minutes, then leaves partial files). A dataset without a `test` split gets a seeded, stratified
+test slice of `train`; one whose images vary in size needs `dataset.image_size`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from harness.config import ConfigError, DatasetConfig
+from harness.data import splitting
+from harness.data.fashion_mnist import prepare_fashion_mnist
+
+log = logging.getLogger(__name__)
+# Where TFDS itself keeps datasets (`try_gcs`) and many datasets' files: reachable means online.
+PROBE_URL = "https://storage.googleapis.com/tfds-data/"
+PROBE_SECONDS = 5.0
+
+
+@dataclass
+class Read:
+    transfer: splitting.Split
+    validation: splitting.Split
+    test: splitting.Split
+    class_names: list[str]
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    test_source: str  # "test", or "train (stratified 10%)"
+
+
+def online(url: str | None = None, seconds: float = PROBE_SECONDS) -> bool:
+    """Whether an HTTP request to `url` (default PROBE_URL) gets any answer within `seconds` (through
+    the proxies requests finds, as TFDS' own downloads)."""
+    import requests
+
+    url = url or PROBE_URL
+
+    answered = []
+
+    def probe():
+        try:
+            requests.head(url, timeout=seconds)
+            answered.append(True)
+        except requests.RequestException:
+            pass
+
+    t = threading.Thread(target=probe, daemon=True)  # a DNS lookup can outlast requests' own timeout
+    t.start()
+    t.join(seconds)
+    return bool(answered)
+
+
+def _entries(root: Path, name: str) -> set[Path]:
+    """What exists in the data dir where TFDS writes a download (to remove only what it adds)."""
+    found = {root} if root.exists() else set()
+    for d in (root, root / "downloads", root / "downloads" / "extracted", root / name):
+        if d.is_dir():
+            found.update(d.iterdir())
+    return found
+
+
+def _remove_new(before: set[Path], root: Path, name: str) -> None:
+    for p in sorted(_entries(root, name) - before, key=lambda p: len(p.parts), reverse=True):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def prepare(builder, cfg: DatasetConfig, source: str) -> None:
+    """Download and prepare `builder` unless it is prepared; a failure is one ConfigError on
+    `dataset.name`, and whatever the attempt added to the data dir is removed."""
+    if builder.is_prepared():
+        return
+    root = Path(builder.data_dir_root)
+    before = _entries(root, cfg.name)
+    fix = (f"run the study once on a machine with internet access, point dataset.data_dir at a folder where "
+           f"{cfg.name!r} is prepared, or use your own images with dataset.folder")
+    try:
+        if not online():
+            raise ConfigError(source, "dataset.name", f"{cfg.name!r} is not prepared in {root} and needs a "
+                                                      f"download, but this machine has no network; {fix}")
+        log.info("%s: not prepared in %s; downloading it (TFDS)", cfg.name, root)
+        builder.download_and_prepare()
+    except ConfigError:
+        _remove_new(before, root, cfg.name)
+        raise
+    except Exception as e:  # noqa: BLE001 - any failed download or build: the user's data, said in one line
+        _remove_new(before, root, cfg.name)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise ConfigError(source, "dataset.name", f"{cfg.name!r} could not be downloaded and prepared in {root} "
+                                                  f"({type(e).__name__}: {first}); {fix}") from None
+
+
+def _read(builder, split: str, cfg: DatasetConfig, convert: bool) -> tuple[np.ndarray, np.ndarray]:
+    if not convert:
+        x, y = tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True, batch_size=-1))
+        return np.asarray(x), np.asarray(y).astype(np.int64)
+    ds = builder.as_dataset(split=split, as_supervised=True)
+    ds = ds.map(lambda x, y: (splitting.adapt(x, cfg.image_size, cfg.color_mode), y)).batch(1024)
+    xs, ys = zip(*tfds.as_numpy(ds))
+    return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
+
+
+def read(cfg: DatasetConfig, seed: int, source: str) -> Read:
+    """The transfer, validation and test splits of the TFDS dataset `cfg.name` (see the module).
+
+    Raises ConfigError (field `dataset.name`, `dataset.image_size` or `dataset.max_memory_mb`) for
+    an unknown name, a needed download that cannot be made, images of varying size without
+    `image_size`, a dataset that is not (image, label) classification, or data over the memory limit.
+    """
+    if cfg.name == "fashion_mnist":
+        prepare_fashion_mnist(cfg.data_dir)
+    try:
+        builder = tfds.builder(cfg.name, data_dir=cfg.data_dir)
+    except tfds.core.registered.DatasetNotFoundError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ConfigError(source, "dataset.name", f"unknown TFDS dataset {cfg.name!r} ({first[:120]})") from None
+    features = builder.info.features
+    if not {"image", "label"} <= set(getattr(features, "keys", list)()):
+        raise ConfigError(source, "dataset.name", f"{cfg.name!r} is not an image classification dataset with "
+                                                  "'image' and 'label' features")
+    shape = tuple(features["image"].shape)
+    if None in shape[:2] and cfg.image_size is None:
+        raise ConfigError(source, "dataset.image_size", f"the images of {cfg.name!r} vary in size {shape}; "
+                                                        "give dataset.image_size: [height, width] to resize them")
+    channels = {"grayscale": 1, "rgb": 3}.get(cfg.color_mode, shape[2] or 3)
+    out_shape = (*(cfg.image_size or shape[:2]), channels)
+    convert = tuple(out_shape) != shape
+    prepare(builder, cfg, source)
+    splits = builder.info.splits
+    if "train" not in splits:
+        raise ConfigError(source, "dataset.name", f"{cfg.name!r} has no 'train' split (it has "
+                                                  f"{', '.join(splits.keys())})")
+    n_train = splits["train"].num_examples
+    has_test = "test" in splits
+    n_test = (splits["test"].num_examples if has_test else 0)
+    if cfg.limit is not None:
+        n_test = min(n_test, cfg.limit)
+    needed = n_train
+    if has_test:
+        transfer, val, _ = splitting.partition(n_train, cfg, seed)
+        needed = int(max(val.max(initial=-1), transfer.max(initial=-1))) + 1
+    splitting.check_memory(needed + n_test, out_shape, cfg, source)
+    if has_test:
+        x, y = _read(builder, f"train[:{needed}]" if needed < n_train else "train", cfg, convert)
+        tx, ty = _read(builder, f"test[:{cfg.limit}]" if cfg.limit is not None else "test", cfg, convert)
+        parts = (splitting.take(x, y, transfer), splitting.take(x, y, val),
+                 splitting.Split(tx, ty, np.arange(len(ty))), "test")
+    else:
+        x, y = _read(builder, "train", cfg, convert)
+        parts = splitting.assemble((x, y), None, cfg, seed)
+        log.warning("%s has no 'test' split: the test split is a seeded, stratified %.0f%% of 'train' "
+                    "(dataset.test_fraction)", cfg.name, 100 * cfg.test_fraction)
+    label = features["label"]
+    return Read(*parts[:3], class_names=list(label.names), num_classes=label.num_classes,
+                image_shape=tuple(int(d) for d in x.shape[1:]), test_source=parts[3])
