@@ -217,7 +217,9 @@ def test_latency_as_an_objective_next_to_accuracy(smoke, tmp_path):
     workdir, _ = smoke
     cfg = config.load(write_study(tmp_path, "smoke_latency", objectives=["val_accuracy", "latency_ms"], n_trials=2,
                                   **{"confirm.seeds": 0, "search.width": {"choices": [16]}}))
-    result = study_mod.run(cfg, workdir, export=False)
+    calls = []
+    result = study_mod.run(cfg, workdir, export=False, progress=lambda *a: calls.append(a))
+    assert calls == [("search", 0, 2), ("search", 1, 2), ("search", 2, 2)]  # what the progress bar hears
     study = result.study
     assert study.metric_names == ["val_accuracy", "latency_ms"]
     assert {"values_val_accuracy", "values_latency_ms"} <= set(study.trials_dataframe().columns)
