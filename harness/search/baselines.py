@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -34,6 +35,21 @@ from harness.search.context import Context
 from harness.teacher.trained import cache_key as teacher_key
 
 log = logging.getLogger(__name__)
+
+
+class TwinDiverged(RuntimeError):
+    """A scratch twin whose training loss or scores are not finite: never cached."""
+
+
+def check_finite(result: dict, losses: list[float]) -> None:
+    """Raise `TwinDiverged` naming the first non-finite figure of a twin (its last training loss, or
+    a number in `result`), so that a NaN-trained twin is never written (its JSON would hold NaN)."""
+    figures = {"training loss": losses[-1] if losses else float("nan"),
+               **{k: v for k, v in result.items() if isinstance(v, float)}}
+    bad = [k for k, v in figures.items() if not math.isfinite(v)]
+    if bad:
+        raise TwinDiverged(f"scratch twin w={result.get('width')} seed={result.get('seed')}: "
+                           f"{bad[0]} is {figures[bad[0]]} (not finite); it is not cached")
 
 
 def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | None = None) -> str:
@@ -121,6 +137,7 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
                 with clock.part("evaluation"):
                     fix = omitted.correct(student, ctx.splits, ctx.omitted, test_logits)
                     result.update(fix.summary())
+            check_finite(result, [float(v) for v in hist.history["loss"]])
             with clock.part("mlflow"):
                 mlflow.log_metrics({k: result[k] for k in ("params", "flops", "test_accuracy", "agreement", "kl",
                                                            "ece")})

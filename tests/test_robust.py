@@ -1,0 +1,211 @@
+"""Robustness and deployment faults found by trying public bug reports (issue 21): each test is one
+fault's kind, and each failed on the code before its fix."""
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+import yaml
+from helpers import SMOKE, run_cli
+
+from harness import config
+
+BASE = yaml.safe_load(SMOKE.read_text())
+
+
+def _with(changes: dict) -> dict:
+    """The smoke study file with dotted fields set (`{"student.depth": 3}`)."""
+    cfg = copy.deepcopy(BASE)
+    for path, value in changes.items():
+        *parents, last = path.split(".")
+        node = cfg
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return cfg
+
+
+def _write(tmp_path, data, name="smoke.yaml"):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+# ------------------------------------------------ fault 2: the study's fingerprint
+
+
+def test_the_fingerprint_holds_everything_a_trial_trains_with():
+    base = config.parse(BASE, "smoke.yaml")
+    fp = config.study_fingerprint(base.to_dict())
+    for field_name in ("seed", "dataset.name", "dataset.limit", "student.depth", "student.family",
+                       "student.augment.jitter", "training.learning_rate", "training.epochs", "training.precision",
+                       "transfer.fraction", "transfer.omit_classes", "distillation.teacher", "teacher.widths",
+                       "search.width.choices", "objectives", "max_params"):
+        assert field_name in fp, field_name
+    for speed_only in ("training.jit_compile", "training.steps_per_execution", "n_trials", "confirm.seeds"):
+        assert speed_only not in fp
+    changes = {"student.depth": 3, "training.learning_rate": 0.01, "training.optimizer": "sgd",
+               "transfer.fraction": 0.5, "distillation.teacher": "online", "dataset.limit": 2000,
+               "student.dropout": 0.1, "teacher.epochs": 4}
+    for path, value in changes.items():
+        other = config.parse(_with({path: value}), "other.yaml")
+        assert other.search_space_fingerprint() != base.search_space_fingerprint(), path
+        (diff,) = config.fingerprint_differences(fp, config.study_fingerprint(other.to_dict()))
+        assert diff[0] == path
+    faster = config.parse(_with({"training.steps_per_execution": 1, "n_trials": 9}), "other.yaml")
+    assert faster.search_space_fingerprint() == base.search_space_fingerprint()
+
+
+def _stored_smoke(tmp_path):
+    from harness.search import stores
+
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    ws = stores.Workspace.resolve(workdir)
+    stores.create_study(config.load(SMOKE), ws)  # study 'smoke' made with the original file
+    return workdir, ws
+
+
+@pytest.mark.parametrize("extra", [{}, {"max_params": 27000}], ids=["front", "max_params"])
+def test_a_study_whose_student_changed_is_refused_naming_the_field(tmp_path, capsys, extra):
+    import optuna
+
+    from harness.search import stores
+
+    workdir, ws = _stored_smoke(tmp_path)
+    if extra:  # the stored study had max_params too: only the depth differs
+        st = optuna.load_study(study_name="smoke", storage=ws.storage)
+        cfg0 = config.parse(_with(extra), str(SMOKE))
+        st.set_user_attr("fingerprint", config.study_fingerprint(cfg0.to_dict()))
+    changed = _write(tmp_path, _with({"student.depth": 3, **extra}))
+    with pytest.raises(stores.StudyError) as e:
+        stores.check_compatible(config.load(changed), ws)
+    assert f"student.depth: 2 in the stored study, 3 in {changed}" in str(e.value)
+    before = sorted(p.name for p in workdir.iterdir())
+    code, _, err = run_cli(["study", changed, "--workdir", workdir], capsys)
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error:")
+    assert "student.depth: 2 in the stored study, 3 in" in line and "name:" in line and "--workdir" in line
+    assert sorted(p.name for p in workdir.iterdir()) == before  # no mlflow.db, no caches, no exports
+    assert optuna.load_study(study_name="smoke", storage=ws.storage).trials == []
+
+
+def test_a_study_stored_before_the_fingerprint_is_checked_through_its_stored_config(tmp_path):
+    """An older study holds `search_space` (the old hash) and `config` (the file it was made with,
+    without fields added since): it resumes with the same file, and is refused with another student."""
+    import optuna
+
+    from harness.search import stores
+
+    workdir, ws = _stored_smoke(tmp_path)
+    st = optuna.load_study(study_name="smoke", storage=ws.storage)
+    old_config = config.load(SMOKE).to_dict()
+    del old_config["training"]["precision"]  # a field added after the study was stored
+    st._storage.set_study_user_attr(st._study_id, "config", old_config)
+    st._storage.set_study_user_attr(st._study_id, "search_space", "0123456789abcdef")
+    st._storage.set_study_user_attr(st._study_id, "fingerprint", None)  # not a dict: as if absent
+    stores.check_compatible(config.load(SMOKE), ws)  # same file: resumes
+    changed = _write(tmp_path, _with({"student.depth": 3}))
+    with pytest.raises(stores.StudyError, match="student.depth: 2 in the stored study"):
+        stores.check_compatible(config.load(changed), ws)
+    stores.create_study(config.load(SMOKE), ws)  # resuming stores the fingerprint's fields
+    assert optuna.load_study(study_name="smoke", storage=ws.storage).user_attrs["fingerprint"] == \
+        config.study_fingerprint(config.load(SMOKE).to_dict())
+
+
+# ------------------------------------------------ fault 3: non-finite numbers
+
+
+@pytest.mark.parametrize("field_name,value", [
+    ("training.learning_rate", float("nan")), ("teacher.learning_rate", float("nan")),
+    ("training.learning_rate", float("inf")), ("search.temperature.high", float("inf")),
+    ("search.temperature.low", float("nan")), ("search.alpha.high", float("nan")),
+    ("champion.tolerance", float("inf")), ("dataset.validation_fraction", float("nan")),
+    ("student.dropout", float("nan")), ("transfer.fraction", float("nan"))])
+def test_every_float_field_must_be_finite(field_name, value):
+    with pytest.raises(config.ConfigError) as e:
+        config.parse(_with({field_name: value}), "f.yaml")
+    assert e.value.field == field_name and "finite" in e.value.message
+
+
+def test_a_nan_learning_rate_is_one_line_and_exit_2(tmp_path, capsys):
+    study_file = tmp_path / "nan.yaml"
+    study_file.write_text(SMOKE.read_text().replace("learning_rate: 0.002", "learning_rate: .nan"))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    code, _, err = run_cli(["study", study_file, "--workdir", workdir], capsys)
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error:")
+    assert "training.learning_rate" in line and str(study_file) in line
+    assert list(workdir.iterdir()) == []
+
+
+def test_a_non_finite_scratch_twin_is_never_cached(small_splits, tmp_path):
+    from harness import tracking
+    from harness.data.evaluate import predict_logits
+    from harness.distill import models
+    from harness.search import baselines, stores
+    from harness.search.context import Context
+    from harness.teacher.trained import Teacher
+
+    cfg = config.parse({"name": "nan", "dataset": {"limit": 2000},
+                        "training": {"epochs": 1, "learning_rate": 1e30, "optimizer": "sgd"}}, "nan.yaml")
+    ws = stores.Workspace.resolve(tmp_path)
+    exp = tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
+    net = models.mlp((28, 28, 1), 10, [16], name="teacher", seed=0)
+    teacher = Teacher([net], predict_logits(net, small_splits.transfer.images), 0.0, 0.0, "k", tmp_path,
+                      from_cache=True)
+    with tracking.start("study", "parent", experiment_id=exp) as parent:
+        ctx = Context(cfg, ws, small_splits, teacher, exp, parent.info.run_id)
+        raised = None
+        try:
+            baselines.train_or_load(ctx, 8)
+        except RuntimeError as e:
+            raised = e
+    assert not baselines.path(ws.workdir, cfg, 8).exists()  # before the fix: a JSON file holding NaN
+    assert type(raised).__name__ == "TwinDiverged" and "not finite" in str(raised)
+
+
+# ------------------------------------------------ fault 8: the divergence reason
+
+
+def _fit_with_nan_at_batch_3(steps_per_execution):
+    import keras
+    import tensorflow as tf
+
+    from harness.search.trial import DivergenceGuard
+
+    x = np.ones((88, 4), np.float32)  # 22 batches of 4
+    x[13] = np.nan  # in batch 3
+    y = np.zeros(88, np.int64)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  steps_per_execution=steps_per_execution)
+    model.fit(ds, epochs=2, verbose=0, callbacks=[DivergenceGuard()])
+
+
+def test_the_divergence_reason_names_only_batches_that_exist():
+    from harness.search.trial import Diverged
+
+    with pytest.raises(Diverged) as e:
+        _fit_with_nan_at_batch_3(32)
+    assert "within batches 0-21 of epoch 1" in str(e.value) and "every 32 batches" in str(e.value)
+    with pytest.raises(Diverged) as e:
+        _fit_with_nan_at_batch_3(1)
+    assert "at batch 3 of epoch 1" in str(e.value)
+
+
+def test_divergence_reason_ranges():
+    from harness.search.trial import divergence_reason
+
+    assert divergence_reason(math.nan, 1, 32, 63, 50).endswith(
+        "within batches 32-49 of epoch 2; the check runs every 32 batches (training.steps_per_execution)")
+    assert "within batches 0-7 of epoch 1" in divergence_reason(math.inf, 0, 0, 7, None)
+    assert divergence_reason(math.nan, 0, 5, 5, 22) == "training loss became nan at batch 5 of epoch 1"
+    json.dumps(divergence_reason(math.nan, 0, 0, 0, 1))
