@@ -92,7 +92,7 @@ def _cmd_export(args) -> int:
     f = report.export_trial(cfg, _workspace(args, cfg), args.trial, args.out, args.format)
     print(f"exported {report.LABELS[args.format]}: {f['path']}\n"
           f"  test accuracy {f['test_accuracy']:.4f}, {f['size_bytes']:,} bytes, one image on one thread: "
-          f"p50 {f['p50_ms']:.4f} ms, p99 {f['p99_ms']:.4f} ms")
+          f"p50 {f['p50_ms']:.4f} ms, p99 {f['p99_ms']:.4f} ms{report.int8_figures(f)}")
     return 0
 
 

@@ -228,6 +228,9 @@ class StudyConfig:
     confirm: ConfirmConfig = ConfirmConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     exports: list[str] = field(default_factory=lambda: list(EXPORT_FORMATS))  # what `study` exports
+    # The int8 TFLite file is placed when its validation accuracy is at most this many points below
+    # the float student's (its top-1 agreement is reported, not gated on).
+    exports_int8_max_drop: float = 1.0
     source: str = ""  # the file it was read from (not a YAML key)
 
     @property
@@ -477,6 +480,8 @@ def _check(cfg: StudyConfig, path: str) -> None:
              "size_bytes")
     if any(f not in EXPORT_FORMATS for f in cfg.exports) or len(set(cfg.exports)) != len(cfg.exports):
         fail("exports", f"allowed: a list of distinct formats among {', '.join(EXPORT_FORMATS)}")
+    if not 0.0 <= cfg.exports_int8_max_drop <= 100.0:
+        fail("exports_int8_max_drop", "must be between 0 and 100 accuracy points")
     if cfg.max_params is not None and cfg.max_params < 1:
         fail("max_params", "must be at least 1 (or null)")
     if cfg.pruner.type not in PRUNERS:

@@ -209,3 +209,79 @@ def test_divergence_reason_ranges():
     assert "within batches 0-7 of epoch 1" in divergence_reason(math.inf, 0, 0, 7, None)
     assert divergence_reason(math.nan, 0, 5, 5, 22) == "training loss became nan at batch 5 of epoch 1"
     json.dumps(divergence_reason(math.nan, 0, 0, 0, 1))
+
+
+# ------------------------------------------------ the int8 gate, and fault 4: bfloat16 students export
+
+
+def _trained_student(splits, dtype=None):
+    import keras
+
+    from harness.distill import models
+
+    keras.utils.set_random_seed(0)
+    student = models.mlp((28, 28, 1), 10, [32], seed=0, dtype=dtype)
+    student.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    student.fit(splits.transfer.images.astype(np.float32), splits.transfer.labels, epochs=2, batch_size=128,
+                verbose=0)
+    return student
+
+
+def _check_data(splits, calibration=None, gate=True):
+    from harness.deploy import export
+
+    labels = {"validation_labels": splits.validation.labels, "int8_max_drop": 1.0} if gate else {}
+    return export.CheckData(splits.validation.images, splits.test.images, splits.test.labels,
+                            splits.transfer.images[:300] if calibration is None else calibration, latency_runs=50,
+                            **labels)
+
+
+def test_the_int8_input_is_pinned_to_0_255_whatever_the_calibration_holds(small_splits):
+    from harness.deploy import tflite
+
+    student = _trained_student(small_splits)
+    dark = (small_splits.transfer.images[:300] // 3).astype(np.uint8)  # pixels below 86
+    assert dark.max() < 120
+    interp = tflite.interpreter(model_content=tflite.convert(student, "tflite-int8", dark))
+    assert tuple(interp.get_input_details()[0]["quantization"]) == (1.0, 0)  # before: (0.33, 0) from the images
+
+
+def test_the_int8_gate_is_the_validation_accuracy_drop(small_splits, tmp_path):
+    from harness.deploy import export
+    from harness.deploy.verify import int8_refusal
+
+    # The champion: 98.75% agreement, 87.74% against 87.76%: placed; a 2-point drop: refused.
+    assert int8_refusal(0.8776, 0.8774, 0.9875, 1.0, 2000) is None
+    why = int8_refusal(0.70, 0.68, 0.995, 1.0, 2000)
+    assert "2.00 points > 1 (exports_int8_max_drop)" in why and "agreement 0.9950" in why
+    assert int8_refusal(0.70, 0.68, 0.995, 2.5, 2000) is None
+
+    student = _trained_student(small_splits)
+    out = tmp_path / "s-int8.tflite"
+    f = export.export(student, {"tflite-int8": out}, _check_data(small_splits))["tflite-int8"]
+    assert "refused" not in f, f
+    assert out.is_file() and f["val_accuracy_drop"] <= 0.01 and 0.9 <= f["agreement"] <= 1
+    assert f["input_quantization"] == [1.0, 0.0]
+    assert config.parse(_with({"exports_int8_max_drop": 2.5})).exports_int8_max_drop == 2.5
+    with pytest.raises(config.ConfigError, match="exports_int8_max_drop"):
+        config.parse(_with({"exports_int8_max_drop": -1}))
+
+
+def test_a_bfloat16_student_exports_from_a_float32_copy_and_a_failing_format_is_refused_alone(small_splits,
+                                                                                             tmp_path):
+    from harness.deploy import export
+
+    student = _trained_student(small_splits, dtype="mixed_bfloat16")
+    outs = {kind: tmp_path / name for kind, name in
+            (("savedmodel", "s"), ("tflite", "s.tflite"), ("tflite-int8", "s-int8.tflite"))}
+    figures = export.export(student, outs, _check_data(small_splits, gate=False))
+    for kind, out in outs.items():
+        assert "refused" not in figures[kind], figures[kind]
+        assert out.exists()
+    assert figures["tflite"]["max_diff"] <= 1e-3
+    # A format that cannot be written (here: int8 without calibration images) is refused alone.
+    outs2 = {kind: tmp_path / "again" / out.name for kind, out in outs.items()}
+    figures = export.export(student, outs2, _check_data(small_splits, small_splits.transfer.images[:0], gate=False))
+    assert "could not be written" in figures["tflite-int8"]["refused"] and not outs2["tflite-int8"].exists()
+    assert outs2["savedmodel"].is_dir() and outs2["tflite"].is_file()
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["s", "s.tflite"]

@@ -125,7 +125,8 @@ def check_data(cfg: StudyConfig, splits: sources.Splits) -> export_mod.CheckData
     n = min(tflite.CALIBRATION_IMAGES, len(splits.transfer))
     calibration = splits.transfer.images[np.sort(rng.choice(len(splits.transfer), n, replace=False))]
     return export_mod.CheckData(splits.validation.images[:2000], splits.test.images, splits.test.labels,
-                                calibration)
+                                calibration, validation_labels=splits.validation.labels[:2000],
+                                int8_max_drop=cfg.exports_int8_max_drop)
 
 
 def export(cfg: StudyConfig, record: TrialRecord, outs: dict[str, Path], splits: sources.Splits,
@@ -140,9 +141,10 @@ def export(cfg: StudyConfig, record: TrialRecord, outs: dict[str, Path], splits:
         if "refused" in f:
             continue
         prefix = kind.replace("-", "_")
-        for name in ("test_accuracy", "size_bytes", "p50_ms", "p99_ms"):
+        for name in ("test_accuracy", "size_bytes", "p50_ms", "p99_ms", "agreement", "val_accuracy_drop"):
             metric = name.replace("p50", "latency_p50").replace("p99", "latency_p99")
-            client.log_metric(record.mlflow_run_id, f"{prefix}_{metric}", f[name])
+            if name in f and (kind == "tflite-int8" or name not in ("agreement", "val_accuracy_drop")):
+                client.log_metric(record.mlflow_run_id, f"{prefix}_{metric}", f[name])
         path = Path(f["path"])
         if path.is_dir():
             client.log_artifacts(record.mlflow_run_id, str(path), f"exports/{path.name}")

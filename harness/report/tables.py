@@ -20,6 +20,13 @@ from harness.search import stores
 LABELS = {"savedmodel": "SavedModel", "tflite": "TFLite (float32)", "tflite-int8": "TFLite (int8)"}
 
 
+def int8_figures(f: dict) -> str:
+    """", validation drop X points, top-1 agreement Y" for an int8 export's figures ("" otherwise)."""
+    if "val_accuracy_drop" not in f:
+        return ""
+    return f", validation drop {100 * f['val_accuracy_drop']:.2f} points, top-1 agreement {f['agreement']:.4f}"
+
+
 class ReportError(UserError):
     pass
 
@@ -128,7 +135,7 @@ def summary(cfg: StudyConfig, result) -> str:
     for kind, f in (result.exports or {}).items():
         out.append(f"{LABELS[kind]}: " + (f["refused"] if "refused" in f else
                    f"{f['path']}  (test acc {f['test_accuracy']:.4f}, {f['size_bytes']:,} bytes, "
-                   f"p50 {f['p50_ms']:.4f} ms, p99 {f['p99_ms']:.4f} ms)"))
+                   f"p50 {f['p50_ms']:.4f} ms, p99 {f['p99_ms']:.4f} ms{int8_figures(f)})"))
     out.append("browse: make ui (MLflow, http://127.0.0.1:5000)   |   make dashboard (Optuna, http://127.0.0.1:8080)"
                "   (WORKDIR=DIR for another working directory)")
     return "\n".join(out)
