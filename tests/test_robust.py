@@ -285,3 +285,25 @@ def test_a_bfloat16_student_exports_from_a_float32_copy_and_a_failing_format_is_
     assert "could not be written" in figures["tflite-int8"]["refused"] and not outs2["tflite-int8"].exists()
     assert outs2["savedmodel"].is_dir() and outs2["tflite"].is_file()
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["s", "s.tflite"]
+
+
+# ------------------------------------------------ fault 9: pyfunc takes the images users have
+
+
+def test_the_logged_student_predicts_uint8_and_float64_images_through_pyfunc(tmp_path):
+    import keras
+    import mlflow
+
+    from harness import tracking
+    from harness.distill import models
+
+    exp = tracking.setup(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path, "pyfunc")  # artifacts under tmp_path
+    keras.utils.set_random_seed(0)
+    student = models.mlp((28, 28, 1), 10, [8], seed=0)
+    x = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1)).astype(np.uint8)
+    with mlflow.start_run(experiment_id=exp):
+        info = tracking.log_student(student, x)
+    model = mlflow.pyfunc.load_model(info.model_uri)
+    want = student(x.astype(np.float32), training=False).numpy()
+    for dtype in (np.uint8, np.float64, np.float32):  # before: only float32 passed the logged schema
+        np.testing.assert_allclose(np.asarray(model.predict(x.astype(dtype))), want, atol=1e-5)
