@@ -307,3 +307,48 @@ def test_the_logged_student_predicts_uint8_and_float64_images_through_pyfunc(tmp
     want = student(x.astype(np.float32), training=False).numpy()
     for dtype in (np.uint8, np.float64, np.float32):  # before: only float32 passed the logged schema
         np.testing.assert_allclose(np.asarray(model.predict(x.astype(dtype))), want, atol=1e-5)
+
+
+# ------------------------------------------------ also noticed: what the registry holds, make ui
+
+
+def test_with_omitted_classes_the_registered_champion_is_the_bias_corrected_student(small_splits, tmp_path):
+    import mlflow
+
+    from harness import tracking
+    from harness.data import omitted
+    from harness.deploy import champion
+    from harness.record import TrialRecord
+
+    cfg = config.parse({"name": "omit", "dataset": {"limit": 2000}, "transfer": {"omit_classes": [3]}}, "omit.yaml")
+    keep = ~np.isin(small_splits.transfer.labels, [3])
+    import keras
+
+    from harness.distill import models
+    keras.utils.set_random_seed(0)
+    student = models.mlp((28, 28, 1), 10, [32], seed=0)
+    student.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    student.fit(small_splits.transfer.images[keep].astype(np.float32), small_splits.transfer.labels[keep],
+                epochs=2, batch_size=128, verbose=0)
+    path = tmp_path / "trial-0.keras"
+    student.save(path)
+    exp = tracking.setup(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path, cfg.name)
+    with tracking.start("study", "parent", experiment_id=exp) as parent:
+        with tracking.start("trial", "trial-0", parent_run_id=parent.info.run_id, experiment_id=exp) as run:
+            info = tracking.log_student(student, None)
+        record = TrialRecord(number=0, mlflow_run_id=run.info.run_id, model_uri=info.model_uri,
+                             model_path=str(path))
+        champion.test_and_register(cfg, record, small_splits)
+    registered = mlflow.keras.load_model(f"models:/{champion.registered_name(cfg.name)}@{champion.ALIAS}")
+    deployed = champion.deployable(cfg, champion.load_student(record), small_splits)
+    x = small_splits.test.images[:200].astype(np.float32)
+    fix = omitted.correct(student, small_splits, [3])
+    assert fix.shift != 0  # a correction that changes the logits, so the two models differ
+    np.testing.assert_allclose(registered.predict(x, verbose=0), deployed.predict(x, verbose=0), atol=1e-5)
+
+
+def test_make_ui_is_lean():
+    from helpers import ROOT
+
+    ui = ROOT.joinpath("Makefile").read_text().split("\nui:")[1].split("\n\n")[0]
+    assert "--workers 1" in ui and "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false" in ui

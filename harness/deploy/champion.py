@@ -14,6 +14,7 @@ import optuna
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from harness import tracking
 from harness.config import ChampionConfig, StudyConfig
 from harness.data import omitted, sources
 from harness.data.evaluate import accuracy, predict_logits
@@ -89,10 +90,15 @@ def test_and_register(cfg: StudyConfig, record: TrialRecord, splits: sources.Spl
                else omitted.scores(logits, splits.test.labels, [], splits.num_classes))
     client.log_batch(record.mlflow_run_id, metrics=[Metric(k, v, int(time.time() * 1000), 0)
                                                     for k, v in metrics.items()])
-    mv = mlflow.register_model(record.model_uri, name)
+    uri = record.model_uri
+    if classes:  # registered: the bias-corrected student, the model every export holds (`deployable`)
+        fixed = omitted.corrected_model(student, classes, metrics["bias_shift"])
+        with mlflow.start_run(run_id=record.mlflow_run_id, nested=True):  # logged on the trial's own run
+            uri = tracking.log_student(fixed, None, name="model_corrected").model_uri
+    mv = mlflow.register_model(uri, name)
     client.set_registered_model_alias(name, ALIAS, mv.version)
     client.set_model_version_tag(name, mv.version, "optuna.trial", str(record.number))
-    if classes:  # the registered model is the trial's own; the export is the corrected one
+    if classes:
         client.set_model_version_tag(name, mv.version, "harness.bias_shift", str(metrics["bias_shift"]))
         log.info("champion: omitted classes %s: test acc %.4f -> %.4f, on them %.4f -> %.4f after adding %+.2f "
                  "(chosen on validation) to their logit bias", classes, test_acc, metrics["corrected_test_accuracy"],

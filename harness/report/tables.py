@@ -136,8 +136,10 @@ def summary(cfg: StudyConfig, result) -> str:
         out.append(f"{LABELS[kind]}: " + (f["refused"] if "refused" in f else
                    f"{f['path']}  (test acc {f['test_accuracy']:.4f}, {f['size_bytes']:,} bytes, "
                    f"p50 {f['p50_ms']:.4f} ms, p99 {f['p99_ms']:.4f} ms{int8_figures(f)})"))
-    out.append("browse: make ui (MLflow, http://127.0.0.1:5000)   |   make dashboard (Optuna, http://127.0.0.1:8080)"
-               "   (WORKDIR=DIR for another working directory)")
+    # The runs view itself: MLflow 3 opens an experiment on its GenAI overview, empty for this harness.
+    experiment = mlflow.get_run(result.parent_run_id).info.experiment_id
+    out.append(f"browse: make ui, then http://127.0.0.1:5000/#/experiments/{experiment}/runs (MLflow)   |   "
+               "make dashboard (Optuna, http://127.0.0.1:8080)   (WORKDIR=DIR for another working directory)")
     return "\n".join(out)
 
 
