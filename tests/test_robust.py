@@ -100,7 +100,7 @@ def test_a_study_stored_before_the_fingerprint_is_checked_through_its_stored_con
 
     from harness.search import stores
 
-    workdir, ws = _stored_smoke(tmp_path)
+    _, ws = _stored_smoke(tmp_path)
     st = optuna.load_study(study_name="smoke", storage=ws.storage)
     old_config = config.load(SMOKE).to_dict()
     del old_config["training"]["precision"]  # a field added after the study was stored
