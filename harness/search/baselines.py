@@ -27,6 +27,7 @@ from harness.data import omitted
 from harness.data.evaluate import fidelity, predict_logits
 from harness.distill import precision
 from harness.distill.distiller import compile_plain
+from harness.distill.guard import DivergenceGuard, Diverged
 from harness.distill.models import flops_per_example, param_count
 from harness.distill.recipe import Recipe
 from harness.search import interrupt
@@ -37,7 +38,7 @@ from harness.teacher.trained import cache_key as teacher_key
 log = logging.getLogger(__name__)
 
 
-class TwinDiverged(RuntimeError):
+class TwinDiverged(Diverged):
     """A scratch twin whose training loss or scores are not finite: never cached."""
 
 
@@ -115,12 +116,17 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
                 ctx.log_transfer()
             t0 = time.perf_counter()
             # Validated once, at the end: a twin is a reference point, never pruned.
-            with clock.part("fit"):
-                hist = student.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0,
-                                   shuffle=False, validation_freq=recipe.epochs,
-                                   callbacks=[PartCallback(clock), interrupt.StopOnInterrupt(),
-                                              TimedMlflowCallback(clock)])
-            ctx.fit_seconds += time.perf_counter() - t0
+            try:
+                with clock.part("fit"):
+                    hist = student.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0,
+                                       shuffle=False, validation_freq=recipe.epochs,
+                                       callbacks=[PartCallback(clock), interrupt.StopOnInterrupt(),
+                                                  TimedMlflowCallback(clock), DivergenceGuard()])
+            except Diverged as e:
+                mlflow.set_tag("fail_reason", str(e))
+                raise TwinDiverged(f"scratch twin w={width} seed={seed}: {e}; it is not cached") from None
+            finally:
+                ctx.fit_seconds += time.perf_counter() - t0
             ctx.count_training(student, len(hist.history["loss"]))
             # Twins are reference points, never chosen by anything: reporting
             # their test accuracy beside the champion's leaks no selection.

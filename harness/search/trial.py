@@ -19,6 +19,7 @@ from optuna_integration import KerasPruningCallback
 from harness import files, tracking
 from harness.deploy import latency, tflite
 from harness.distill.distiller import Distiller
+from harness.distill.guard import Diverged, DivergenceGuard, divergence_reason  # noqa: F401 - re-exported
 from harness.distill.models import flops_per_example, param_count
 from harness.distill.recipe import Recipe
 from harness.record import TrialRecord
@@ -27,45 +28,6 @@ from harness.search.clock import PartCallback, TimedMlflowCallback
 from harness.search.context import Context
 
 log = logging.getLogger(__name__)
-
-
-class Diverged(RuntimeError):
-    """The training loss became NaN or infinite."""
-
-
-def divergence_reason(loss: float, epoch: int, first: int, last: int, batches_per_epoch: int | None) -> str:
-    """What is known when the check sees a non-finite loss after the compiled call that ran batches
-    `first`..`last` (0-based, as Keras numbers them) of `epoch` (0-based; said 1-based).
-
-    With `steps_per_execution` N > 1 the loss is seen once per N batches, so the batch is known only
-    to lie in that call's range, clipped to the epoch's `batches_per_epoch` when known (Keras
-    numbers a short last call as if it were full). With N = 1 the batch is exact.
-    """
-    every = last - first + 1
-    if batches_per_epoch:
-        last = min(last, batches_per_epoch - 1)
-    if every == 1:
-        return f"training loss became {loss} at batch {first} of epoch {epoch + 1}"
-    return (f"training loss became {loss} within batches {first}-{last} of epoch {epoch + 1}; "
-            f"the check runs every {every} batches (training.steps_per_execution)")
-
-
-class DivergenceGuard(keras.callbacks.Callback):
-    """Stops a trial at the first non-finite training loss it sees: after the compiled call
-    (`steps_per_execution` batches) in which it appeared, not an epoch later."""
-
-    epoch, first = 0, 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.first = batch
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = float((logs or {}).get("loss", 0.0))
-        if not math.isfinite(loss):
-            raise Diverged(divergence_reason(loss, self.epoch, self.first, batch, (self.params or {}).get("steps")))
 
 
 class EpochCounter(keras.callbacks.Callback):
@@ -158,11 +120,11 @@ class Objective:
         with clock.part("optuna"):
             p = space.suggest(trial, cfg, ctx.splits.image_shape, ctx.splits.num_classes)
         recipe = Recipe.of(tr, p.get("learning_rate"), p.get("epochs"))
+        twin_diverged = None
         try:
             twin = baselines.train_or_load(ctx, p["width"], recipe=recipe)
-        except baselines.TwinDiverged as e:  # the trial's budget is spent: recorded as diverged
-            TrialRecord(diverged=str(e), fail_reason=str(e)).save(trial)
-            raise Diverged(str(e)) from None
+        except baselines.TwinDiverged as e:  # the trial diverges with it (its run says why, below)
+            twin, twin_diverged = None, e
         interrupt.check()
         with clock.part("mlflow"):
             run = ctx.start_run("trial", f"trial-{trial.number}",
@@ -178,6 +140,8 @@ class Objective:
                                    "precision": ctx.precision})
                 ctx.log_transfer()
                 tracking.log_datasets(ctx.datasets)
+            if twin_diverged is not None:
+                raise Diverged(str(twin_diverged))
             callbacks = [counter, TimedMlflowCallback(clock)]
             if not cfg.multi_objective:
                 callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
