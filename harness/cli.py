@@ -55,7 +55,19 @@ def _cmd_study(args) -> int:
     from harness.report import tables as report
 
     result = study.run(cfg, args.workdir, n_trials=args.n_trials, storage_url=args.storage,
-                       tracking_uri=args.tracking_uri, workers=args.workers, export=not args.no_export)
+                       tracking_uri=args.tracking_uri, workers=args.workers, export=not args.no_export,
+                       finish=not args.search_only)
+    print(report.summary(cfg, result))
+    return 0
+
+
+def _cmd_finish(args) -> int:
+    cfg = config.load(args.study_file)
+    from harness import study
+    from harness.report import tables as report
+
+    result = study.run(cfg, args.workdir, n_trials=0, storage_url=args.storage, tracking_uri=args.tracking_uri,
+                       export=not args.no_export)
     print(report.summary(cfg, result))
     return 0
 
@@ -124,7 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="parallel worker processes on this machine")
     s.add_argument("--no-export", action="store_true",
                    help="register the champion but write no export (later: `python -m harness export`)")
+    s.add_argument("--search-only", action="store_true",
+                   help="run trials only; confirmation, champion and exports: `finish`, once (several machines)")
     s.set_defaults(func=_cmd_study)
+
+    f = sub.add_parser("finish", help="no new trials: confirm, pick, register and export the champion, once")
+    _store_args(f)
+    f.add_argument("--no-export", action="store_true", help="register the champion but write no export")
+    f.set_defaults(func=_cmd_finish)
 
     t = sub.add_parser("teacher", help="train (or load from the cache) the study's teacher alone")
     _store_args(t)

@@ -352,3 +352,22 @@ def test_make_ui_is_lean():
 
     ui = ROOT.joinpath("Makefile").read_text().split("\nui:")[1].split("\n\n")[0]
     assert "--workers 1" in ui and "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false" in ui
+
+
+def test_several_machines_search_only_and_one_finish_confirms_and_registers_once(tmp_path, smoke_teacher_cache):
+    from helpers import harness, load_study, mlflow_client, workdir_with_teacher, write_study
+
+    study_file = write_study(tmp_path, name="finish", n_trials=2, **{"confirm.seeds": 0})
+    workdir = workdir_with_teacher(tmp_path / "work", smoke_teacher_cache)
+    for _ in range(2):  # two "machines", one trial each, on the same stores
+        out = harness("study", study_file, "--workdir", workdir, "--n-trials", 1, "--search-only").stdout
+        assert "harness finish" in out and "champion:" not in out
+    study = load_study(workdir, "finish")
+    assert len(study.trials) == 2 and "confirmed" not in study.user_attrs
+    client = mlflow_client(workdir)
+    assert client.search_registered_models() == []  # nothing registered yet
+    out = harness("finish", study_file, "--workdir", workdir, "--no-export").stdout
+    assert "champion: trial" in out and "0 new trial(s)" in out
+    assert len(load_study(workdir, "finish").trials) == 2
+    (model,) = client.search_registered_models()
+    assert model.name == "finish-student" and len(client.search_model_versions("name='finish-student'")) == 1
