@@ -108,7 +108,25 @@ def _cmd_study(args) -> int:
         with logging_redirect_tqdm():
             result = study.run(cfg, args.workdir, n_trials=args.n_trials, storage_url=args.storage,
                                tracking_uri=args.tracking_uri, workers=args.workers, export=not args.no_export,
-                               progress=bar)
+                               progress=bar, finish=not args.search_only)
+    finally:
+        bar.close()
+    print(report.summary(cfg, result, _workspace_of(args)))
+    return 0
+
+
+def _cmd_finish(args) -> int:
+    cfg = config.load(args.study_file)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from harness import study
+    from harness.report import tables as report
+
+    bar = StudyBar()
+    try:
+        with logging_redirect_tqdm():
+            result = study.run(cfg, args.workdir, n_trials=0, storage_url=args.storage,
+                               tracking_uri=args.tracking_uri, export=not args.no_export, progress=bar)
     finally:
         bar.close()
     print(report.summary(cfg, result, _workspace_of(args)))
@@ -154,7 +172,7 @@ def _cmd_export(args) -> int:
     f = report.export_trial(cfg, _workspace(args, cfg), args.trial, args.out, args.format)
     print(f"exported {report.LABELS[args.format]}: {f['path']}\n"
           f"  test accuracy {f['test_accuracy']:.4f}, {f['size_bytes']:,} bytes, one image on one thread: "
-          f"p50 {f['p50_ms']:.4f} ms, p99 {f['p99_ms']:.4f} ms")
+          f"p50 {f['p50_ms']:.4f} ms, p99 {f['p99_ms']:.4f} ms{report.int8_figures(f)}")
     return 0
 
 
@@ -191,7 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="parallel worker processes on this machine")
     s.add_argument("--no-export", action="store_true",
                    help="register the champion but write no export (later: `python -m harness export`)")
+    s.add_argument("--search-only", action="store_true",
+                   help="run trials only; confirmation, champion and exports: `finish`, once (several machines)")
     s.set_defaults(func=_cmd_study)
+
+    f = sub.add_parser("finish", parents=[common],
+                       help="no new trials: confirm, pick, register and export the champion, once")
+    _store_args(f)
+    f.add_argument("--no-export", action="store_true", help="register the champion but write no export")
+    f.set_defaults(func=_cmd_finish)
 
     t = sub.add_parser("teacher", parents=[common],
                        help="train (or load from the cache) the study's teacher alone")

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,6 +293,9 @@ class StudyConfig:
     confirm: ConfirmConfig = ConfirmConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     exports: list[str] = field(default_factory=lambda: list(EXPORT_FORMATS))  # what `study` exports
+    # The int8 TFLite file is placed when its validation accuracy is at most this many points below
+    # the float student's (its top-1 agreement is reported, not gated on).
+    exports_int8_max_drop: float = 1.0
     source: str = ""  # the file it was read from (not a YAML key)
 
     @property
@@ -310,15 +314,65 @@ class StudyConfig:
         return d
 
     def search_space_fingerprint(self) -> str:
-        """What must match for a stored study to be resumed with this file."""
-        what = {"search": dataclasses.asdict(self.search), "objectives": self.objectives,
-                "max_params": self.max_params}
-        if not self.transfer.default:  # absent when default: studies from before keep their fingerprint
-            what["transfer"] = self.transfer.labeled_dict()
-        if self.student.builder is not None:
-            what["builder"] = self.student.builder
-        blob = json.dumps(what, sort_keys=True)
+        """What must match for a stored study to be resumed with this file: a hash of
+        `study_fingerprint(self.to_dict())`."""
+        blob = json.dumps(study_fingerprint(self.to_dict()), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- the study's fingerprint
+
+# The sections (and top-level fields) that change what a trial trains or how it is scored: a stored
+# study resumed with another value of any of them would mix two studies in one Pareto front.
+FINGERPRINT_SECTIONS = ("seed", "dataset", "teacher", "student", "training", "distillation", "method", "transfer",
+                        "search", "objectives", "max_params")
+# Fields inside them that change how fast, not what, is trained.
+FINGERPRINT_SPEED_ONLY = ("teacher.jit_compile", "training.jit_compile", "training.steps_per_execution")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def study_fingerprint(config_dict: dict) -> dict[str, Any]:
+    """The fields of a study's config (as `StudyConfig.to_dict()` gives it, or as stored with an
+    older study: missing fields take today's defaults) that must match for the stored study to be
+    resumed, flattened to dotted names -> JSON values (`{"student.depth": 2, ...}`).
+
+    Everything that changes what a trial trains: the seed, the dataset, the teacher, the student,
+    the recipe (`training`), the distillation section (and `method`, when a study file has one),
+    the transfer set, the search space and the objectives; not the speed-only fields
+    (`FINGERPRINT_SPEED_ONLY`), nor the trial budget, pruner, champion rule, confirmation or exports.
+    """
+    defaults = _flatten(dataclasses.asdict(StudyConfig(name="-")))
+    given = _flatten(json.loads(json.dumps(config_dict)))  # tuples -> lists, as stored
+    merged = dict(given)
+    for k, v in defaults.items():  # a default fills a field the stored config does not hold at all
+        parts = k.split(".")
+        if k in given or any(".".join(parts[:i]) in given for i in range(1, len(parts))) \
+                or any(g.startswith(k + ".") for g in given):
+            continue
+        merged[k] = v
+    return {k: v for k, v in sorted(merged.items())
+            if k.split(".")[0] in FINGERPRINT_SECTIONS and k not in FINGERPRINT_SPEED_ONLY}
+
+
+def fingerprint_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(field, stored value, current value) for each field where two fingerprints differ, in order."""
+    missing = object()
+    out = []
+    for k in sorted(set(stored) | set(current)):
+        a, b = stored.get(k, missing), current.get(k, missing)
+        if a != b:
+            out.append((k, None if a is missing else a, None if b is missing else b))
+    return out
 
 
 # ---------------------------------------------------------------- parsing
@@ -371,6 +425,8 @@ def _coerce(value: Any, tp: Any, where: str, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(path, where, f"expected a number, got {value!r}")
+        if not math.isfinite(value):  # YAML's .nan / .inf: every float field of a study is finite
+            raise ConfigError(path, where, f"must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -501,6 +557,8 @@ def _check(cfg: StudyConfig, path: str) -> None:
              "size_bytes")
     if any(f not in EXPORT_FORMATS for f in cfg.exports) or len(set(cfg.exports)) != len(cfg.exports):
         fail("exports", f"allowed: a list of distinct formats among {', '.join(EXPORT_FORMATS)}")
+    if not 0.0 <= cfg.exports_int8_max_drop <= 100.0:
+        fail("exports_int8_max_drop", "must be between 0 and 100 accuracy points")
     if cfg.max_params is not None and cfg.max_params < 1:
         fail("max_params", "must be at least 1 (or null)")
     if cfg.pruner.type not in PRUNERS:

@@ -61,11 +61,14 @@ class StudyResult:
 
 def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url: str | None = None,
         tracking_uri: str | None = None, workers: int = 1, export: bool = True,
-        progress: Progress | None = None) -> StudyResult:
+        progress: Progress | None = None, finish: bool = True) -> StudyResult:
     """Create or resume the study, run its trials, pick, test, register and export the champion.
 
     `progress(phase, done, total)` hears of every finished trial ("search") and every confirmed
-    pair ("confirmation"); the command line draws its progress bar from it.
+    pair ("confirmation"); the command line draws its progress bar from it. Without `finish` it
+    only searches: confirmation, the champion and the exports are left to one `python -m harness
+    finish` (`n_trials=0`) once every machine of a shared storage is done, so they happen once per
+    study rather than once per machine.
     """
     t_start = time.perf_counter()
     interrupt.install()
@@ -119,10 +122,13 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
 
         t0 = time.perf_counter()
         teacher_ece = ece(ctx.teacher_test_probs, splits.test.labels)
-        configs = confirm.configurations(study, cfg)
-        summary = _confirm(ctx, study, configs, teacher_ece, progress)
+        configs = confirm.configurations(study, cfg) if finish else []
+        if not finish:
+            log.info("search only: confirmation, the champion and the exports are left to `python -m harness "
+                     "finish %s` (once, when every machine is done)", cfg.source)
+        summary = _confirm(ctx, study, configs, teacher_ece, progress) if finish else []
         confirm_seconds = time.perf_counter() - t0
-        champ = _champion(study, cfg, configs, summary)
+        champ = _champion(study, cfg, configs, summary) if finish else None
         test_acc = exports = None
         if champ is not None:
             test_acc = champion_mod.test_and_register(cfg, champ, splits)

@@ -18,7 +18,6 @@ from pathlib import Path
 import keras
 import mlflow
 import tensorflow as tf
-from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
@@ -112,13 +111,25 @@ def log_student(model, sample, name: str = "model", class_names: list[str] | Non
 
     Requirements are given, not inferred: inference imports the model in a
     subprocess, which costs seconds per trial.
+
+    No input schema is logged: MLflow enforces a tensor schema's dtype exactly, so a float32 one
+    made `mlflow.pyfunc.load_model(...).predict` refuse the uint8 images TFDS and image files
+    give, and numpy's float64. Without it, pyfunc and `mlflow models serve` pass any numeric
+    images `[batch, H, W, C]` (0-255) to the model, whose float32 input layer casts them, as the
+    SavedModel's `serve_uint8` does. `sample` is unused (kept for callers); the flavour's
+    warning about a missing signature is silenced here, where the choice is made.
     """
+    del sample
     reqs = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}",
             f"mlflow=={mlflow.__version__}"]
-    x = sample.astype("float32")
-    signature = infer_signature(x, model(x, training=False).numpy())
-    return mlflow.keras.log_model(model, name=name, pip_requirements=reqs, signature=signature,
-                                  metadata={"class_names": list(class_names)} if class_names else None)
+    keras_log = logging.getLogger("mlflow.keras.save")
+    level = keras_log.level
+    keras_log.setLevel(logging.ERROR)
+    try:
+        return mlflow.keras.log_model(model, name=name, pip_requirements=reqs, signature=None,
+                                      metadata={"class_names": list(class_names)} if class_names else None)
+    finally:
+        keras_log.setLevel(level)
 
 
 def log_history(history: list[dict[str, float]]) -> None:

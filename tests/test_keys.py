@@ -153,6 +153,7 @@ NEVER = {  # fields that choose, stop, count or label runs: none of them changes
     "confirm.reference": "which arm the others are compared with, after training",
     "heartbeat": "how a dead worker is noticed",
     "exports": "what is exported after training",
+    "exports_int8_max_drop": "which exports are placed, after training",
     "name": "a study's name: studies that train the same thing share their caches",
     "dataset": "reaches every key as the data's own digest (`Splits.digest`: images, labels, split "
                "indices), whatever the fields that read them; test_own_data.py checks the digest",

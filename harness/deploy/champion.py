@@ -15,6 +15,7 @@ import optuna
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from harness import tracking
 from harness.config import ChampionConfig, StudyConfig
 from harness.data import omitted, sources
 from harness.data.evaluate import accuracy, predict_logits
@@ -95,12 +96,17 @@ def test_and_register(cfg: StudyConfig, record: TrialRecord, splits: sources.Spl
                else omitted.scores(logits, splits.test.labels, [], splits.num_classes))
     client.log_batch(record.mlflow_run_id, metrics=[Metric(k, v, int(time.time() * 1000), 0)
                                                     for k, v in metrics.items()])
-    mv = mlflow.register_model(record.model_uri, name)
+    uri = record.model_uri
+    if classes:  # registered: the bias-corrected student, the model every export holds (`deployable`)
+        fixed = omitted.corrected_model(student, classes, metrics["bias_shift"])
+        with mlflow.start_run(run_id=record.mlflow_run_id, nested=True):  # logged on the trial's own run
+            uri = tracking.log_student(fixed, None, name="model_corrected").model_uri
+    mv = mlflow.register_model(uri, name)
     client.set_registered_model_alias(name, ALIAS, mv.version)
     client.set_model_version_tag(name, mv.version, "optuna.trial", str(record.number))
     if splits.class_names:  # class id -> name, as a JSON list (also in the model's own metadata)
         client.set_model_version_tag(name, mv.version, "class_names", json.dumps(splits.class_names)[:5000])
-    if classes:  # the registered model is the trial's own; the export is the corrected one
+    if classes:
         client.set_model_version_tag(name, mv.version, "harness.bias_shift", str(metrics["bias_shift"]))
         log.info("champion: omitted classes %s: test acc %.4f -> %.4f, on them %.4f -> %.4f after adding %+.2f "
                  "(chosen on validation) to their logit bias", classes, test_acc, metrics["corrected_test_accuracy"],
@@ -133,7 +139,9 @@ def check_data(cfg: StudyConfig, splits: sources.Splits) -> export_mod.CheckData
     n = min(tflite.CALIBRATION_IMAGES, len(splits.transfer))
     calibration = splits.transfer.images[np.sort(rng.choice(len(splits.transfer), n, replace=False))]
     return export_mod.CheckData(splits.validation.images[:2000], splits.test.images, splits.test.labels,
-                                calibration, class_names=splits.class_names or None)
+                                calibration, class_names=splits.class_names or None,
+                                validation_labels=splits.validation.labels[:2000],
+                                int8_max_drop=cfg.exports_int8_max_drop)
 
 
 def export(cfg: StudyConfig, record: TrialRecord, outs: dict[str, Path], splits: sources.Splits,
@@ -148,9 +156,10 @@ def export(cfg: StudyConfig, record: TrialRecord, outs: dict[str, Path], splits:
         if "refused" in f:
             continue
         prefix = kind.replace("-", "_")
-        for name in ("test_accuracy", "size_bytes", "p50_ms", "p99_ms"):
+        for name in ("test_accuracy", "size_bytes", "p50_ms", "p99_ms", "agreement", "val_accuracy_drop"):
             metric = name.replace("p50", "latency_p50").replace("p99", "latency_p99")
-            client.log_metric(record.mlflow_run_id, f"{prefix}_{metric}", f[name])
+            if name in f and (kind == "tflite-int8" or name not in ("agreement", "val_accuracy_drop")):
+                client.log_metric(record.mlflow_run_id, f"{prefix}_{metric}", f[name])
         path = Path(f["path"])
         if path.is_dir():
             client.log_artifacts(record.mlflow_run_id, str(path), f"exports/{path.name}")

@@ -7,6 +7,11 @@ endpoint `serve_uint8` takes the uint8 images the dataset and most image
 sources give, and casts them inside. Both return logits. The TFLite files are
 described in `tflite`.
 
+Exports are made from a float32 copy of the student (`tflite.float32_copy`): a
+bfloat16 student's variables are float32 already, and its compute dtype would
+otherwise reach the files. A format that cannot be written is refused alone,
+with a warning, and the others are still checked and placed.
+
 Every export is written beside its destination; one fresh Python
 (`harness.deploy.verify`) loads them all, compares each with the student, scores it on
 the test images and times one image; only an export that passed is renamed
@@ -50,6 +55,8 @@ class CheckData:
     calibration: np.ndarray
     latency_runs: int = 1000  # timed single-image calls per export, after 50 untimed ones
     class_names: list[str] | None = None  # shipped with the SavedModel (assets.extra/class_names.json)
+    validation_labels: np.ndarray | None = None  # of `validation`: the int8 gate's accuracy drop
+    int8_max_drop: float = 1.0  # accuracy points on validation the int8 file may lose (exports_int8_max_drop)
 
 
 def write_saved_model(student, path: Path, class_names: list[str] | None = None) -> None:
@@ -97,9 +104,10 @@ def check_fresh(exports: list[tuple[str, Path]], want: np.ndarray, data: CheckDa
 def _check_process(exports: list[tuple[str, Path]], want: np.ndarray, data: CheckData) -> dict[str, dict]:
     with tempfile.TemporaryDirectory() as tmp:
         npz, spec = Path(tmp) / "check.npz", Path(tmp) / "spec.json"
-        np.savez(npz, x=data.validation, want=want, test_x=data.test_images, test_y=data.test_labels)
+        labels = {} if data.validation_labels is None else {"val_y": data.validation_labels}
+        np.savez(npz, x=data.validation, want=want, test_x=data.test_images, test_y=data.test_labels, **labels)
         spec.write_text(json.dumps({"data": str(npz), "exports": [(k, str(p)) for k, p in exports],
-                                    "latency_runs": data.latency_runs}))
+                                    "latency_runs": data.latency_runs, "int8_max_drop": data.int8_max_drop}))
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
                "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         proc = subprocess.run([sys.executable, "-m", "harness.deploy.verify", str(spec)], capture_output=True, text=True,
@@ -128,17 +136,25 @@ def export(student, outs: dict[str, Path], data: CheckData) -> dict[str, dict]:
     unknown = set(outs) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown export format(s) {sorted(unknown)}; allowed: {', '.join(FORMATS)}")
-    tmps = {}
+    student = tflite.float32_copy(student)
+    tmps, figures = {}, {}
     try:
         for kind, out in outs.items():
             out = Path(out).resolve()
             out.parent.mkdir(parents=True, exist_ok=True)
-            tmps[kind] = tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+            tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
             _remove(tmp)
-            _write(student, kind, tmp, data)
+            try:
+                _write(student, kind, tmp, data)
+            except Exception as e:  # noqa: BLE001 - e.g. the converter's ConverterError: this format alone
+                _remove(tmp)
+                reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+                figures[kind] = {"refused": f"{kind} export to {out} refused: it could not be written ({reason})"}
+                log.warning("%s", figures[kind]["refused"])
+                continue
+            tmps[kind] = tmp
         want = student.predict(data.validation.astype(np.float32), verbose=0, batch_size=500)
-        results = check_fresh(list(tmps.items()), want, data)
-        figures = {}
+        results = check_fresh(list(tmps.items()), want, data) if tmps else {}
         for kind, tmp in tmps.items():
             r = results.get(str(tmp), {"error": "not checked"})
             out = Path(outs[kind]).resolve()
@@ -148,10 +164,12 @@ def export(student, outs: dict[str, Path], data: CheckData) -> dict[str, dict]:
                 continue
             figures[kind] = {**r, "size_bytes": size_bytes(tmp), "path": str(out)}
             _place(tmp, out)
+            int8 = (f", validation accuracy drop {100 * r['val_accuracy_drop']:.2f} points (at most "
+                    f"{data.int8_max_drop:g}), top-1 agreement {r['agreement']:.4f}") if "val_accuracy_drop" in r else ""
             log.info("exported %s to %s (%d bytes; fresh-process check: max |diff| %.2g, test acc %.4f, "
-                     "p50 %.4f ms, p99 %.4f ms)", kind, out, figures[kind]["size_bytes"], r["max_diff"],
-                     r["test_accuracy"], r["p50_ms"], r["p99_ms"])
-        return figures
+                     "p50 %.4f ms, p99 %.4f ms%s)", kind, out, figures[kind]["size_bytes"], r["max_diff"],
+                     r["test_accuracy"], r["p50_ms"], r["p99_ms"], int8)
+        return {kind: figures[kind] for kind in outs}
     finally:
         for tmp in tmps.values():
             _remove(tmp)

@@ -4,9 +4,14 @@ Both go Keras -> SavedModel (`keras.export.ExportArchive`) -> `tf.lite.TFLiteCon
 the path Keras' own LiteRT export takes. The float model takes float32 images
 (0-255) and returns float32 logits. The int8 model has int8 weights and
 activations (`TFLITE_BUILTINS_INT8` only), takes uint8 images as the dataset
-gives them (its input quantisation is scale 1, zero point 0: exact) and returns
-dequantised float32 logits. Calibration uses transfer-set images only, never
-validation or test.
+gives them and returns dequantised float32 logits. Its input quantisation is
+pinned to scale 1, zero point 0 (exact for 0-255) by a fake-quant op over
+[0, 255] in front of the student, whatever range the calibration images span.
+Calibration uses transfer-set images only, never validation or test.
+
+A student trained in bfloat16 (`training.precision`) is converted from a float32
+copy (`float32_copy`; its variables are float32 already): the converter cannot
+translate bfloat16 compute into a flatbuffer.
 """
 
 from __future__ import annotations
@@ -24,15 +29,36 @@ KINDS = ("tflite", "tflite-int8")
 CALIBRATION_IMAGES = 300
 
 
-def _saved_model(student, directory: str) -> None:
+def float32_copy(model):
+    """`model` itself when every layer computes in float32, else a copy built with float32 layers
+    and the same (float32) weights: what the exports are made from (Keras dtype policies)."""
+    import keras
+
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
+        return model
+
+    def clone(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _saved_model(student, directory: str, pin_input: bool = False) -> None:
     import keras
     import tensorflow as tf
 
     archive = keras.export.ExportArchive()
     archive.track(student)
     shape = [None, *student.input_shape[1:]]
-    archive.add_endpoint("serve", lambda x: student(x, training=False),
-                         input_signature=[tf.TensorSpec(shape, tf.float32, name="images")])
+
+    def serve(x):
+        if pin_input:  # the int8 input's range: 0-255 in 8 bits, i.e. scale 1, zero point 0
+            x = tf.quantization.fake_quant_with_min_max_args(x, min=0.0, max=255.0, num_bits=8)
+        return student(x, training=False)
+
+    archive.add_endpoint("serve", serve, input_signature=[tf.TensorSpec(shape, tf.float32, name="images")])
     archive.write_out(directory, verbose=False)
 
 
@@ -42,8 +68,9 @@ def convert(student, kind: str, calibration: np.ndarray | None = None) -> bytes:
 
     if kind not in KINDS:
         raise ValueError(f"unknown TFLite kind {kind!r}; allowed: {', '.join(KINDS)}")
+    student = float32_copy(student)
     with tempfile.TemporaryDirectory() as d:
-        _saved_model(student, d)
+        _saved_model(student, d, pin_input=kind == "tflite-int8")
         conv = tf.lite.TFLiteConverter.from_saved_model(d, signature_keys=["serving_default"])
         if kind == "tflite-int8":
             if calibration is None or not len(calibration):

@@ -21,6 +21,13 @@ from harness.search import stores
 LABELS = {"savedmodel": "SavedModel", "tflite": "TFLite (float32)", "tflite-int8": "TFLite (int8)"}
 
 
+def int8_figures(f: dict) -> str:
+    """", validation drop X points, top-1 agreement Y" for an int8 export's figures ("" otherwise)."""
+    if "val_accuracy_drop" not in f:
+        return ""
+    return f", validation drop {100 * f['val_accuracy_drop']:.2f} points, top-1 agreement {f['agreement']:.4f}"
+
+
 class ReportError(UserError):
     pass
 
@@ -101,14 +108,19 @@ def _notes(study: optuna.Study, summary: list) -> list[str]:
     return reference.lines(refs) + omitted.lines(summary, study.user_attrs.get("teacher_test", {}).get("omitted"))
 
 
-def browse_line(ws: stores.Workspace | None) -> str:
+def browse_line(ws: stores.Workspace | None, experiment_id: str | None = None) -> str:
     """How to open the two browsers on this workspace's stores, as commands that work from any folder
-    (the checkout's `make ui` / `make dashboard` only know the default stores of WORKDIR)."""
+    (the checkout's `make ui` / `make dashboard` only know the default stores of WORKDIR), and the
+    experiment's runs view itself: MLflow 3 opens an experiment on its GenAI overview, empty here."""
+    runs = f", then http://127.0.0.1:5000/#/experiments/{experiment_id}/runs" if experiment_id else ""
     if ws is None:
-        return ("browse: make ui (MLflow, http://127.0.0.1:5000)   |   make dashboard (Optuna, http://127.0.0.1:8080)"
+        return (f"browse: make ui (MLflow{runs})   |   make dashboard (Optuna, http://127.0.0.1:8080)"
                 "   (WORKDIR=DIR for another working directory)")
-    mlflow_ui = (f"MLflow at {ws.tracking_uri}" if ws.tracking_uri.startswith(("http://", "https://"))
-                 else f"mlflow ui --backend-store-uri {ws.tracking_uri}")
+    if ws.tracking_uri.startswith(("http://", "https://")):
+        mlflow_ui = f"MLflow at {ws.tracking_uri.rstrip('/')}" + (f"/#/experiments/{experiment_id}/runs"
+                                                                 if experiment_id else "")
+    else:
+        mlflow_ui = f"mlflow ui --backend-store-uri {ws.tracking_uri}{runs}"
     return f"browse: {mlflow_ui}   |   optuna-dashboard {ws.storage}   (in the checkout: make ui / make dashboard)"
 
 
@@ -140,8 +152,8 @@ def summary(cfg: StudyConfig, result, ws: stores.Workspace | None = None) -> str
     for kind, f in (result.exports or {}).items():
         out.append(f"{LABELS[kind]}: " + (f["refused"] if "refused" in f else
                    f"{f['path']}  (test acc {f['test_accuracy']:.4f}, {f['size_bytes']:,} bytes, "
-                   f"p50 {f['p50_ms']:.4f} ms, p99 {f['p99_ms']:.4f} ms)"))
-    out.append(browse_line(ws))
+                   f"p50 {f['p50_ms']:.4f} ms, p99 {f['p99_ms']:.4f} ms{int8_figures(f)})"))
+    out.append(browse_line(ws, mlflow.get_run(result.parent_run_id).info.experiment_id))
     return "\n".join(out)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from harness.data import omitted
 from harness.data.evaluate import fidelity, predict_logits
 from harness.distill import builder, precision
 from harness.distill.distiller import compile_plain
+from harness.distill.guard import Diverged, DivergenceGuard
 from harness.distill.models import flops_per_example, param_count
 from harness.distill.recipe import Recipe
 from harness.search import interrupt
@@ -35,6 +37,21 @@ from harness.search.context import Context
 from harness.teacher.trained import cache_key as teacher_key
 
 log = logging.getLogger(__name__)
+
+
+class TwinDiverged(Diverged):
+    """A scratch twin whose training loss or scores are not finite: never cached."""
+
+
+def check_finite(result: dict, losses: list[float]) -> None:
+    """Raise `TwinDiverged` naming the first non-finite figure of a twin (its last training loss, or
+    a number in `result`), so that a NaN-trained twin is never written (its JSON would hold NaN)."""
+    figures = {"training loss": losses[-1] if losses else float("nan"),
+               **{k: v for k, v in result.items() if isinstance(v, float)}}
+    bad = [k for k, v in figures.items() if not math.isfinite(v)]
+    if bad:
+        raise TwinDiverged(f"scratch twin w={result.get('width')} seed={result.get('seed')}: "
+                           f"{bad[0]} is {figures[bad[0]]} (not finite); it is not cached")
 
 
 def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | None = None, *,
@@ -108,12 +125,17 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
                 ctx.log_transfer()
             t0 = time.perf_counter()
             # Validated once, at the end: a twin is a reference point, never pruned.
-            with clock.part("fit"):
-                hist = student.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0,
-                                   shuffle=False, validation_freq=recipe.epochs,
-                                   callbacks=[PartCallback(clock), interrupt.StopOnInterrupt(),
-                                              TimedMlflowCallback(clock)])
-            ctx.fit_seconds += time.perf_counter() - t0
+            try:
+                with clock.part("fit"):
+                    hist = student.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0,
+                                       shuffle=False, validation_freq=recipe.epochs,
+                                       callbacks=[PartCallback(clock), interrupt.StopOnInterrupt(),
+                                                  TimedMlflowCallback(clock), DivergenceGuard()])
+            except Diverged as e:
+                mlflow.set_tag("fail_reason", str(e))
+                raise TwinDiverged(f"scratch twin w={width} seed={seed}: {e}; it is not cached") from None
+            finally:
+                ctx.fit_seconds += time.perf_counter() - t0
             ctx.count_training(student, len(hist.history["loss"]))
             # Twins are reference points, never chosen by anything: reporting
             # their test accuracy beside the champion's leaks no selection.
@@ -130,6 +152,7 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
                 with clock.part("evaluation"):
                     fix = omitted.correct(student, ctx.splits, ctx.omitted, test_logits)
                     result.update(fix.summary())
+            check_finite(result, [float(v) for v in hist.history["loss"]])
             with clock.part("mlflow"):
                 mlflow.log_metrics({k: result[k] for k in ("params", "flops", "test_accuracy", "agreement", "kl",
                                                            "ece")})

@@ -7,6 +7,7 @@ SQLite is the default; every store is a URL that can point at a server.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import warnings
@@ -18,7 +19,7 @@ import requests
 import sqlalchemy
 
 from harness import tracking
-from harness.config import StudyConfig, UserError
+from harness.config import StudyConfig, UserError, fingerprint_differences, study_fingerprint
 from harness.record import TrialRecord
 
 # Heartbeats and fail_stale_trials are marked experimental; they are what makes a crash safe here.
@@ -116,14 +117,43 @@ def existing_study(cfg: StudyConfig, ws: Workspace) -> optuna.Study | None:
     return optuna.load_study(study_name=cfg.name, storage=st)
 
 
+def stored_fingerprint(study: optuna.Study) -> dict | None:
+    """The fingerprinted fields a stored study was made with (`config.study_fingerprint`): the user
+    attribute `fingerprint`, or, for a study stored before it existed, the same fields computed from
+    the `config` it was created with (fields added since take their defaults). None: neither is there."""
+    attrs = study.user_attrs
+    if isinstance(attrs.get("fingerprint"), dict):
+        return attrs["fingerprint"]
+    if isinstance(attrs.get("config"), dict):
+        return study_fingerprint(attrs["config"])
+    return None
+
+
 def check_compatible(cfg: StudyConfig, ws: Workspace) -> None:
+    """Refuse, before anything is written, to resume a stored study of the same name that was made
+    with other settings (`config.study_fingerprint`): one line naming the first differing field.
+
+    A study stored before the fingerprint held its fields is compared through the config stored with
+    it; one with neither (not made by the harness) only by its search-space hash."""
     study = existing_study(cfg, ws)
     if study is None:
         return
-    if study.user_attrs.get("search_space") != cfg.search_space_fingerprint():
-        raise StudyError(
-            f"{cfg.source}: search: study {cfg.name!r} already exists in {ws.storage} with a different "
-            "search space or objectives; rename the study (`name:`) or use another --storage")
+    stored = stored_fingerprint(study)
+    if stored is None:
+        if study.user_attrs.get("search_space") in (None, cfg.search_space_fingerprint()):
+            return
+        diffs = [("search", "another search space", "this one")]
+    else:
+        diffs = fingerprint_differences(stored, study_fingerprint(cfg.to_dict()))
+    if not diffs:
+        return
+    name, was, now = diffs[0]
+    more = f" (and {len(diffs) - 1} more: {', '.join(d[0] for d in diffs[1:4])}{', ...' if len(diffs) > 4 else ''})" \
+        if len(diffs) > 1 else ""
+    raise StudyError(
+        f"{cfg.source}: {name}: {json.dumps(was)} in the stored study, {json.dumps(now)} in {cfg.source}{more}: "
+        f"study {cfg.name!r} in {ws.storage} was made with a different search space or settings; to start a new "
+        "study, rename it (`name:`) or use another --workdir")
 
 
 def check_data(cfg: StudyConfig, ws: Workspace, digest: str) -> None:
@@ -179,6 +209,8 @@ def create_study(cfg: StudyConfig, ws: Workspace, seed_offset: int = 0) -> optun
     if "search_space" not in study.user_attrs:
         study.set_user_attr("search_space", cfg.search_space_fingerprint())
         study.set_user_attr("config", cfg.to_dict())
+    if not isinstance(study.user_attrs.get("fingerprint"), dict):  # a study from before: it matched
+        study.set_user_attr("fingerprint", study_fingerprint(cfg.to_dict()))
     return study
 
 

@@ -19,6 +19,7 @@ from optuna_integration import KerasPruningCallback
 from harness import files, tracking
 from harness.deploy import latency, tflite
 from harness.distill.distiller import Distiller
+from harness.distill.guard import Diverged, DivergenceGuard, divergence_reason  # noqa: F401 - re-exported
 from harness.distill.models import flops_per_example, param_count
 from harness.distill.recipe import Recipe
 from harness.record import TrialRecord
@@ -27,19 +28,6 @@ from harness.search.clock import PartCallback, TimedMlflowCallback
 from harness.search.context import Context
 
 log = logging.getLogger(__name__)
-
-
-class Diverged(RuntimeError):
-    """The training loss became NaN or infinite."""
-
-
-class DivergenceGuard(keras.callbacks.Callback):
-    """Stops a trial at the first non-finite training loss (a batch, not an epoch, later)."""
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = float((logs or {}).get("loss", 0.0))
-        if not math.isfinite(loss):
-            raise Diverged(f"training loss became {loss} at batch {batch}")
 
 
 class EpochCounter(keras.callbacks.Callback):
@@ -132,7 +120,11 @@ class Objective:
         with clock.part("optuna"):
             p = space.suggest(trial, cfg, ctx.splits.image_shape, ctx.splits.num_classes)
         recipe = Recipe.of(tr, p.get("learning_rate"), p.get("epochs"))
-        twin = baselines.train_or_load(ctx, p["width"], recipe=recipe)
+        twin_diverged = None
+        try:
+            twin = baselines.train_or_load(ctx, p["width"], recipe=recipe)
+        except baselines.TwinDiverged as e:  # the trial diverges with it (its run says why, below)
+            twin, twin_diverged = None, e
         interrupt.check()
         with clock.part("mlflow"):
             run = ctx.start_run("trial", f"trial-{trial.number}",
@@ -148,6 +140,8 @@ class Objective:
                                    "precision": ctx.precision})
                 ctx.log_transfer()
                 tracking.log_datasets(ctx.datasets)
+            if twin_diverged is not None:
+                raise Diverged(str(twin_diverged))
             callbacks = [counter, TimedMlflowCallback(clock)]
             if not cfg.multi_objective:
                 callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
