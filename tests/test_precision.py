@@ -82,7 +82,7 @@ def test_cache_keys_hold_the_precision_and_float32_keys_are_unchanged():
     assert baselines.key(bf, 128, 4, data="d") != baselines.key(cfg, 128, 4, data="d")
 
     def compile_key(c):
-        fake = types.SimpleNamespace(cfg=c, transfer_examples=10, unlabeled_examples=0, online=False,
+        fake = types.SimpleNamespace(cfg=c, transfer_examples=10, unlabeled_examples=0, distill_examples=10, online=False,
                                      jit=True, precision=precision.resolved(c))
         return Context.compile_key(fake, "distilled", 64, Recipe.of(c.training))
     assert compile_key(cfg) != compile_key(bf)
