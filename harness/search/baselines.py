@@ -29,7 +29,7 @@ from harness.distill.distiller import compile_plain
 from harness.distill.models import flops_per_example, param_count
 from harness.distill.recipe import Recipe
 from harness.search import interrupt
-from harness.search.clock import PartCallback, TimedMlflowCallback
+from harness.search.clock import TimedMlflowCallback
 from harness.search.context import Context
 from harness.teacher.trained import cache_key as teacher_key
 
@@ -100,10 +100,9 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
             t0 = time.perf_counter()
             # Validated once, at the end: a twin is a reference point, never pruned.
             with clock.part("fit"):
-                hist = student.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0,
-                                   shuffle=False, validation_freq=recipe.epochs,
-                                   callbacks=[PartCallback(clock), interrupt.StopOnInterrupt(),
-                                              TimedMlflowCallback(clock)])
+                hist = student.fit(train, epochs=recipe.epochs, verbose=0, shuffle=False,
+                                   callbacks=[ctx.validation(student, every_epoch=False, batch_means=False),
+                                              interrupt.StopOnInterrupt(), TimedMlflowCallback(clock)])
             ctx.fit_seconds += time.perf_counter() - t0
             ctx.count_training(student, len(hist.history["loss"]))
             # Twins are reference points, never chosen by anything: reporting

@@ -23,6 +23,7 @@ from harness.data.evaluate import ensemble_logits, ensemble_probabilities
 from harness.distill import precision
 from harness.distill.compiled import Compiled
 from harness.distill.models import build_student, flops_per_example
+from harness.search.validation import Forward, Validation
 from harness.search.clock import TrialClock
 from harness.search.stores import Workspace
 from harness.teacher.trained import Teacher, resolve_jit
@@ -38,7 +39,8 @@ class Context:
     parent_run_id: str
     transfer: tf.data.Dataset = field(init=False)  # (image, {labels, teacher_logits}) examples
     student_transfer: sources.Split = field(init=False)  # the part of the transfer set the students see
-    val_ds: tf.data.Dataset = field(init=False)
+    val_images: tf.Tensor = field(init=False)  # float32 [n, h, w, c], 0-255: validation, built once
+    forward: Forward = field(default_factory=Forward)  # one traced forward pass per student (validation.py)
     jit: bool = field(init=False)
     precision: str = field(init=False)  # resolved: float32 or bfloat16 (see precision.py)
     fit_seconds: float = 0.0  # time spent inside students' `fit` (the bench's overhead figure)
@@ -54,12 +56,18 @@ class Context:
         t = self.student_transfer = transfer_set.subset(self.splits.transfer, keep)
         logits = self.teacher.transfer_logits[keep].astype(np.float32)
         self.transfer = tf.data.Dataset.from_tensor_slices((t.images, {"labels": t.labels, "teacher_logits": logits}))
-        self.val_ds = pipelines.pipeline(self.splits.validation.images, self.splits.validation.labels, 1024)
+        self.val_images = tf.constant(self.splits.validation.images, tf.float32)
         self.jit = resolve_jit(tr.jit_compile, st.family, st.dropout, st.input_dropout)
         self.precision = precision.resolved(self.cfg)
         if self.online and tr.jit_compile is None:  # the teacher runs in the step too
             tc = self.cfg.teacher
             self.jit = self.jit and resolve_jit(None, tc.family)
+
+    def validation(self, student: keras.Model, every_epoch: bool = True, batch_means: bool = True) -> Validation:
+        """The callback that validates `student` at the end of every epoch (or of the last), before the
+        callbacks that read `val_accuracy`."""
+        return Validation(self.forward, self.val_images, self.splits.validation.labels, student=student,
+                          every_epoch=every_epoch, batch_means=batch_means, clock=self.clock)
 
     def for_arm(self, arm: ArmConfig) -> "Context":
         """The same data and teacher, with this arm's teacher mode, jitter, transfer set and epochs:

@@ -23,7 +23,7 @@ from harness.distill.models import flops_per_example, param_count
 from harness.distill.recipe import Recipe
 from harness.record import TrialRecord
 from harness.search import baselines, interrupt, space
-from harness.search.clock import PartCallback, TimedMlflowCallback
+from harness.search.clock import TimedMlflowCallback
 from harness.search.context import Context
 
 log = logging.getLogger(__name__)
@@ -83,10 +83,9 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
     t0 = time.perf_counter()
     try:
         with ctx.clock.part("fit"):
-            hist = distiller.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0, shuffle=False,
-                                 validation_freq=1 if every_epoch else recipe.epochs,
-                                 callbacks=[PartCallback(ctx.clock), interrupt.StopOnInterrupt(), DivergenceGuard(),
-                                            *callbacks])
+            hist = distiller.fit(train, epochs=recipe.epochs, verbose=0, shuffle=False,
+                                 callbacks=[ctx.validation(student, every_epoch), interrupt.StopOnInterrupt(),
+                                            DivergenceGuard(), *callbacks])
     finally:
         ctx.fit_seconds += time.perf_counter() - t0
     ctx.count_training(student, len(hist.history.get("loss", [])), teacher_forward=ctx.online)
