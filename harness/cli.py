@@ -30,7 +30,7 @@ def _store_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_data(args) -> int:
-    from harness.data import fashion_mnist, sources
+    from harness.data import fashion_mnist
 
     fashion_mnist.prepare_fashion_mnist(args.data_dir)
     print("fashion_mnist is ready")
@@ -63,7 +63,7 @@ def _cmd_study(args) -> int:
 def _cmd_teacher(args) -> int:
     cfg = config.load(args.study_file)
     from harness import tracking
-    from harness.data import fashion_mnist, sources
+    from harness.data import sources
     from harness.teacher import trained as teacher
 
     ws = _workspace(args, cfg)

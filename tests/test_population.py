@@ -7,9 +7,9 @@ import tensorflow as tf
 
 from harness.data import pipelines
 from harness.distill.distiller import Distiller, compile_plain
+from harness.distill.losses import distillation_loss
 from harness.distill.models import cnn, mlp
 from harness.distill.population import Population, plan, population_loss
-from harness.distill.losses import distillation_loss
 
 N, SHAPE, CLASSES, BATCH = 600, (8, 8, 1), 5, 64
 
@@ -110,3 +110,38 @@ def test_what_cannot_be_stacked_says_why():
     assert "Dropout" in plan(mlp(SHAPE, CLASSES, [8], dropout=0.5))[1]
     assert "BatchNormalization" in plan(cnn(SHAPE, CLASSES, [4], batch_norm=True))[1]
     assert "bfloat16" in plan(mlp(SHAPE, CLASSES, [8], dtype="mixed_bfloat16"))[1]
+
+
+def test_the_confirmations_runs_trained_together_equal_their_lone_runs(small_splits, tmp_path):
+    """A whole recipe (2 epochs, the harness's XLA choice, 32 steps per execution) on real data:
+    each member's validation accuracy equals its lone run's within one example."""
+    from harness import config
+    from harness.confirm import population
+    from harness.distill.recipe import Recipe
+    from harness.search import stores
+    from harness.search.context import Context
+    from harness.search.trial import train_distilled
+    from harness.search.validation import scores
+    from harness.teacher.trained import Teacher
+
+    cfg = config.parse({"name": "t", "dataset": {"limit": 2000}, "training": {"epochs": 2}})
+    logits = np.random.default_rng(0).normal(0, 4, (len(small_splits.transfer), 10)).astype(np.float32)
+    teacher = Teacher([], logits, 0.0, 0.0, "k", tmp_path, from_cache=True)
+    ctx = Context(cfg, stores.Workspace.resolve(tmp_path), small_splits, teacher, "0", "parent")
+    assert ctx.together()
+    recipe, runs = Recipe.of(cfg.training), [(3, 2.0, 0.4), (4, 5.0, 0.1)]
+    population.train(ctx, 16, recipe, runs, [3])
+    one = 1 / len(small_splits.validation) + 1e-9
+    for seed, t, a in runs:
+        _, together = train_distilled(ctx, 16, seed, t, a, recipe, [])  # taken from ctx.pretrained
+        _, lone = train_distilled(ctx, 16, seed, t, a, recipe, [], every_epoch=False)
+        assert abs(together["val_accuracy"][-1] - lone["val_accuracy"][-1]) <= one
+        assert together["loss"] == pytest.approx(lone["loss"], rel=1e-3)
+    twin, _ = ctx.pretrained.pop(ctx.run_key("scratch", 16, 3, recipe))
+    assert not ctx.pretrained
+    fresh, batches = ctx.inputs(16, 3, distilled=False)
+    compile_plain(fresh, recipe.optimizer_for(ctx.transfer_examples), jit_compile=ctx.jit)
+    fresh.fit(batches, epochs=2, verbose=0)
+    x, y = ctx.val_images, small_splits.validation.labels
+    want, got = scores(ctx.forward(fresh, x), y, False), scores(ctx.forward(twin, x), y, False)
+    assert abs(want[1] - got[1]) <= one and want[0] == pytest.approx(got[0], rel=1e-3)

@@ -29,7 +29,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-
 _PASSIVE = (keras.layers.InputLayer,)
 
 

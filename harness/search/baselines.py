@@ -36,7 +36,10 @@ from harness.teacher.trained import cache_key as teacher_key
 log = logging.getLogger(__name__)
 
 
-def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | None = None) -> str:
+def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | None = None,
+        together: bool = False) -> str:
+    """`together`: trained in a population (the confirmation's), equal to a lone run to float
+    tolerance but not bit for bit, so kept apart."""
     recipe = recipe or Recipe.of(cfg.training)
     # The precision enters as resolved (and not at all for float32, so float32 keys are those of before).
     training = {k: v for k, v in dataclasses.asdict(cfg.training).items() if k != "precision"}
@@ -50,12 +53,14 @@ def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | 
     examples = {"fraction": cfg.transfer.fraction, "omit_classes": cfg.transfer.omit_classes}
     if examples != {"fraction": 1.0, "omit_classes": None}:
         what["transfer"] = examples
+    if together:
+        what["population"] = True
     return files.digest(json.dumps(what, sort_keys=True))
 
 
 def path(workdir: Path, cfg: StudyConfig, width: int, seed: int | None = None,
-         recipe: Recipe | None = None) -> Path:
-    return Path(workdir) / "baselines" / f"{key(cfg, width, seed, recipe)}.json"
+         recipe: Recipe | None = None, together: bool = False) -> Path:
+    return Path(workdir) / "baselines" / f"{key(cfg, width, seed, recipe, together)}.json"
 
 
 def load(workdir: Path, cfg: StudyConfig, widths, seed: int | None = None) -> list[dict]:
@@ -69,13 +74,14 @@ def load(workdir: Path, cfg: StudyConfig, widths, seed: int | None = None) -> li
 
 
 def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Recipe | None = None,
-                  role: str = "baseline") -> dict:
+                  role: str = "baseline", together: bool = False) -> dict:
     """The student at this width, seed and recipe trained from scratch: once per key, shared by
-    every trial and confirmation run that pairs with it. `role` tags its MLflow run."""
+    every trial and confirmation run that pairs with it. `role` tags its MLflow run; `together`:
+    the run was trained in a population (`ctx.pretrained` holds it)."""
     cfg, tr = ctx.cfg, ctx.cfg.training
     seed = cfg.seed if seed is None else seed
     recipe = recipe or Recipe.of(tr)
-    target = path(ctx.ws.workdir, cfg, width, seed, recipe)
+    target = path(ctx.ws.workdir, cfg, width, seed, recipe, together)
     with files.locked(target.with_suffix(".lock")):
         if target.exists():
             try:
@@ -83,12 +89,14 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
             except json.JSONDecodeError:
                 log.warning("baseline %s is damaged; training it again", target)
         clock = ctx.clock
-        with clock.part("build_compile"):
-            fresh, train = ctx.inputs(width, seed, distilled=False)
-            _, student = ctx.compiled.get(
-                ctx.compile_key("scratch", width, recipe), fresh,
-                lambda s: compile_plain(s, recipe.optimizer_for(ctx.transfer_examples), jit_compile=ctx.jit,
-                                        steps_per_execution=tr.steps_per_execution))
+        pre = ctx.pretrained.pop(ctx.run_key("scratch", width, seed, recipe), None) if together else None
+        if pre is None:
+            with clock.part("build_compile"):
+                fresh, train = ctx.inputs(width, seed, distilled=False)
+                _, student = ctx.compiled.get(
+                    ctx.compile_key("scratch", width, recipe), fresh,
+                    lambda s: compile_plain(s, recipe.optimizer_for(ctx.transfer_examples), jit_compile=ctx.jit,
+                                            steps_per_execution=tr.steps_per_execution))
         tags = {"width": str(width), "seed": str(seed), "harness.arm": "scratch"}
         with clock.part("mlflow"):
             run = ctx.start_run(role, f"{role}-w{width}-s{seed}", tags=tags)
@@ -97,20 +105,24 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
                 mlflow.log_params({"width": width, "seed": seed, "family": cfg.student.family,
                                    "depth": cfg.student.depth, "precision": ctx.precision, **recipe.to_dict()})
                 ctx.log_transfer()
-            t0 = time.perf_counter()
-            # Validated once, at the end: a twin is a reference point, never pruned.
-            with clock.part("fit"):
-                hist = student.fit(train, epochs=recipe.epochs, verbose=0, shuffle=False,
-                                   callbacks=[ctx.validation(student, every_epoch=False, batch_means=False),
-                                              interrupt.StopOnInterrupt(), TimedMlflowCallback(clock)])
-            ctx.fit_seconds += time.perf_counter() - t0
-            ctx.count_training(student, len(hist.history["loss"]))
+            if pre is None:
+                t0 = time.perf_counter()
+                # Validated once, at the end: a twin is a reference point, never pruned.
+                with clock.part("fit"):
+                    history = student.fit(train, epochs=recipe.epochs, verbose=0, shuffle=False,
+                                          callbacks=[ctx.validation(student, every_epoch=False, batch_means=False),
+                                                     interrupt.StopOnInterrupt(), TimedMlflowCallback(clock)]).history
+                ctx.fit_seconds += time.perf_counter() - t0
+                ctx.count_training(student, len(history["loss"]))
+            else:  # trained with its seed's distilled students (confirm/population.py)
+                student, history = pre
+                ctx.log_history(history)
             # Twins are reference points, never chosen by anything: reporting
             # their test accuracy beside the champion's leaks no selection.
             with clock.part("evaluation"):
                 test_logits = predict_logits(student, ctx.splits.test.images)
                 test = fidelity(test_logits, ctx.splits.test.labels, ctx.teacher_test_probs)
-            result = {"width": width, "seed": seed, "val_accuracy": float(hist.history["val_accuracy"][-1]),
+            result = {"width": width, "seed": seed, "val_accuracy": float(history["val_accuracy"][-1]),
                       "test_accuracy": test["accuracy"], "agreement": test["agreement"], "kl": test["kl"],
                       "ece": test["ece"], "params": param_count(student), "flops": flops_per_example(student),
                       "epochs": recipe.epochs, "learning_rate": recipe.learning_rate,

@@ -26,7 +26,6 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 
-import keras
 import mlflow
 
 PARTS = ("build_compile", "validation", "mlflow", "mlflow_epoch", "mlflow_model", "saving", "evaluation", "optuna",

@@ -67,6 +67,12 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
     Its initial weights and batch order come from `seed` alone (`Context.inputs`),
     the same as its scratch twin's at that seed, and so does its recipe.
     """
+    pre = ctx.pretrained.pop(ctx.run_key("distilled", width, seed, recipe, temperature, alpha), None)
+    if pre is not None:  # trained in a population (confirm/population.py)
+        ctx.log_history(pre[1])
+        if not math.isfinite(float(pre[1]["loss"][-1])):
+            raise Diverged("training loss is not finite at the end of training")
+        return pre
     teacher = ctx.teacher.members if ctx.online else None
 
     def compile_distiller(s: keras.Model) -> Distiller:

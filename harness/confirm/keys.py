@@ -1,0 +1,22 @@
+"""Where a confirmation run is kept: its key (everything that determines it) and its JSON file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness import files
+from harness.record import TrialRecord
+from harness.search import baselines
+from harness.search.context import Context
+from harness.search.trial import recipe_of
+
+
+def key(ctx: Context, r: TrialRecord, seed: int) -> str:
+    twin = baselines.key(ctx.cfg, r.width, seed, recipe_of(ctx, r), ctx.together())
+    return files.digest(json.dumps({"twin": twin, "teacher": ctx.teacher.key, "mode": ctx.cfg.distillation.teacher,
+                                    "temperature": r.temperature, "alpha": r.alpha}, sort_keys=True))
+
+
+def target(ctx: Context, r: TrialRecord, seed: int) -> Path:
+    return ctx.ws.workdir / "confirm" / f"{key(ctx, r, seed)}.json"
