@@ -31,18 +31,15 @@ bfloat16` trains), against the bfloat16 matmul rate: the `*_bf16` keys (else nul
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import statistics
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from harness.bench.study import format_study, run_study_bench
 from harness.config import DatasetConfig, TeacherConfig, TrainingConfig
 from harness.data import pipelines, sources
 from harness.data.evaluate import predict_logits
