@@ -188,9 +188,9 @@ def _cmd_bench(args) -> int:
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=1)
         return 0
-    from harness.bench import pairs as bench
+    from harness.bench import run
 
-    return bench.main(args)
+    return run.main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=3, help="timed epochs per variant (default 3; ~15 min)")
     b.add_argument("--json", default=None, help="also write the figures to this file")
     b.add_argument("--no-study", action="store_true", help="skip the small-study part")
+    b.add_argument("--no-population", action="store_true", help="skip the population rows (K students together)")
     b.add_argument("--precision-accuracy", action="store_true",
                    help="instead: the default study's 2x256 student distilled in float32 and bfloat16, 3 seeds "
                         "(test accuracy and epoch time; its teacher from WORKDIR/teacher_cache when there)")

@@ -266,6 +266,9 @@ class ConfirmConfig:
     # An arm whose scratch twin every arm's students are also compared with, paired by seed
     # (e.g. the full-data scratch student of a few-examples study).
     reference: str | None = None
+    # Train the seeds of one configuration together, distilled and scratch, as one population
+    # (stacked weights, see distill/population.py); false: one run after another.
+    together: bool = True
 
 
 @dataclass(frozen=True)

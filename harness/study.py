@@ -57,6 +57,8 @@ class StudyResult:
     train_flops: float = 0.0  # of everything this invocation trained: teacher (when not cached), twins, students
     trial_times: list[dict] = field(default_factory=list)  # per trial of this process, by part (clock.py)
     precision: str = "float32"
+    search_flops: float = 0.0  # training FLOPs of the search (its students and twins)
+    confirm_flops: float = 0.0  # and of the confirmation
 
 
 def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url: str | None = None,
@@ -118,7 +120,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
             run_workers(ctx, todo, workers, progress)
         elif todo:
             optimize(ctx, todo, progress=progress)
-        search_seconds = time.perf_counter() - t0
+        search_seconds, search_flops = time.perf_counter() - t0, ctx.train_flops
 
         t0 = time.perf_counter()
         teacher_ece = ece(ctx.teacher_test_probs, splits.test.labels)
@@ -127,7 +129,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
             log.info("search only: confirmation, the champion and the exports are left to `python -m harness "
                      "finish %s` (once, when every machine is done)", cfg.source)
         summary = _confirm(ctx, study, configs, teacher_ece, progress) if finish else []
-        confirm_seconds = time.perf_counter() - t0
+        confirm_seconds, confirm_flops = time.perf_counter() - t0, ctx.train_flops - search_flops
         champ = _champion(study, cfg, configs, summary) if finish else None
         test_acc = exports = None
         if champ is not None:
@@ -145,10 +147,11 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
                                          3.0 * teacher.flops * len(splits.transfer) * cfg.teacher.epochs)
         mlflow.log_metrics({"wall_seconds": seconds, "fit_seconds": ctx.fit_seconds,
                             "search_seconds": search_seconds, "confirm_seconds": confirm_seconds,
-                            "train_flops": train_flops, "train_gflops_per_s": train_flops / seconds / 1e9})
+                            "train_flops": train_flops, "train_gflops_per_s": train_flops / seconds / 1e9,
+                            "search_train_flops": search_flops, "confirm_train_flops": confirm_flops})
         return StudyResult(study, champ, exports, test_acc, teacher, parent.info.run_id, seconds,
                            ctx.fit_seconds, todo, summary, teacher_ece, search_seconds, confirm_seconds,
-                           train_flops, ctx.clock.trials, ctx.precision)
+                           train_flops, ctx.clock.trials, ctx.precision, search_flops, confirm_flops)
     except KeyboardInterrupt:
         status = "KILLED"
         raise

@@ -35,14 +35,27 @@ def test_command_line_prints_the_table_and_writes_json(monkeypatch, tmp_path, ca
     import json
 
     from harness import cli
+    from harness.bench import population
 
     fake = {"mlp": {k: 1.0 for k in bench.KEYS}}
+    rows = [{"k": 2, "width": 16, "lone_epoch_s": 2.0, "together_epoch_s": 1.0, "speedup": 2.0}]
     monkeypatch.setattr(bench, "run_pairs", lambda pairs, repeats: fake)
+    monkeypatch.setattr(population, "run_population", lambda repeats: rows)
     out = tmp_path / "bench.json"
     args = cli.build_parser().parse_args(["bench", "--pair", "mlp", "--no-study", "--json", str(out)])
     assert args.func(args) == 0
-    assert "scratch_epoch_s" in capsys.readouterr().out
-    assert json.loads(out.read_text()) == {"pairs": fake}
+    printed = capsys.readouterr().out
+    assert "scratch_epoch_s" in printed and "2.00x" in printed
+    assert json.loads(out.read_text()) == {"pairs": fake, "population": rows}
+
+
+def test_population_rows_time_lone_against_together():
+    """The smallest real run (K 2, width 16, 512 examples): the shape of a row, not its speed."""
+    from harness.bench import population
+
+    (row,) = population.run_population(sizes=(2,), widths=(16,), repeats=1, limit=512)
+    assert (row["k"], row["width"]) == (2, 16)
+    assert row["speedup"] == row["lone_epoch_s"] / row["together_epoch_s"] > 0
 
 
 def test_precision_accuracy_reads_the_study_it_is_given(tmp_path, capsys):

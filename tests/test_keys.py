@@ -16,7 +16,7 @@ import pytest
 from helpers import ROOT
 
 from harness import config
-from harness.confirm import confirmation
+from harness.confirm import confirmation, keys
 from harness.data import sources
 from harness.distill.recipe import Recipe
 from harness.record import TrialRecord
@@ -148,6 +148,8 @@ NEVER = {  # fields that choose, stop, count or label runs: none of them changes
     "n_trials": "how many trials, not what one trains",
     "champion": "picks among trained runs",
     "confirm.seeds": "how many seeds; each run's seed is its key's",
+    "confirm.together": "a confirmation run's key holds whether it trained in a population "
+                        "(keys.key, below); the search's twins and compiled models train alone",
     "confirm.arms": "each arm trains under its own config (arm_config): its runs' keys see it, "
                     "tested by test_an_arm_s_fields_change_its_runs_keys",
     "confirm.reference": "which arm the others are compared with, after training",
@@ -199,7 +201,7 @@ NOT_IN = {
 IN = {
     "teacher": TEACHER,
     "twin": TWIN,
-    "confirm": TWIN + ["distillation.teacher"],
+    "confirm": TWIN + ["distillation.teacher", "confirm.together"],
     "compiled": ["training", "transfer.fraction", "transfer.omit_classes", "distillation.teacher"],
 }
 
@@ -245,8 +247,9 @@ def _compiled_key(cfg, tmp_path="/nonexistent"):
 
 def _confirm_key(cfg, record=RECORD, seed=3):
     ctx = types.SimpleNamespace(cfg=cfg, teacher=types.SimpleNamespace(key=teacher.cache_key(cfg, DATA)),
-                                splits=types.SimpleNamespace(digest=DATA), unlabeled_key={})
-    return confirmation._key(ctx, record, seed)
+                                splits=types.SimpleNamespace(digest=DATA), unlabeled_key={},
+                                together=lambda: cfg.confirm.together)
+    return keys.key(ctx, record, seed)
 
 
 DATA = "d" * 64  # a data digest (`Splits.digest`), the same on both sides of every comparison
@@ -329,9 +332,9 @@ def test_a_stored_confirmation_row_takes_the_arm_and_trial_that_ask_for_it(tmp_p
     cfg = config.load(DEFAULT)
     ctx = types.SimpleNamespace(cfg=cfg, teacher=types.SimpleNamespace(key="k"),
                                 ws=types.SimpleNamespace(workdir=tmp_path), splits=types.SimpleNamespace(digest=DATA),
-                                unlabeled_key={})
+                                unlabeled_key={}, together=lambda: True)
     row = confirmation.Row(5, 64, 100, 4.0, 0.3, 3, "distilled", 0.8, 0.79, 0.9, 0.02, 0.1, "first")
-    target = tmp_path / "confirm" / f"{confirmation._key(ctx, RECORD, 3)}.json"
+    target = tmp_path / "confirm" / f"{keys.key(ctx, RECORD, 3)}.json"
     target.parent.mkdir()
     target.write_text(json.dumps(dataclasses.asdict(row)))
     got = confirmation.distilled(ctx, dataclasses.replace(RECORD, number=9), 3, arm="second")

@@ -31,18 +31,15 @@ bfloat16` trains), against the bfloat16 matmul rate: the `*_bf16` keys (else nul
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import statistics
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from harness.bench.study import format_study, run_study_bench
 from harness.config import DatasetConfig, TeacherConfig, TrainingConfig
 from harness.data import pipelines, sources
 from harness.data.evaluate import predict_logits
@@ -98,7 +95,7 @@ def _matmul(n: int, dtype=tf.float32):
     return lambda: product().numpy()
 
 
-def _alternate(fits: dict, repeats: int) -> dict[str, float]:
+def alternate(fits: dict, repeats: int) -> dict[str, float]:
     """Median seconds of each `fits[name]()` (one epoch), timed in alternation.
 
     One untimed call each first: it absorbs tracing and XLA compilation.
@@ -153,7 +150,7 @@ def _teacher_epochs(tcfg: TeacherConfig, images, labels, num_classes: int,
         m = models.build_teacher(tcfg, images.shape[1:], num_classes, seed=SEED)
         compile_plain(m, tcfg.optimizer, tcfg.learning_rate, jit_compile=jit)
         fits[f"teacher XLA {'on' if jit else 'off'}"] = _epoch(m, ds)
-    return tuple(_alternate(fits, repeats).values())
+    return tuple(alternate(fits, repeats).values())
 
 
 def _bench_pair(name: str, images: np.ndarray, labels: np.ndarray, num_classes: int,
@@ -212,7 +209,7 @@ def _bench_pair(name: str, images: np.ndarray, labels: np.ndarray, num_classes: 
 
     log.info("pair %s: timing %s (XLA %s; A other: XLA %s); %d examples", name, ", ".join(fits),
              "on" if jit else "off", "off" if jit else "on", len(images))
-    t = _alternate(fits, repeats)
+    t = alternate(fits, repeats)
     scratch_s, cached_s, online_s, jitter_s, keras_s, scratch_other_s, matmul_s = list(t.values())[:7]
     xla_s, noxla_s = (scratch_s, scratch_other_s) if jit else (scratch_other_s, scratch_s)
     gflops = 2 * MATMUL_N**3 * MATMUL_PRODUCTS / matmul_s / 1e9
@@ -283,17 +280,3 @@ def format_table(result: dict) -> str:
                 cells.append(f"{v:>12.4g}" if abs(v) < 1e6 else f"{v:>12.3e}")
         lines.append(f"{k:{width}}" + "".join(cells))
     return "\n".join(lines)
-
-
-def main(args) -> int:
-    """`python -m harness bench`: the pairs table, then the study part unless `--no-study`."""
-    pairs = tuple(PAIRS) if args.pair == "all" else (args.pair,)
-    result = {"pairs": run_pairs(pairs, repeats=args.repeats)}
-    print(format_table(result["pairs"]))
-    print("\n".join(f"{name}: {r['bf16_note']}" for name, r in result["pairs"].items() if r.get("bf16_note")))
-    if not args.no_study:
-        result["study"] = run_study_bench()
-        print(format_study(result["study"]))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
-    return 0

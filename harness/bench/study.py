@@ -9,7 +9,8 @@ Fashion-MNIST transfer set, in a working directory made afresh for each bench ru
    logging, plots, selection, export); the median seconds per trial outside
    its training epochs, by part (`clock.py`); and its FLOP efficiency, the
    training FLOPs of all it trained over its wall time x the matrix-multiply
-   rate of its precision (measured in the child right after it);
+   rate of its precision (measured in the child right after it), for the whole study and for its
+   search and confirmation stages apart (the confirmation trains populations, see confirm/population.py);
 3. a one-objective study of 2 x `n_trials` trials with the median pruner
    (after 3 unpruned trials, from the first epoch on): epochs run against the
    epoch budget (what pruning saved).
@@ -84,6 +85,9 @@ def _child(workdir: str, n_trials: int, epochs: int, queue, pruned_part: bool = 
         "trial_training_s": parts["training"],
         "train_flops": r.train_flops, "precision": r.precision, "matmul_gflops": rate,
         "flop_efficiency": r.train_flops / (r.seconds * rate * 1e9),
+        "search_wall_s": r.search_seconds, "search_flop_efficiency": r.search_flops / (r.search_seconds * rate * 1e9),
+        "confirm_wall_s": r.confirm_seconds,
+        "confirm_flop_efficiency": r.confirm_flops / (r.confirm_seconds * rate * 1e9) if r.confirm_seconds else None,
         "teacher_passes": teacher.transfer_passes,
     }
     if pruned_part:

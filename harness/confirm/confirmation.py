@@ -23,6 +23,7 @@ import optuna
 
 from harness import files
 from harness.config import StudyConfig
+from harness.confirm import keys, population
 from harness.confirm.stats import Interval, mean_ci, paired_gain
 from harness.data import omitted
 from harness.data.evaluate import fidelity, predict_logits
@@ -82,16 +83,9 @@ def configurations(study: optuna.Study, cfg: StudyConfig) -> list[TrialRecord]:
     return [best[w] for w in sorted(best)]
 
 
-def _key(ctx: Context, r: TrialRecord, seed: int) -> str:
-    what = {"twin": baselines.key(ctx.cfg, r.width, seed, recipe_of(ctx, r), data=ctx.splits.digest),
-            "teacher": ctx.teacher.key, "mode": ctx.cfg.distillation.teacher, "temperature": r.temperature,
-            "alpha": r.alpha, **ctx.unlabeled_key}
-    return files.digest(json.dumps(what, sort_keys=True))
-
-
 def distilled(ctx: Context, r: TrialRecord, seed: int, arm: str = "") -> Row:
     """The configuration of trial `r` distilled at `seed`: trained once, then read from its JSON."""
-    target = ctx.ws.workdir / "confirm" / f"{_key(ctx, r, seed)}.json"
+    target = keys.target(ctx, r, seed)
     with files.locked(target.with_suffix(".lock")):
         if target.exists():  # trained for this key: under this arm's name and trial's number
             return dataclasses.replace(Row(**json.loads(target.read_text())), trial=r.number, arm=arm)
@@ -118,7 +112,7 @@ def distilled(ctx: Context, r: TrialRecord, seed: int, arm: str = "") -> Row:
 
 
 def scratch(ctx: Context, r: TrialRecord, seed: int, arm: str = "") -> Row:
-    b = baselines.train_or_load(ctx, r.width, seed, recipe_of(ctx, r), role="confirm")
+    b = baselines.train_or_load(ctx, r.width, seed, recipe_of(ctx, r), role="confirm", together=ctx.together())
     fix = {k: b[k] for k in omitted.FIELDS if k in b}
     return Row(r.number, r.width, b["params"], r.temperature, r.alpha, seed, "scratch", b["val_accuracy"],
                b["test_accuracy"], b["agreement"], b["ece"], b["kl"], arm, ctx.transfer_examples, **fix)
@@ -132,11 +126,13 @@ def arms(ctx: Context) -> list[tuple[str, Context]]:
 def run(ctx: Context, configs: list[TrialRecord], progress: Progress = lambda phase, done, total: None) -> list[Row]:
     """Every configuration at every confirmation seed, in every arm: distilled and scratch (`progress`: each pair)."""
     contexts = arms(ctx)
-    rows, todo = [], [(r, s, a) for r in configs for s in seeds(ctx.cfg) for a in contexts]
+    rows, todo = [], [(r, s, a) for r in configs for a in contexts for s in seeds(ctx.cfg)]
     log.info("confirmation: %d configuration(s) x %d seed(s) x %d arm(s), each distilled and from scratch",
              len(configs), len(seeds(ctx.cfg)), len(contexts))
     progress("confirmation", 0, len(todo))
     for i, (r, seed, (arm, actx)) in enumerate(todo, 1):
+        if seed == seeds(ctx.cfg)[0]:  # a configuration's runs in an arm: together, unless cached or refused
+            population.prepare(actx, r, seeds(ctx.cfg))
         with interrupt.deferred():
             pair = [distilled(actx, r, seed, arm), scratch(actx, r, seed, arm)]
         interrupt.check()

@@ -32,7 +32,7 @@ from harness.distill.guard import Diverged, DivergenceGuard
 from harness.distill.models import flops_per_example, param_count
 from harness.distill.recipe import Recipe
 from harness.search import interrupt
-from harness.search.clock import PartCallback, TimedMlflowCallback
+from harness.search.clock import TimedMlflowCallback
 from harness.search.context import Context
 from harness.teacher.trained import cache_key as teacher_key
 
@@ -54,10 +54,12 @@ def check_finite(result: dict, losses: list[float]) -> None:
                            f"{bad[0]} is {figures[bad[0]]} (not finite); it is not cached")
 
 
-def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | None = None, *,
-        data: str) -> str:
+def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | None = None,
+        together: bool = False, *, data: str) -> str:
     """The twin's key: a hash of the data's digest (`Splits.digest`), the student and training
-    sections, the recipe, width, seed, the teacher's key, the library versions and the precision."""
+    sections, the recipe, width, seed, the teacher's key, the library versions and the precision.
+    `together`: trained in a population (the confirmation's), equal to a lone run to float
+    tolerance but not bit for bit, so kept apart."""
     recipe = recipe or Recipe.of(cfg.training)
     # The precision enters as resolved (and not at all for float32, so float32 keys are those of before).
     training = {k: v for k, v in dataclasses.asdict(cfg.training).items() if k != "precision"}
@@ -73,12 +75,14 @@ def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | 
         what["transfer"] = examples
     if cfg.student.builder is not None:  # the user's function, by name and source file's SHA-256
         what["student"]["builder"] = builder.identity(cfg.student.builder, cfg.source)
+    if together:
+        what["population"] = True
     return files.digest(json.dumps(what, sort_keys=True))
 
 
 def path(workdir: Path, cfg: StudyConfig, width: int, seed: int | None = None,
-         recipe: Recipe | None = None, *, data: str) -> Path:
-    return Path(workdir) / "baselines" / f"{key(cfg, width, seed, recipe, data=data)}.json"
+         recipe: Recipe | None = None, together: bool = False, *, data: str) -> Path:
+    return Path(workdir) / "baselines" / f"{key(cfg, width, seed, recipe, together, data=data)}.json"
 
 
 def load(workdir: Path, cfg: StudyConfig, widths, seed: int | None = None, *, data: str) -> list[dict]:
@@ -93,13 +97,14 @@ def load(workdir: Path, cfg: StudyConfig, widths, seed: int | None = None, *, da
 
 
 def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Recipe | None = None,
-                  role: str = "baseline") -> dict:
+                  role: str = "baseline", together: bool = False) -> dict:
     """The student at this width, seed and recipe trained from scratch: once per key, shared by
-    every trial and confirmation run that pairs with it. `role` tags its MLflow run."""
+    every trial and confirmation run that pairs with it. `role` tags its MLflow run; `together`:
+    the run was trained in a population (`ctx.pretrained` holds it)."""
     cfg, tr = ctx.cfg, ctx.cfg.training
     seed = cfg.seed if seed is None else seed
     recipe = recipe or Recipe.of(tr)
-    target = path(ctx.ws.workdir, cfg, width, seed, recipe, data=ctx.splits.digest)
+    target = path(ctx.ws.workdir, cfg, width, seed, recipe, together, data=ctx.splits.digest)
     with files.locked(target.with_suffix(".lock")):
         if target.exists():
             try:
@@ -109,12 +114,14 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
             except json.JSONDecodeError:
                 log.warning("baseline %s is damaged; training it again", target)
         clock = ctx.clock
-        with clock.part("build_compile"):
-            fresh, train = ctx.inputs(width, seed, distilled=False)
-            _, student = ctx.compiled.get(
-                ctx.compile_key("scratch", width, recipe), fresh,
-                lambda s: compile_plain(s, recipe.optimizer_for(ctx.transfer_examples), jit_compile=ctx.jit,
-                                        steps_per_execution=tr.steps_per_execution))
+        pre = ctx.pretrained.pop(ctx.run_key("scratch", width, seed, recipe), None) if together else None
+        if pre is None:
+            with clock.part("build_compile"):
+                fresh, train = ctx.inputs(width, seed, distilled=False)
+                _, student = ctx.compiled.get(
+                    ctx.compile_key("scratch", width, recipe), fresh,
+                    lambda s: compile_plain(s, recipe.optimizer_for(ctx.transfer_examples), jit_compile=ctx.jit,
+                                            steps_per_execution=tr.steps_per_execution))
         tags = {"width": str(width), "seed": str(seed), "harness.arm": "scratch"}
         with clock.part("mlflow"):
             run = ctx.start_run(role, f"{role}-w{width}-s{seed}", tags=tags)
@@ -123,26 +130,30 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
                 mlflow.log_params({"width": width, "seed": seed, "family": cfg.student.builder or cfg.student.family,
                                    "depth": cfg.student.depth, "precision": ctx.precision, **recipe.to_dict()})
                 ctx.log_transfer()
-            t0 = time.perf_counter()
-            # Validated once, at the end: a twin is a reference point, never pruned.
-            try:
-                with clock.part("fit"):
-                    hist = student.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0,
-                                       shuffle=False, validation_freq=recipe.epochs,
-                                       callbacks=[PartCallback(clock), interrupt.StopOnInterrupt(),
-                                                  TimedMlflowCallback(clock), DivergenceGuard()])
-            except Diverged as e:
-                mlflow.set_tag("fail_reason", str(e))
-                raise TwinDiverged(f"scratch twin w={width} seed={seed}: {e}; it is not cached") from None
-            finally:
-                ctx.fit_seconds += time.perf_counter() - t0
-            ctx.count_training(student, len(hist.history["loss"]))
+            if pre is None:
+                t0 = time.perf_counter()
+                # Validated once, at the end: a twin is a reference point, never pruned.
+                try:
+                    with clock.part("fit"):
+                        history = student.fit(train, epochs=recipe.epochs, verbose=0, shuffle=False,
+                                              callbacks=[ctx.validation(student, every_epoch=False, batch_means=False),
+                                                         interrupt.StopOnInterrupt(), TimedMlflowCallback(clock),
+                                                         DivergenceGuard()]).history
+                except Diverged as e:
+                    mlflow.set_tag("fail_reason", str(e))
+                    raise TwinDiverged(f"scratch twin w={width} seed={seed}: {e}; it is not cached") from None
+                finally:
+                    ctx.fit_seconds += time.perf_counter() - t0
+                ctx.count_training(student, len(history["loss"]))
+            else:  # trained with its seed's distilled students (confirm/population.py)
+                student, history = pre
+                ctx.log_history(history)
             # Twins are reference points, never chosen by anything: reporting
             # their test accuracy beside the champion's leaks no selection.
             with clock.part("evaluation"):
                 test_logits = predict_logits(student, ctx.splits.test.images)
                 test = fidelity(test_logits, ctx.splits.test.labels, ctx.teacher_test_probs)
-            result = {"width": width, "seed": seed, "val_accuracy": float(hist.history["val_accuracy"][-1]),
+            result = {"width": width, "seed": seed, "val_accuracy": float(history["val_accuracy"][-1]),
                       "test_accuracy": test["accuracy"], "agreement": test["agreement"], "kl": test["kl"],
                       "ece": test["ece"], "params": param_count(student), "flops": flops_per_example(student),
                       "epochs": recipe.epochs, "learning_rate": recipe.learning_rate,
@@ -152,7 +163,7 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
                 with clock.part("evaluation"):
                     fix = omitted.correct(student, ctx.splits, ctx.omitted, test_logits)
                     result.update(fix.summary())
-            check_finite(result, [float(v) for v in hist.history["loss"]])
+            check_finite(result, [float(v) for v in history["loss"]])
             with clock.part("mlflow"):
                 mlflow.log_metrics({k: result[k] for k in ("params", "flops", "test_accuracy", "agreement", "kl",
                                                            "ece")})

@@ -5,7 +5,7 @@ parts in `clock.part(name)`. Parts outside any trial (the confirmation's runs)
 are not counted. The parts:
 
 * fit            each `fit` call, whole (the distilled student's and a new twin's);
-* validation     inside fit: the validation passes (`PartCallback`);
+* validation     inside fit: the validation passes (`validation.Validation`);
 * mlflow_epoch   inside fit: MLflow's per-epoch metric logging (`TimedMlflowCallback`);
 * build_compile  a fresh student and its compiled model (built, or re-armed);
 * mlflow         runs started and ended, params, metrics, tags;
@@ -26,7 +26,6 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 
-import keras
 import mlflow
 
 PARTS = ("build_compile", "validation", "mlflow", "mlflow_epoch", "mlflow_model", "saving", "evaluation", "optuna",
@@ -81,20 +80,6 @@ def overhead(trials: list[dict[str, float]]) -> dict:
         row["total"], row["training"] = outside, training
         rows.append(row)
     return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-
-
-class PartCallback(keras.callbacks.Callback):
-    """Adds the validation passes inside `fit` to the clock."""
-
-    def __init__(self, clock: TrialClock):
-        super().__init__()
-        self.clock = clock
-
-    def on_test_begin(self, logs=None):
-        self._t0 = time.perf_counter()
-
-    def on_test_end(self, logs=None):
-        self.clock.add("validation", time.perf_counter() - self._t0)
 
 
 class TimedMlflowCallback(mlflow.keras.MlflowCallback):

@@ -8,6 +8,7 @@ logits instead of rebuilding them.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -20,11 +21,12 @@ from harness import tracking
 from harness.config import ArmConfig, AugmentConfig, DistillationConfig, StudyConfig
 from harness.data import pipelines, sources, transfer_set, unlabeled
 from harness.data.evaluate import ensemble_logits, ensemble_probabilities
-from harness.distill import builder, precision
+from harness.distill import builder, population, precision
 from harness.distill.compiled import Compiled
 from harness.distill.models import build_student, flops_per_example
 from harness.search.clock import TrialClock
 from harness.search.stores import Workspace
+from harness.search.validation import Forward, Validation
 from harness.teacher import unlabeled as unlabeled_logits
 from harness.teacher.trained import Teacher, resolve_jit
 
@@ -54,13 +56,17 @@ class Context:
     unlabeled_examples: int = field(init=False, default=0)
     unlabeled_digest: str | None = field(init=False, default=None)  # of every unlabeled image
     student_transfer: sources.Split = field(init=False)  # the part of the transfer set the students see
-    val_ds: tf.data.Dataset = field(init=False)
+    val_images: tf.Tensor = field(init=False)  # float32 [n, h, w, c], 0-255: validation, built once
+    forward: Forward = field(default_factory=Forward)  # one traced forward pass per student (validation.py)
     jit: bool = field(init=False)
     precision: str = field(init=False)  # resolved: float32 or bfloat16 (see precision.py)
     fit_seconds: float = 0.0  # time spent inside students' `fit` (the bench's overhead figure)
     compiled: Compiled = field(default_factory=Compiled)
     clock: TrialClock = field(default_factory=TrialClock)  # where each trial's time goes (clock.py)
     train_flops: float = 0.0  # training FLOPs of every student fit in this context
+    # Runs a population trained already (confirm/population.py), by `run_key`: (student, history),
+    # taken by the run that would otherwise train it.
+    pretrained: dict = field(default_factory=dict)
 
     def __post_init__(self):
         tr, st = self.cfg.training, self.cfg.student
@@ -79,7 +85,7 @@ class Context:
                 np.concatenate([t.images, images]),
                 {"labels": np.concatenate([t.labels, np.full(len(images), -1, t.labels.dtype)]),
                  "teacher_logits": np.concatenate([logits, extra_logits])}))
-        self.val_ds = pipelines.pipeline(self.splits.validation.images, self.splits.validation.labels, 1024)
+        self.val_images = tf.constant(self.splits.validation.images, tf.float32)
         # A user's builder may hold anything: treated as the family XLA suits least on a CPU (a cnn's).
         self.jit = resolve_jit(tr.jit_compile, "cnn" if st.builder else st.family, st.dropout, st.input_dropout)
         self.precision = precision.resolved(self.cfg)
@@ -102,6 +108,44 @@ class Context:
             logits.append(unlabeled_logits.logits(self.teacher, extra, unlabeled.digest(extra),
                                                    self.ws.teacher_cache))
         return np.concatenate(images), np.concatenate(logits)
+
+    def validation(self, student: keras.Model, every_epoch: bool = True, batch_means: bool = True) -> Validation:
+        """The callback that validates `student` at the end of every epoch (or of the last), before the
+        callbacks that read `val_accuracy`."""
+        return Validation(self.forward, self.val_images, self.splits.validation.labels, student=student,
+                          every_epoch=every_epoch, batch_means=batch_means, clock=self.clock)
+
+    @staticmethod
+    def run_key(role: str, width: int, seed: int, recipe, temperature: float = 1.0, alpha: float = 1.0) -> tuple:
+        """What identifies one run of this context: a distilled student or a scratch twin."""
+        return (role, width, seed, json.dumps(recipe.to_dict(), sort_keys=True), float(temperature), float(alpha))
+
+    @staticmethod
+    def log_history(history: dict) -> None:
+        """A population member's per-epoch figures on its MLflow run, as MLflow's Keras callback
+        logs a lone run's (validation figures: at the last epoch, where they were measured)."""
+        if mlflow.active_run() is None:
+            return
+        epochs = len(history["loss"])
+        for epoch in range(epochs):
+            mlflow.log_metrics({k: v[epoch] for k, v in history.items() if not k.startswith("val_")}, step=epoch)
+        mlflow.log_metrics({k: v[-1] for k, v in history.items() if k.startswith("val_")}, step=epochs - 1)
+
+    @cached_property
+    def stackable(self) -> str | None:
+        """None when this context's students can train as a population (distill/population.py),
+        else why not (logged once by the confirmation)."""
+        if self.online:
+            return "the teacher runs in the step (distillation.teacher: online)"
+        if self.unlabeled_examples:
+            return "unlabeled images: the masked loss has no stacked form here"
+        fresh = build_student(self.cfg.student, 16, self.splits.image_shape, self.splits.num_classes,
+                              dtype=precision.policy(self.precision))
+        return population.plan(fresh)[1]
+
+    def together(self) -> bool:
+        """Whether the confirmation trains this context's runs as populations."""
+        return self.cfg.confirm.together and self.stackable is None
 
     def for_arm(self, arm: ArmConfig) -> "Context":
         """The same data and teacher, with this arm's teacher mode, jitter, transfer set and epochs:

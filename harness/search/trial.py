@@ -24,7 +24,7 @@ from harness.distill.models import flops_per_example, param_count
 from harness.distill.recipe import Recipe
 from harness.record import TrialRecord
 from harness.search import baselines, interrupt, space
-from harness.search.clock import PartCallback, TimedMlflowCallback
+from harness.search.clock import TimedMlflowCallback
 from harness.search.context import Context
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,12 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
     Its initial weights and batch order come from `seed` alone (`Context.inputs`),
     the same as its scratch twin's at that seed, and so does its recipe.
     """
+    pre = ctx.pretrained.pop(ctx.run_key("distilled", width, seed, recipe, temperature, alpha), None)
+    if pre is not None:  # trained in a population (confirm/population.py)
+        ctx.log_history(pre[1])
+        if not math.isfinite(float(pre[1]["loss"][-1])):
+            raise Diverged("training loss is not finite at the end of training")
+        return pre
     teacher = ctx.teacher.members if ctx.online else None
 
     def compile_distiller(s: keras.Model) -> Distiller:
@@ -71,10 +77,9 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
     t0 = time.perf_counter()
     try:
         with ctx.clock.part("fit"):
-            hist = distiller.fit(train, validation_data=ctx.val_ds, epochs=recipe.epochs, verbose=0, shuffle=False,
-                                 validation_freq=1 if every_epoch else recipe.epochs,
-                                 callbacks=[PartCallback(ctx.clock), interrupt.StopOnInterrupt(), DivergenceGuard(),
-                                            *callbacks])
+            hist = distiller.fit(train, epochs=recipe.epochs, verbose=0, shuffle=False,
+                                 callbacks=[ctx.validation(student, every_epoch), interrupt.StopOnInterrupt(),
+                                            DivergenceGuard(), *callbacks])
     finally:
         ctx.fit_seconds += time.perf_counter() - t0
     ctx.count_training(student, len(hist.history.get("loss", [])), teacher_forward=ctx.online, distilled=True)

@@ -1,0 +1,26 @@
+"""`python -m harness bench`: the pairs table, the population rows, then the study part."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.bench import pairs, population
+from harness.bench.study import format_study, run_study_bench
+
+
+def main(args) -> int:
+    """Each part unless its `--no-...` flag; `--json` writes every figure."""
+    names = tuple(pairs.PAIRS) if args.pair == "all" else (args.pair,)
+    result = {"pairs": pairs.run_pairs(names, repeats=args.repeats)}
+    print(pairs.format_table(result["pairs"]))
+    print("\n".join(f"{name}: {r['bf16_note']}" for name, r in result["pairs"].items() if r.get("bf16_note")))
+    if not args.no_population:
+        result["population"] = population.run_population(repeats=args.repeats)
+        print(population.format_population(result["population"]))
+    if not args.no_study:
+        result["study"] = run_study_bench()
+        print(format_study(result["study"]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    return 0

@@ -1,0 +1,26 @@
+"""Where a confirmation run is kept: its key (everything that determines it) and its JSON file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness import files
+from harness.record import TrialRecord
+from harness.search import baselines
+from harness.search.context import Context
+from harness.search.trial import recipe_of
+
+
+def key(ctx: Context, r: TrialRecord, seed: int) -> str:
+    """What determines a confirmation run: its twin's key (data digest, student, recipe, width, seed,
+    teacher; trained together or not), the teacher's key and mode, T, alpha, and the unlabeled images'
+    digest when there are some."""
+    what = {"twin": baselines.key(ctx.cfg, r.width, seed, recipe_of(ctx, r), ctx.together(), data=ctx.splits.digest),
+            "teacher": ctx.teacher.key, "mode": ctx.cfg.distillation.teacher, "temperature": r.temperature,
+            "alpha": r.alpha, **ctx.unlabeled_key}
+    return files.digest(json.dumps(what, sort_keys=True))
+
+
+def target(ctx: Context, r: TrialRecord, seed: int) -> Path:
+    return ctx.ws.workdir / "confirm" / f"{key(ctx, r, seed)}.json"
