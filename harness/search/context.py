@@ -91,12 +91,13 @@ class Context:
         mlflow.log_params(self.cfg.transfer.to_params())
         mlflow.log_metric("transfer_examples", self.transfer_examples)
 
-    def compile_key(self, kind: str, width: int, recipe) -> str:
-        """What a compiled training graph depends on, beyond the study file's student section."""
+    def compile_key(self, kind: str, width: int, recipe, method: str = "kd") -> str:
+        """What a compiled training graph depends on, beyond the study file's student section
+        (the distillation method's name when not kd: each method's step is its own graph)."""
         return Compiled.key(kind=kind, width=width, recipe=recipe.to_dict(), examples=self.transfer_examples,
                             online=self.online and kind == "distilled", jit=self.jit,
                             steps_per_execution=self.cfg.training.steps_per_execution,
-                            **precision.key_part(self.precision))
+                            **precision.key_part(self.precision), **({} if method == "kd" else {"method": method}))
 
     def count_training(self, student: keras.Model, epochs: int, teacher_forward: bool = False) -> None:
         """Add a fit's training FLOPs: 3x the student's forward pass (forward, two backward
