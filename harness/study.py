@@ -23,7 +23,7 @@ import optuna
 
 from harness import tracking
 from harness.config import StudyConfig, check_classes
-from harness.confirm import confirmation as confirm, reference
+from harness.confirm import confirmation as confirm, methods as confirm_methods, reference
 from harness.data import omitted, sources
 from harness.data.evaluate import ece
 from harness.deploy import champion as champion_mod
@@ -146,7 +146,8 @@ def _confirm(ctx: Context, study: optuna.Study, configs: list[TrialRecord],
                     cfg.confirm.seeds)
         return []
     rows = confirm.run(ctx, configs)
-    summary, comparisons = confirm.summarise(rows), confirm.between_arms(rows)
+    summary = confirm.summarise(rows)
+    comparisons = confirm.between_arms(rows) + confirm_methods.between_methods(rows)  # arms; dkd - kd, ...
     references = reference.against_reference(rows, cfg.confirm.reference)
 
     def plain(ds):

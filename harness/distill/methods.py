@@ -10,6 +10,7 @@ term) for dkd; `logit_std_weight` (the KD weight) for logit_std.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from harness.config import METHODS, DKDConfig, LogitStdConfig
@@ -60,3 +61,24 @@ class Method:
         if fields.get("dkd_warmup") is not None:
             fields["dkd_warmup"] = int(fields["dkd_warmup"])
         return cls(**fields)
+
+
+def for_arm(method: Method, arm, distillation) -> Method:
+    """A trial's loss under a confirmation arm (`config.ArmConfig`, or None: the trial's own).
+
+    The arm's `method` (else the trial's), its `temperature` and `alpha` (else the trial's), and
+    its method's own parameters: the arm's section, else the trial's when the trial has that
+    method, else `distillation`'s (a `DistillationConfig`), else the defaults.
+    """
+    if arm is None:
+        return method
+    name = arm.method or method.name
+    if name != method.name:
+        d, s = distillation.dkd or DKDConfig(), distillation.logit_std or LogitStdConfig()
+        method = Method(name, method.temperature, method.alpha, d.alpha, d.beta, d.warmup, s.weight)
+    over = {"temperature": arm.temperature, "alpha": arm.alpha}
+    if arm.dkd is not None:
+        over.update(dkd_alpha=arm.dkd.alpha, dkd_beta=arm.dkd.beta, dkd_warmup=arm.dkd.warmup)
+    if arm.logit_std is not None:
+        over["logit_std_weight"] = arm.logit_std.weight
+    return dataclasses.replace(method, **{k: v for k, v in over.items() if v is not None})

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from harness import tracking
-from harness.config import ArmConfig, AugmentConfig, DistillationConfig, StudyConfig
+from harness.config import ArmConfig, AugmentConfig, StudyConfig
 from harness.data import pipelines, sources, transfer_set
 from harness.data.evaluate import ensemble_logits, ensemble_probabilities
 from harness.distill import precision
@@ -68,7 +68,7 @@ class Context:
         models."""
         c = self.cfg
         cfg = dataclasses.replace(
-            c, distillation=DistillationConfig(teacher=arm.teacher),
+            c, distillation=dataclasses.replace(c.distillation, teacher=arm.teacher),
             student=dataclasses.replace(c.student, augment=AugmentConfig(jitter=arm.jitter)),
             transfer=arm.transfer or c.transfer,
             training=dataclasses.replace(c.training, epochs=arm.epochs or c.training.epochs))
