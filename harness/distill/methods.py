@@ -45,7 +45,7 @@ class Method:
     def label(self) -> str:
         """One short line: `dkd(a=1, b=8, warmup=1)`."""
         short = {"dkd_alpha": "a", "dkd_beta": "b", "dkd_warmup": "warmup", "logit_std_weight": "w"}
-        return self.name + (f"({', '.join(f'{short[k]}={v:g}' for k, v in self.own().items())})" if self.own() else "")
+        return self.name + (f"({', '.join(f'{short[k]}={v:.3g}' for k, v in self.own().items())})" if self.own() else "")
 
     @classmethod
     def of(cls, record, **overrides) -> "Method":
