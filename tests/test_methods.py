@@ -5,6 +5,7 @@ compiled `fit`, and the method's bad input."""
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 
 from harness import config
 from harness.distill.losses import distillation_loss, dkd_loss, dkd_terms, logit_std_loss, standardize
@@ -130,3 +131,128 @@ def test_standardize_is_a_per_example_z_score_with_n_minus_1():
     np.testing.assert_allclose(standardize(x).numpy(), want, rtol=1e-6)
     # invariant to the logits' scale and shift: what makes it "standardization"
     np.testing.assert_allclose(standardize(3 * x + 5).numpy(), standardize(x).numpy(), rtol=1e-5)
+
+
+def test_dkd_warmup_follows_the_epoch_inside_one_compiled_step():
+    """The warm-up factor comes from the optimizer's step count: with the weights frozen (learning
+    rate 0), the soft term of epoch 1 is half that of epochs 2 and 3 (warmup 2), in one `fit`."""
+    import keras
+
+    from harness.distill.distiller import Distiller
+    from harness.distill.methods import Method
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(40, 8)).astype(np.float32)
+    y = {"labels": rng.integers(0, 10, 40), "teacher_logits": rng.normal(0, 3, (40, 10)).astype(np.float32)}
+    keras.utils.set_random_seed(0)
+    student = keras.Sequential([keras.Input((8,)), keras.layers.Dense(10)])
+    d = Distiller(student, method="dkd", steps_per_epoch=4)
+    d.set_method(Method("dkd", 4.0, 0.5, 1.0, 8.0, 2), steps_per_epoch=4)
+    d.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=True, steps_per_execution=2)
+    hist = d.fit(x, y, batch_size=10, epochs=3, verbose=0, shuffle=False).history
+    want = float(dkd_loss(y["labels"], student(x), y["teacher_logits"], 4.0, 0.5, 1.0, 8.0)[2])
+    np.testing.assert_allclose(hist["soft_loss"], [want / 2, want, want], rtol=1e-4)
+    with pytest.raises(ValueError, match="compiled for dkd"):
+        d.set_method(Method("kd", 4.0, 0.5))
+
+
+def test_an_arm_takes_its_method_and_parameters_else_the_trials():
+    from harness.distill.methods import Method, for_arm
+
+    trial = Method("dkd", 3.0, 0.4, 1.0, 2.0, 2)
+    d = config.DistillationConfig(method="dkd", dkd=config.DKDConfig(beta=5.0))
+    assert for_arm(trial, None, d) == trial
+    assert for_arm(trial, config.ArmConfig("a", temperature=6.0), d) == Method("dkd", 6.0, 0.4, 1.0, 2.0, 2)
+    assert for_arm(trial, config.ArmConfig("k", method="kd"), d).own() == {}
+    lsd = for_arm(trial, config.ArmConfig("l", method="logit_std", logit_std=config.LogitStdConfig(9.0)), d)
+    assert (lsd.name, lsd.temperature, lsd.alpha, lsd.own()) == ("logit_std", 3.0, 0.4, {"logit_std_weight": 9.0})
+    kd_trial = Method("kd", 3.0, 0.4)  # a kd trial under a dkd arm: the file's dkd numbers
+    assert for_arm(kd_trial, config.ArmConfig("d", method="dkd"), d).dkd_beta == 5.0
+    assert Method("dkd", 1, 0, 1.0, 1.0595, 0).label() == "dkd(a=1, b=1.06, warmup=0)"
+
+
+def test_methods_are_compared_with_kd_at_the_same_width_by_seed():
+    from harness.confirm import confirmation as confirm
+    from harness.confirm.methods import between_methods
+
+    rows = []
+    for seed in (1, 2, 3):
+        for trial, method, acc in ((7, "", 0.80), (9, "dkd(a=1, b=8, warmup=0)", 0.81), (4, "logit_std(w=10)", 0.79)):
+            rows += [confirm.Row(trial, 64, 50890, 4.0, 0.5, seed, "distilled", acc, acc + 0.001 * seed, 0.9, 0.02,
+                                 0.1, method=method),
+                     confirm.Row(trial, 64, 50890, 4.0, 0.5, seed, "scratch", 0.78, 0.78, 0.9, 0.02, 0.1, method=method)]
+    rows.append(confirm.Row(2, 128, 9000, 4.0, 0.5, 1, "distilled", 0.8, 0.8, 0.9, 0.02, 0.1))  # kd alone
+    dkd, lsd = between_methods(rows)
+    assert (dkd["trial"], dkd["arm"], dkd["minus"]) == (9, "dkd(a=1, b=8, warmup=0)", "kd (trial 7)")
+    assert dkd["test_gain"].mean == pytest.approx(0.01) and dkd["test_gain"].excludes_zero
+    assert lsd["test_gain"].mean == pytest.approx(-0.01)
+    summary = confirm.summarise([r for r in rows if r.width == 64])
+    assert [c.method for c in summary] == ["logit_std(w=10)", "", "dkd(a=1, b=8, warmup=0)"]  # by trial
+    text = confirm.table(summary, 0.93, 0.01, [dkd, lsd])
+    assert " method " in text.splitlines()[1] and "dkd(a=1, b=8, warmup=0) - kd (trial 7)" in text
+
+
+def test_the_default_study_keeps_its_search_space_and_keys():
+    """kd, neither set nor searched: the fingerprint and the default study's loss are those of before."""
+    cfg = config.load("studies/fashion_mnist.yaml")
+    assert cfg.methods == ["kd"] and cfg.distillation.method == "kd"
+    import dataclasses
+    import hashlib
+    import json
+
+    search = {k: v for k, v in dataclasses.asdict(cfg.search).items() if k not in ("method", "dkd", "logit_std")}
+    before = {"search": search, "objectives": cfg.objectives, "max_params": cfg.max_params}  # the formula of before
+    assert cfg.search_space_fingerprint() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+    searched = config.parse({**yaml.safe_load(open("studies/fashion_mnist.yaml")),
+                             "search": {"method": {"choices": ["kd", "dkd"]}}})
+    assert searched.search_space_fingerprint() != cfg.search_space_fingerprint()
+
+
+@pytest.fixture(scope="module")
+def methods_smoke(tmp_path_factory, smoke_teacher_cache):
+    """The smoke study with the method searched (kd, dkd, logit_std, DKD's and logit_std's own
+    parameters under them), confirmed under two arms (the trial's method, and dkd at beta 4)."""
+    from helpers import harness, workdir_with_teacher, write_study
+
+    tmp = tmp_path_factory.mktemp("methods")
+    workdir = workdir_with_teacher(tmp / "work", smoke_teacher_cache)
+    study = write_study(tmp, name="methods_smoke", **{
+        "search.method": {"choices": ["kd", "dkd", "logit_std"]},
+        "search.dkd": {"beta": {"low": 1.0, "high": 8.0, "log": True}, "warmup": {"choices": [0, 2]}},
+        "search.logit_std": {"weight": {"low": 1.0, "high": 10.0}},
+        "search.width": {"choices": [16]}, "objectives": ["val_accuracy"], "n_trials": 6,
+        "pruner": {"type": "none"},
+        "confirm": {"seeds": 2, "arms": [{"name": "searched"}, {"name": "dkd4", "method": "dkd", "dkd": {"beta": 4.0}}]}})
+    proc = harness("study", study, "--workdir", workdir)
+    return workdir, study, proc.stdout + proc.stderr
+
+
+def test_a_study_searches_the_method_and_confirms_each_at_its_best(methods_smoke):
+    from helpers import harness, load_study, mlflow_client, runs_by_role
+
+    from harness.record import TrialRecord, complete_records
+
+    workdir, study_file, out = methods_smoke
+    study = load_study(workdir, "methods_smoke")
+    records = complete_records(study.trials)
+    methods = {r.method for r in records}
+    assert methods == {"kd", "dkd", "logit_std"}, methods  # seed 0's six random start-up trials hold all three
+    for t in study.trials:  # a conditional space: a method's own parameters only under it
+        r = TrialRecord.from_trial(t)
+        assert ("dkd_beta" in t.params) == ("dkd_warmup" in t.params) == (r.method == "dkd")
+        assert ("logit_std_weight" in t.params) == (r.method == "logit_std")
+        assert t.user_attrs.get("fixed_dkd_alpha") == (1.0 if r.method == "dkd" else None)  # not searched: fixed
+    trial_runs = runs_by_role(mlflow_client(workdir), "methods_smoke")["trial"]
+    assert {r.data.params.get("method") for r in trial_runs} == {"kd", "dkd", "logit_std"}
+    # one configuration per method (width 16), each under both arms, each method compared with kd
+    confirmed = study.user_attrs["confirmed"]
+    searched = [c for c in confirmed if c["arm"] == "searched"]
+    assert sorted(c["method"].split("(")[0] or "kd" for c in searched) == ["dkd", "kd", "logit_std"]
+    dkd4 = [c for c in confirmed if c["arm"] == "dkd4"]  # the same three configurations as dkd at beta 4
+    assert len(dkd4) == 3 and all(c["method"].startswith("dkd(a=1, b=4") for c in dkd4)
+    assert len({str(c["scratch_test"]) for c in confirmed}) == 1  # one scratch twin per seed for every method
+    pairs = {(d["arm"].split("(")[0], d["minus"].split(" ")[0]) for d in study.user_attrs["between_arms"]}
+    assert {("dkd4", "searched"), ("dkd", "kd"), ("logit_std", "kd")} <= pairs
+    assert "- kd (trial" in out and " method " in out
+    report = harness("report", study_file, "--workdir", workdir).stdout
+    assert "method" in report and "dkd(a=1" in report and "logit_std(w=" in report
