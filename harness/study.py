@@ -98,6 +98,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
         log_teacher(teacher, cfg, experiment_id, parent.info.run_id, splits.validation.images[:2])
 
         t0 = time.perf_counter()
+        space.balance_methods(study, cfg, todo, splits.image_shape, splits.num_classes)  # with search.method
         if todo and workers > 1:
             run_workers(ctx, todo, workers)
         elif todo:

@@ -114,3 +114,20 @@ def max_width_in_budget(cfg: StudyConfig, image_shape, num_classes: int) -> int:
     if best is None:
         raise ConfigError(cfg.source, "max_params", "even the smallest width exceeds it")
     return best
+
+
+def balance_methods(study: optuna.Study, cfg: StudyConfig, todo: int, image_shape, num_classes: int) -> None:
+    """With `search.method`, give every method (and every width choice) an equal share of the next
+    `todo` trials: each is enqueued with its method and width fixed, in turn (Optuna's
+    `enqueue_trial`; the other parameters are suggested as usual). Left to itself, TPE can spend a
+    short search on one method and never try another (a first 18-trial run of the methods study
+    sampled kd once), and then no method could be confirmed against kd. The turn continues from the
+    trials already in the study, so a resumed study keeps the shares even."""
+    if cfg.search.method is None or todo <= 0:
+        return
+    widths = allowed_widths(cfg, image_shape, num_classes) if cfg.search.width.choices is not None else [None]
+    cells = [(m, w) for w in widths for m in cfg.search.method.choices]
+    start = len(study.trials)
+    for k in range(start, start + todo):
+        method, width = cells[k % len(cells)]
+        study.enqueue_trial({"method": method, **({"width": width} if width is not None else {})})
