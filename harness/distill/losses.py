@@ -1,4 +1,7 @@
-"""The distillation loss of Hinton, Vinyals and Dean (2015): the one place its math lives.
+"""The distillation losses: the one place their math lives. Hinton, Vinyals and Dean (2015),
+`distillation_loss` (method kd, the default), below; Decoupled KD (`dkd_loss`) and logit
+standardization (`logit_std_loss`) after it, each returning `(total, hard, soft)` alike, with
+total = alpha * hard + (1 - alpha) * soft (docs/methods.md).
 
     hard  = CE(labels, softmax(student))
     soft  = T^2 * KL(soft_targets || softmax(student / T)),  soft_targets = softmax(teacher / T)
