@@ -2,6 +2,8 @@
 reference implementations write it), DKD against the identity of its paper, the warm-up in a
 compiled `fit`, and the method's bad input."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -203,7 +205,7 @@ def test_the_default_study_keeps_its_search_space_and_keys():
     search = {k: v for k, v in dataclasses.asdict(cfg.search).items() if k not in ("method", "dkd", "logit_std")}
     before = {"search": search, "objectives": cfg.objectives, "max_params": cfg.max_params}  # the formula of before
     assert cfg.search_space_fingerprint() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
-    searched = config.parse({**yaml.safe_load(open("studies/fashion_mnist.yaml")),
+    searched = config.parse({**yaml.safe_load(Path("studies/fashion_mnist.yaml").read_text()),
                              "search": {"method": {"choices": ["kd", "dkd"]}}})
     assert searched.search_space_fingerprint() != cfg.search_space_fingerprint()
 

@@ -48,7 +48,7 @@ class Method:
         return self.name + (f"({', '.join(f'{short[k]}={v:.3g}' for k, v in self.own().items())})" if self.own() else "")
 
     @classmethod
-    def of(cls, record, **overrides) -> "Method":
+    def of(cls, record, **overrides) -> Method:
         """From anything with `temperature`, `alpha`, and (None where unknown) `method` and the
         methods' own fields (a `TrialRecord`); `overrides` on top (None: not overridden)."""
         fields = {"name": getattr(record, "method", None) or "kd", "temperature": record.temperature,
