@@ -27,6 +27,7 @@ EXPORT_FORMATS = ("savedmodel", "tflite", "tflite-int8")
 PRUNERS = ("median", "hyperband", "successive_halving", "none")
 CHAMPION_RULES = ("smallest_within", "best")
 PRECISIONS = ("float32", "bfloat16", "auto")  # see precision.py
+METHODS = ("kd", "dkd", "logit_std")  # distillation losses: see distill/losses.py, distill/methods.py
 
 
 class UserError(Exception):
@@ -149,11 +150,29 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class DKDConfig:
+    """Decoupled KD's own parameters (Zhao et al. 2022; distill/losses.py `dkd_loss`)."""
+    alpha: float = 1.0  # weight of TCKD, the target-class term (the paper's alpha)
+    beta: float = 8.0  # weight of NCKD, the non-target term (the paper's beta; mdistiller: 2, 6 or 8)
+    warmup: int = 0  # epochs of linear warm-up of the DKD term: min(epoch / warmup, 1), epoch from 1
+
+
+@dataclass(frozen=True)
+class LogitStdConfig:
+    """Logit standardization's own parameter (Sun et al. 2024; distill/losses.py `logit_std_loss`);
+    its base temperature is `temperature`."""
+    weight: float = 10.0  # multiplies the soft term, (1 - alpha) * weight in all: alpha 0.1 -> the paper's 9
+
+
+@dataclass(frozen=True)
 class DistillationConfig:
     # cached: the teacher's logits over the (unaugmented) transfer set, computed once.
     # online: the teacher runs inside each step on the student's own (augmented) batch,
     # the "consistent" teacher of Beyer et al. 2022; it costs a teacher forward pass per step.
     teacher: str = "cached"
+    method: str = "kd"  # kd | dkd | logit_std (search.method searches it instead)
+    dkd: DKDConfig | None = None  # dkd only (null: DKDConfig's defaults)
+    logit_std: LogitStdConfig | None = None  # logit_std only
 
 
 @dataclass(frozen=True)
@@ -219,6 +238,25 @@ class EpochSpace:
 
 
 @dataclass(frozen=True)
+class MethodSpace:
+    choices: list[str]
+
+
+@dataclass(frozen=True)
+class DKDSpace:
+    """DKD's parameters as search dimensions, suggested only in trials whose method is dkd
+    (null: distillation.dkd's value)."""
+    alpha: FloatRange | None = None
+    beta: FloatRange | None = None
+    warmup: EpochSpace | None = None  # choices of warm-up epochs
+
+
+@dataclass(frozen=True)
+class LogitStdSpace:
+    weight: FloatRange | None = None  # suggested only in logit_std trials (null: distillation.logit_std's)
+
+
+@dataclass(frozen=True)
 class SearchConfig:
     temperature: FloatRange = FloatRange(1.0, 20.0, log=True)
     alpha: FloatRange | None = FloatRange(0.0, 1.0)  # null: not searched, fixed at 0 (transfer.labels: false)
@@ -227,6 +265,11 @@ class SearchConfig:
     # scratch twin is trained with the same recipe, so a gain never compares two recipes.
     learning_rate: FloatRange | None = None
     epochs: EpochSpace | None = None
+    # The distillation method as a categorical dimension (null: distillation.method for every trial),
+    # each method's own parameters searched under it (a conditional search space).
+    method: MethodSpace | None = None
+    dkd: DKDSpace | None = None
+    logit_std: LogitStdSpace | None = None
 
 
 @dataclass(frozen=True)
@@ -253,6 +296,13 @@ class ArmConfig:
     # one confirmation, each arm with its own scratch twin on the same data.
     transfer: TransferConfig | None = None
     epochs: int | None = None
+    # The arm's distillation method (null: the trial's) and its parameters (null: the trial's when it
+    # has the same method, else distillation's): e.g. one configuration under kd, dkd and logit_std.
+    method: str | None = None
+    temperature: float | None = None
+    alpha: float | None = None
+    dkd: DKDConfig | None = None
+    logit_std: LogitStdConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -321,6 +371,11 @@ class StudyConfig:
         `study_fingerprint(self.to_dict())`."""
         blob = json.dumps(study_fingerprint(self.to_dict()), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def methods(self) -> list[str]:
+        """The distillation methods the search tries: search.method's choices, or distillation.method."""
+        return list(self.search.method.choices) if self.search.method else [self.distillation.method]
 
 
 # ---------------------------------------------------------------- the study's fingerprint
@@ -596,6 +651,7 @@ def _check(cfg: StudyConfig, path: str) -> None:
             fail(f"{where}.epochs", "must be at least 1, and only when search.epochs is null")
     if cfg.confirm.reference is not None and cfg.confirm.reference not in names:
         fail("confirm.reference", f"names no arm in confirm.arms (got {cfg.confirm.reference!r})")
+    _check_methods(cfg, fail)
     if cfg.heartbeat.interval < 1 or cfg.heartbeat.grace_period <= cfg.heartbeat.interval:
         fail("heartbeat", "interval must be at least 1 s and grace_period longer than interval")
 
@@ -645,6 +701,57 @@ def _check_dataset(d: DatasetConfig, fail) -> None:
         fail("dataset.test_fraction", "must be between 0 and 1 (exclusive)")
     if d.max_memory_mb < 1:
         fail("dataset.max_memory_mb", "must be at least 1")
+
+
+def _check_method_params(where: str, method: str | None, dkd, logit_std, fail, whose: str) -> None:
+    """A method's own section only under that method; weights not negative."""
+    for name, section in (("dkd", dkd), ("logit_std", logit_std)):
+        if section is not None and method != name:
+            fail(f"{where}.{name}", f"parameters of method {name}, but {whose} method is {method or 'not set'}"
+                                    f" (allowed here: {method or 'none'}'s own)")
+    if dkd is not None:
+        if dkd.alpha < 0 or dkd.beta < 0:
+            fail(f"{where}.dkd", f"weights alpha and beta must be 0 or more (got {dkd.alpha:g}, {dkd.beta:g})")
+        if dkd.warmup < 0:
+            fail(f"{where}.dkd.warmup", "must be 0 or more epochs")
+    if logit_std is not None and logit_std.weight < 0:
+        fail(f"{where}.logit_std.weight", f"must be 0 or more (got {logit_std.weight:g})")
+
+
+def _check_methods(cfg: StudyConfig, fail) -> None:
+    """distillation.method, search.method and confirm.arms' methods (see distill/methods.py)."""
+    d, sp = cfg.distillation, cfg.search
+    if d.method not in METHODS:
+        fail("distillation.method", f"unknown method {d.method!r}; allowed: {', '.join(METHODS)}")
+    if sp.method is not None:
+        bad = [m for m in sp.method.choices if m not in METHODS]
+        if bad or len(set(sp.method.choices)) != len(sp.method.choices):
+            fail("search.method.choices", f"distinct methods among {', '.join(METHODS)} (got {sp.method.choices})")
+    methods = cfg.methods
+    for name in ("dkd", "logit_std"):
+        for where in ("distillation", "search"):
+            if getattr(getattr(cfg, where), name) is not None and name not in methods:
+                fail(f"{where}.{name}", f"parameters of method {name}, but the study's method is "
+                                        f"{' or '.join(methods)} (search.method offers no {name})")
+    _check_method_params("distillation", "dkd" if d.dkd else "logit_std" if d.logit_std else None,
+                         d.dkd, d.logit_std, fail, "the")
+    for where, r in (("search.dkd.alpha", sp.dkd and sp.dkd.alpha), ("search.dkd.beta", sp.dkd and sp.dkd.beta),
+                     ("search.logit_std.weight", sp.logit_std and sp.logit_std.weight)):
+        if r and (r.low < 0 or r.low > r.high or (r.log and r.low <= 0)):
+            fail(where, "needs 0 <= low <= high (0 < low with log: true): a weight is never negative")
+    if sp.dkd and sp.dkd.warmup and any(w < 0 for w in sp.dkd.warmup.choices):
+        fail("search.dkd.warmup.choices", "every warm-up must be 0 or more epochs")
+    for i, arm in enumerate(cfg.confirm.arms or []):
+        where = f"confirm.arms[{i}]"
+        if arm.method is not None and arm.method not in METHODS:
+            fail(f"{where}.method", f"unknown method {arm.method!r}; allowed: {', '.join(METHODS)}")
+        _check_method_params(where, arm.method, arm.dkd, arm.logit_std, fail, "this arm's")
+        if arm.temperature is not None and arm.temperature <= 0:
+            fail(f"{where}.temperature", "must be greater than 0")
+        if arm.alpha is not None and not 0 <= arm.alpha <= 1:
+            fail(f"{where}.alpha", "alpha must lie in [0, 1]")
+        if arm.alpha not in (None, 0.0) and not cfg.transfer.labels:
+            fail(f"{where}.alpha", "transfer.labels: false trains on soft targets only (alpha is 0)")
 
 
 def _check_transfer(t: TransferConfig, where: str, fail, num_classes: int | None = None) -> None:

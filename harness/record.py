@@ -24,6 +24,11 @@ class TrialRecord:
     width: int | None = None
     learning_rate: float | None = None  # only when the search suggests it (else the file's)
     epochs: int | None = None  # likewise
+    method: str | None = None  # kd | dkd | logit_std; None: kd (a study that neither searches nor sets it)
+    dkd_alpha: float | None = None  # the method's own parameters (distill/methods.py), its trials only
+    dkd_beta: float | None = None
+    dkd_warmup: int | None = None
+    logit_std_weight: float | None = None
     mlflow_run_id: str | None = None
     val_accuracy: float | None = None
     params: int | None = None
@@ -39,7 +44,8 @@ class TrialRecord:
     fail_reason: str | None = None
     diverged: str | None = None  # set (with the reason) when the loss became NaN or infinite
 
-    SUGGESTED = ("temperature", "alpha", "width", "learning_rate", "epochs")
+    SUGGESTED = ("temperature", "alpha", "width", "learning_rate", "epochs", "method", "dkd_alpha", "dkd_beta",
+                 "dkd_warmup", "logit_std_weight")
 
     @classmethod
     def from_trial(cls, trial: optuna.trial.FrozenTrial) -> "TrialRecord":

@@ -23,7 +23,7 @@ import optuna
 
 from harness import tracking
 from harness.config import StudyConfig, check_classes
-from harness.confirm import confirmation as confirm, reference
+from harness.confirm import confirmation as confirm, methods as confirm_methods, reference
 from harness.data import omitted, sources, unlabeled
 from harness.data.evaluate import ece
 from harness.deploy import champion as champion_mod
@@ -116,6 +116,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
         log_teacher(teacher, cfg, experiment_id, parent.info.run_id, splits.validation.images[:2])
 
         t0 = time.perf_counter()
+        space.balance_methods(study, cfg, todo, splits.image_shape, splits.num_classes)  # with search.method
         if todo and workers > 1:
             run_workers(ctx, todo, workers, progress)
         elif todo:
@@ -168,7 +169,8 @@ def _confirm(ctx: Context, study: optuna.Study, configs: list[TrialRecord], teac
                     cfg.confirm.seeds)
         return []
     rows = confirm.run(ctx, configs, progress or (lambda *_: None))
-    summary, comparisons = confirm.summarise(rows), confirm.between_arms(rows)
+    summary = confirm.summarise(rows)
+    comparisons = confirm.between_arms(rows) + confirm_methods.between_methods(rows)  # arms; dkd - kd, ...
     references = reference.against_reference(rows, cfg.confirm.reference)
 
     def plain(ds):

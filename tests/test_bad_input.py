@@ -58,6 +58,22 @@ CASES = {
     "bad_n_trials": (BASE, ["--n-trials", "0"], "--n-trials", "at least 1"),
     "no_width_fits_the_budget": ({**BASE, "max_params": 100}, [], "max_params", "no width"),
     "transfer_fraction_outside": ({**BASE, "transfer": {"fraction": 0}}, [], "transfer.fraction", "(0, 1]"),
+    # distillation methods (docs/methods.md)
+    "unknown_method": ({**BASE, "distillation": {"method": "fitnet"}}, [], "distillation.method", "unknown method"),
+    "unknown_searched_method": (_with("search.method", {"choices": ["kd", "crd"]}), [], "search.method.choices",
+                                "distinct methods"),
+    "method_parameter_under_another_method": ({**BASE, "distillation": {"method": "logit_std", "dkd": {"beta": 2}}},
+                                              [], "distillation.dkd", "parameters of method dkd"),
+    "searched_parameter_of_an_unsearched_method": (_with("search.logit_std", {"weight": {"low": 1, "high": 9}}), [],
+                                                   "search.logit_std", "parameters of method logit_std"),
+    "arm_parameter_under_another_method": ({**BASE, "confirm": {"seeds": 2, "arms": [
+        {"name": "a", "method": "kd", "logit_std": {"weight": 9}}]}}, [], "confirm.arms[0].logit_std",
+        "parameters of method logit_std"),
+    "negative_weight": ({**BASE, "distillation": {"method": "dkd", "dkd": {"beta": -1}}}, [], "distillation.dkd",
+                        "0 or more"),
+    "negative_searched_weight": ({**BASE, "search": {**BASE["search"], "method": {"choices": ["kd", "logit_std"]},
+                                                     "logit_std": {"weight": {"low": -2, "high": 9}}}}, [],
+                                 "search.logit_std.weight", "never negative"),
 }
 
 

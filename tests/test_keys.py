@@ -18,6 +18,7 @@ from helpers import ROOT
 from harness import config
 from harness.confirm import confirmation, keys
 from harness.data import sources
+from harness.distill.methods import Method, for_arm
 from harness.distill.recipe import Recipe
 from harness.record import TrialRecord
 from harness.search import baselines, stores
@@ -42,6 +43,11 @@ WHEN_NULL = {
     "search.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
     "search.epochs": {"choices": [2, 3]},
     "max_params": 100_000,
+    "distillation.dkd": {"alpha": 1.0, "beta": 2.0, "warmup": 1},
+    "distillation.logit_std": {"weight": 3.0},
+    "search.method": {"choices": ["kd", "dkd"]},
+    "search.dkd": {"beta": {"low": 1.0, "high": 8.0}},
+    "search.logit_std": {"weight": {"low": 1.0, "high": 10.0}},
     "confirm.arms": [{"name": "a"}],
     "confirm.reference": "a",
 }
@@ -50,6 +56,10 @@ CONTEXT = {
     "teacher.warmup_epochs": {"teacher.schedule": "linear_warmup_cosine", "teacher.warmup_epochs": 1},
     "training.warmup_epochs": {"training.schedule": "linear_warmup_cosine", "training.warmup_epochs": 1},
     "student.augment.jitter": {"distillation.teacher": "online"},
+    "distillation.dkd": {"distillation.method": "dkd"},
+    "distillation.logit_std": {"distillation.method": "logit_std"},
+    "search.dkd": {"search.method": {"choices": ["kd", "dkd"]}},
+    "search.logit_std": {"search.method": {"choices": ["kd", "logit_std"]}},
     "confirm.reference": {"confirm.arms": [{"name": "a"}, {"name": "b"}]},
 }
 # ... or changed with it (fields no key reads).
@@ -60,7 +70,7 @@ WITH = {
 }
 FIRST = {"dataset.name": "mnist", "training.precision": "bfloat16"}  # "auto" may resolve to float32
 CHOICES = (*config.FAMILIES, *config.OPTIMIZERS, *config.SCHEDULES, *config.PRECISIONS, *config.PRUNERS,
-           *config.CHAMPION_RULES, "cached", "online", "flatten", "gap")
+           *config.CHAMPION_RULES, "cached", "online", "flatten", "gap", "dkd", "logit_std")
 
 
 def _get(d, dotted):
@@ -188,6 +198,9 @@ NOT_IN = {
     },
     "confirm": {
         "transfer.labels": "reaches the run as the trial's alpha (fixed at 0), which the key holds",
+        "distillation.method": "reaches a run as its trial's method (Method.of(record)), which the key holds",
+        "distillation.dkd": "reaches a run as its trial's DKD parameters, which the key holds",
+        "distillation.logit_std": "reaches a run as its trial's weight, which the key holds",
     },
     "compiled": {
         "dataset": "fixed for a Context (its splits); a Context's compiled models are its own",
@@ -196,6 +209,9 @@ NOT_IN = {
         "student": "fixed for a Context, whose compiled models are its own (Compiled.get refuses a "
                    "student of other shapes)",
         "transfer.labels": "alpha is a variable of the compiled step, re-armed per run",
+        "distillation.method": "a run's method (its trial's) is an argument of the key, not the file's",
+        "distillation.dkd": "variables of the compiled step, set per run",
+        "distillation.logit_std": "variables of the compiled step, set per run",
     },
 }
 IN = {
@@ -245,11 +261,12 @@ def _compiled_key(cfg, tmp_path="/nonexistent"):
     return ctx.compile_key("distilled", 64, recipe) + ctx.compile_key("scratch", 64, recipe)
 
 
-def _confirm_key(cfg, record=RECORD, seed=3):
+def _confirm_key(cfg, record=RECORD, seed=3, arm=None):
+    """A confirmation run's key, its loss as `confirmation.run` gives it (the trial's, or the arm's)."""
     ctx = types.SimpleNamespace(cfg=cfg, teacher=types.SimpleNamespace(key=teacher.cache_key(cfg, DATA)),
                                 splits=types.SimpleNamespace(digest=DATA), unlabeled_key={},
                                 together=lambda: cfg.confirm.together)
-    return keys.key(ctx, record, seed)
+    return keys.key(ctx, record, seed, for_arm(Method.of(record), arm, cfg.distillation))
 
 
 DATA = "d" * 64  # a data digest (`Splits.digest`), the same on both sides of every comparison
@@ -290,9 +307,15 @@ def test_a_run_s_own_values_change_its_keys():
         assert baselines.key(cfg, 64, 3, other, data=DATA) != baselines.key(cfg, 64, 3, base, data=DATA), f.name
     assert baselines.key(cfg, 32, 3, data=DATA) != baselines.key(cfg, 64, 3, data=DATA) \
         != baselines.key(cfg, 64, 4, data=DATA)
+    own = {"method": "dkd", "dkd_alpha": 2.0, "dkd_beta": 3.0, "dkd_warmup": 2, "logit_std_weight": 4.0}
+    needs = {k: "dkd" for k in own if k.startswith("dkd_")} | {"logit_std_weight": "logit_std"}
     for name in TrialRecord.SUGGESTED:
         value = getattr(RECORD, name)
-        other = dataclasses.replace(RECORD, **{name: (value or 1) * 2})
+        base = dataclasses.replace(RECORD, method=needs[name]) if name in needs else RECORD
+        other = dataclasses.replace(base, **{name: own[name] if name in own else (value or 1) * 2})
+        if name in needs:
+            assert _confirm_key(cfg, other) != _confirm_key(cfg, base), name
+            continue
         assert _confirm_key(cfg, other) != _confirm_key(cfg), name
     assert _confirm_key(cfg, seed=4) != _confirm_key(cfg)
 
@@ -318,13 +341,17 @@ def test_an_arm_s_fields_change_its_runs_keys():
     cfg = config.load(DEFAULT)
     base = config.ArmConfig("a")
     changes = {"name": "b", "teacher": "online", "jitter": 1, "transfer": config.TransferConfig(fraction=0.5),
-               "epochs": 3}
+               "epochs": 3, "method": "dkd", "temperature": 7.0, "alpha": 0.9, "dkd": config.DKDConfig(beta=2.0),
+               "logit_std": config.LogitStdConfig(weight=3.0)}
+    needs = {"jitter": {"teacher": "online"}, "dkd": {"method": "dkd"}, "logit_std": {"method": "logit_std"}}
     label_only = {"name": "a label: a stored row takes the arm's name when it is read"}
     assert set(changes) == {f.name for f in dataclasses.fields(config.ArmConfig)}, "classify the new arm field"
     for name, value in changes.items():
-        start = dataclasses.replace(base, teacher="online") if name == "jitter" else base  # jitter needs it
-        before, after = arm_config(cfg, start), arm_config(cfg, dataclasses.replace(start, **{name: value}))
-        assert (_confirm_key(after) != _confirm_key(before)) == (name not in label_only), name
+        start = dataclasses.replace(base, **needs.get(name, {}))
+        arm = dataclasses.replace(start, **{name: value})
+        before = _confirm_key(arm_config(cfg, start), arm=start)
+        after = _confirm_key(arm_config(cfg, arm), arm=arm)
+        assert (after != before) == (name not in label_only), name
 
 
 def test_a_stored_confirmation_row_takes_the_arm_and_trial_that_ask_for_it(tmp_path):
@@ -334,7 +361,7 @@ def test_a_stored_confirmation_row_takes_the_arm_and_trial_that_ask_for_it(tmp_p
                                 ws=types.SimpleNamespace(workdir=tmp_path), splits=types.SimpleNamespace(digest=DATA),
                                 unlabeled_key={}, together=lambda: True)
     row = confirmation.Row(5, 64, 100, 4.0, 0.3, 3, "distilled", 0.8, 0.79, 0.9, 0.02, 0.1, "first")
-    target = tmp_path / "confirm" / f"{keys.key(ctx, RECORD, 3)}.json"
+    target = tmp_path / "confirm" / f"{keys.key(ctx, RECORD, 3, Method.of(RECORD))}.json"
     target.parent.mkdir()
     target.write_text(json.dumps(dataclasses.asdict(row)))
     got = confirmation.distilled(ctx, dataclasses.replace(RECORD, number=9), 3, arm="second")

@@ -10,13 +10,11 @@ search's own, so the selection made on that seed does not leak into the means.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import mlflow
 import optuna
@@ -25,8 +23,10 @@ from harness import files
 from harness.config import StudyConfig
 from harness.confirm import keys, population
 from harness.confirm.stats import Interval, mean_ci, paired_gain
+from harness.confirm.table import COLUMNS, table, verdict, write_csv  # noqa: F401 (their home: table.py)
 from harness.data import omitted
 from harness.data.evaluate import fidelity, predict_logits
+from harness.distill.methods import Method, for_arm
 from harness.distill.models import param_count
 from harness.logs import Progress
 from harness.record import TrialRecord, complete_records
@@ -35,8 +35,6 @@ from harness.search.context import Context
 from harness.search.trial import recipe_of, train_distilled
 
 log = logging.getLogger(__name__)
-COLUMNS = ("trial", "width", "params", "temperature", "alpha", "seed", "role", "val_accuracy", "test_accuracy",
-           "agreement", "ece")
 
 
 @dataclass(frozen=True)
@@ -61,6 +59,7 @@ class Row:
     corrected_accuracy: float = math.nan
     corrected_omitted_accuracy: float = math.nan
     bias_shift: float = math.nan
+    method: str = ""  # the loss when not kd, with its own parameters: `Method.label()` ("dkd(a=1, b=8, warmup=2)")
 
 
 def seeds(cfg: StudyConfig) -> list[int]:  # fresh: the search used cfg.seed
@@ -68,24 +67,30 @@ def seeds(cfg: StudyConfig) -> list[int]:  # fresh: the search used cfg.seed
 
 
 def configurations(study: optuna.Study, cfg: StudyConfig) -> list[TrialRecord]:
-    """The Pareto front (two objectives), or the best complete trial per width (one)."""
+    """The Pareto front (two objectives), or the best complete trial per width (one); per width and
+    method when the search tries several methods (each method at its searched best)."""
+    def at(r: TrialRecord):
+        return (r.width, r.method or "kd") if cfg.search.method is not None else (r.width, "")
+
     if cfg.multi_objective:
         # Equal-width configurations tie on the front only with equal validation accuracy;
         # confirming each would spend seeds on one question. Keep the first found.
-        front: dict[int, TrialRecord] = {}
+        front: dict[tuple, TrialRecord] = {}
         for r in sorted(complete_records(study.best_trials), key=lambda r: r.number):
-            front.setdefault(r.width, r)
+            front.setdefault(at(r), r)
         return [front[w] for w in sorted(front)]
-    best: dict[int, TrialRecord] = {}
+    best: dict[tuple, TrialRecord] = {}
     for r in complete_records(study.trials):
-        if r.width not in best or r.val_accuracy > best[r.width].val_accuracy:
-            best[r.width] = r
+        if at(r) not in best or r.val_accuracy > best[at(r)].val_accuracy:
+            best[at(r)] = r
     return [best[w] for w in sorted(best)]
 
 
-def distilled(ctx: Context, r: TrialRecord, seed: int, arm: str = "") -> Row:
-    """The configuration of trial `r` distilled at `seed`: trained once, then read from its JSON."""
-    target = keys.target(ctx, r, seed)
+def distilled(ctx: Context, r: TrialRecord, seed: int, arm: str = "", method: Method | None = None) -> Row:
+    """The configuration of trial `r` distilled at `seed` (with `method`, else the trial's): trained
+    once, then read from its JSON."""
+    m = method or Method.of(r)
+    target = keys.target(ctx, r, seed, m)
     with files.locked(target.with_suffix(".lock")):
         if target.exists():  # trained for this key: under this arm's name and trial's number
             return dataclasses.replace(Row(**json.loads(target.read_text())), trial=r.number, arm=arm)
@@ -93,34 +98,41 @@ def distilled(ctx: Context, r: TrialRecord, seed: int, arm: str = "") -> Row:
                 "optuna.trial": str(r.number)}
         with ctx.start_run("confirm", f"confirm-t{r.number}-s{seed}" + (f"-{arm}" if arm else ""), tags=tags):
             recipe = recipe_of(ctx, r)
-            mlflow.log_params({"trial": r.number, "width": r.width, "seed": seed, "temperature": r.temperature,
-                               "alpha": r.alpha, "teacher_mode": ctx.cfg.distillation.teacher,
-                               "jitter": ctx.cfg.student.augment.jitter, **recipe.to_dict()})
+            mlflow.log_params({"trial": r.number, "width": r.width, "seed": seed, "temperature": m.temperature,
+                               "alpha": m.alpha, "teacher_mode": ctx.cfg.distillation.teacher,
+                               "jitter": ctx.cfg.student.augment.jitter, **recipe.to_dict(), **m.params()})
             ctx.log_transfer()
-            student, history = train_distilled(ctx, r.width, seed, r.temperature, r.alpha, recipe,
-                                               [mlflow.keras.MlflowCallback()], every_epoch=False)
+            student, history = train_distilled(ctx, r.width, seed, m.temperature, m.alpha, recipe,
+                                               [mlflow.keras.MlflowCallback()], every_epoch=False, method=m)
             test_logits = predict_logits(student, ctx.splits.test.images)
             test = fidelity(test_logits, ctx.splits.test.labels, ctx.teacher_test_probs)
             fix = omitted.correct(student, ctx.splits, ctx.omitted, test_logits) if ctx.omitted else None
-            row = Row(r.number, r.width, param_count(student), r.temperature, r.alpha, seed, "distilled",
+            row = Row(r.number, r.width, param_count(student), m.temperature, m.alpha, seed, "distilled",
                       float(history["val_accuracy"][-1]), test["accuracy"], test["agreement"], test["ece"],
-                      test["kl"], arm, ctx.transfer_examples, **(fix.summary() if fix else {}))
+                      test["kl"], arm, ctx.transfer_examples, **(fix.summary() if fix else {}),
+                      method="" if m.name == "kd" else m.label())
             mlflow.log_metrics({"test_accuracy": row.test_accuracy, "agreement": row.agreement,
                                 "ece": row.ece, "kl": row.kl, "params": row.params, **(fix.metrics() if fix else {})})
         files.write_text(target, json.dumps(dataclasses.asdict(row)))
         return row
 
 
-def scratch(ctx: Context, r: TrialRecord, seed: int, arm: str = "") -> Row:
+def scratch(ctx: Context, r: TrialRecord, seed: int, arm: str = "", method: Method | None = None) -> Row:
+    """The twin of `distilled(ctx, r, seed, arm, method)`: the same whatever the method."""
     b = baselines.train_or_load(ctx, r.width, seed, recipe_of(ctx, r), role="confirm", together=ctx.together())
     fix = {k: b[k] for k in omitted.FIELDS if k in b}
-    return Row(r.number, r.width, b["params"], r.temperature, r.alpha, seed, "scratch", b["val_accuracy"],
-               b["test_accuracy"], b["agreement"], b["ece"], b["kl"], arm, ctx.transfer_examples, **fix)
+    m = method or Method.of(r)
+    return Row(r.number, r.width, b["params"], m.temperature, m.alpha, seed, "scratch", b["val_accuracy"],
+               b["test_accuracy"], b["agreement"], b["ece"], b["kl"], arm, ctx.transfer_examples, **fix,
+               method="" if m.name == "kd" else m.label())
 
 
-def arms(ctx: Context) -> list[tuple[str, Context]]:
-    """(name, context) per distilled arm: the file's own (unnamed) unless `confirm.arms` lists some."""
-    return [(a.name, ctx.for_arm(a)) for a in ctx.cfg.confirm.arms] if ctx.cfg.confirm.arms else [("", ctx)]
+def arms(ctx: Context) -> list[tuple[str, Context, object]]:
+    """(name, context, ArmConfig or None) per distilled arm: the file's own (unnamed) unless
+    `confirm.arms` lists some."""
+    if not ctx.cfg.confirm.arms:
+        return [("", ctx, None)]
+    return [(a.name, ctx.for_arm(a), a) for a in ctx.cfg.confirm.arms]
 
 
 def run(ctx: Context, configs: list[TrialRecord], progress: Progress = lambda phase, done, total: None) -> list[Row]:
@@ -130,19 +142,20 @@ def run(ctx: Context, configs: list[TrialRecord], progress: Progress = lambda ph
     log.info("confirmation: %d configuration(s) x %d seed(s) x %d arm(s), each distilled and from scratch",
              len(configs), len(seeds(ctx.cfg)), len(contexts))
     progress("confirmation", 0, len(todo))
-    for i, (r, seed, (arm, actx)) in enumerate(todo, 1):
+    for i, (r, seed, (arm, actx, a)) in enumerate(todo, 1):
+        m = for_arm(Method.of(r), a, ctx.cfg.distillation)
         if seed == seeds(ctx.cfg)[0]:  # a configuration's runs in an arm: together, unless cached or refused
-            population.prepare(actx, r, seeds(ctx.cfg))
+            population.prepare(actx, r, seeds(ctx.cfg), m)
         with interrupt.deferred():
-            pair = [distilled(actx, r, seed, arm), scratch(actx, r, seed, arm)]
+            pair = [distilled(actx, r, seed, arm, m), scratch(actx, r, seed, arm, m)]
         interrupt.check()
         rows += pair
-        log.info("confirm %d/%d: trial %d (w=%d, T=%.2f, alpha=%.2f)%s seed %d: test acc %.4f distilled, "
-                 "%.4f scratch", i, len(todo), r.number, r.width, r.temperature, r.alpha,
+        log.info("confirm %d/%d: trial %d (w=%d, T=%.2f, alpha=%.2f, %s)%s seed %d: test acc %.4f distilled, "
+                 "%.4f scratch", i, len(todo), r.number, r.width, m.temperature, m.alpha, m.label(),
                  f" arm {arm}" if arm else "", seed, pair[0].test_accuracy, pair[1].test_accuracy)
         progress("confirmation", i, len(todo))
-    ctx.fit_seconds += sum(a.fit_seconds for _, a in contexts if a is not ctx)
-    ctx.train_flops += sum(a.train_flops for _, a in contexts if a is not ctx)
+    ctx.fit_seconds += sum(a.fit_seconds for _, a, _ in contexts if a is not ctx)
+    ctx.train_flops += sum(a.train_flops for _, a, _ in contexts if a is not ctx)
     return rows
 
 
@@ -177,6 +190,7 @@ class Confirmed:
     scratch_corrected_omitted: Interval | None = None
     corrected_gain: Interval | None = None  # corrected distilled - corrected scratch, paired by seed
     bias_shift: Interval | None = None  # the distilled students' shifts
+    method: str = ""  # the loss when not kd (`Row.method`)
 
     @property
     def val_accuracy(self) -> float:  # what `champion.select` ranks by
@@ -226,7 +240,7 @@ def summarise(rows: list[Row]) -> list[Confirmed]:
                              ci(d, "val_accuracy"), ci(d, "test_accuracy"), ci(s, "val_accuracy"),
                              ci(s, "test_accuracy"), gain("val_accuracy"), gain("test_accuracy"),
                              ci(d, "agreement"), ci(s, "agreement"), ci(d, "ece"), ci(s, "ece"), ci(d, "kl"),
-                             ci(s, "kl"), arm, first.transfer_examples, **extra))
+                             ci(s, "kl"), arm, first.transfer_examples, **extra, method=first.method))
     return out
 
 
@@ -246,52 +260,3 @@ def between_arms(rows: list[Row]) -> list[dict]:
                             "test_gain": paired_gain([r.test_accuracy for r in rb],
                                                      [r.test_accuracy for r in ra])})
     return out
-
-
-def write_csv(rows: list[Row], path: Path) -> None:
-    """`COLUMNS`, plus `arm` when the study confirms several arms, the transfer set's size, and the
-    omitted-class figures when it omits classes."""
-    columns = COLUMNS + (("arm",) if any(r.arm for r in rows) else ())
-    columns += ("transfer_examples",) if any(r.transfer_examples is not None for r in rows) else ()
-    columns += omitted.FIELDS if any(math.isfinite(r.omitted_accuracy) for r in rows) else ()
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(columns)
-        w.writerows([getattr(r, c) for c in columns] for r in rows)
-
-
-def verdict(c: Confirmed) -> str:
-    g = c.test_gain
-    return "not significant" if not g.excludes_zero else "significant gain" if g.mean > 0 else "significant loss"
-
-
-def table(summary: list[Confirmed], teacher_test: float | None = None, teacher_ece: float | None = None,
-          comparisons: list[dict] | None = None, notes: list[str] | None = None) -> str:
-    """The confirmed table: test accuracy mean ± 95% CI half-width (points), paired gain; with
-    several arms, an arm column and the arms' paired differences below; then `notes` (the
-    reference arm's comparisons, the omitted classes before and after the bias correction)."""
-    n = summary[0].n if summary else 0
-    wide = max((len(c.arm) for c in summary), default=0)
-    arm = (lambda c: f" {c.arm:<{wide}}") if wide else (lambda c: "")
-    lines = [f"confirmed over {n} seeds (test split; mean ± 95% CI; gain = distilled - scratch, paired by seed):",
-             f"{'trial':>5} {'width':>5} {'params':>9} {'T':>5} {'alpha':>5}" + (f" {'arm':<{wide}}" if wide else "")
-             + f" {'scratch':>15} {'distilled':>15} {'gain (points)':>15}  {'agree s/d':>11} {'ECE s/d':>11}  verdict"]
-
-    def pm(iv: Interval) -> str:
-        return f"{100 * iv.mean:6.2f} ± {100 * iv.half_width:<6.2f}"
-
-    for c in summary:
-        lines.append(
-            f"{c.trial:>5} {c.width:>5} {c.params:>9,} {c.temperature:>5.2f} {c.alpha:>5.2f}{arm(c)} "
-            f"{pm(c.scratch_test)} {pm(c.test)} {c.test_gain.points():>15}  "
-            f"{100 * c.scratch_agreement.mean:>5.1f}/{100 * c.agreement.mean:<5.1f} "
-            f"{100 * c.scratch_ece.mean:>5.2f}/{100 * c.ece.mean:<5.2f}  {verdict(c)}")
-    for d in comparisons or []:
-        g = d["test_gain"]
-        lines.append(f"trial {d['trial']}: {d['arm']} - {d['minus']} (distilled, paired by seed): test "
-                     f"{g.points()} points ({'significant' if g.excludes_zero else 'not significant'})")
-    lines += notes or []
-    if teacher_test is not None:
-        lines.append(f"teacher: test {100 * teacher_test:.2f}" +
-                     (f", ECE {100 * teacher_ece:.2f}" if teacher_ece is not None else ""))
-    return "\n".join(lines)

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from harness.confirm import keys
 from harness.distill import precision
+from harness.distill.methods import Method
 from harness.distill.models import build_student
 from harness.distill.population import Population
 from harness.distill.recipe import Recipe
@@ -52,13 +53,14 @@ class _Histories(keras.callbacks.Callback):
                 h[k].append(float(values[k][i]))
 
 
-def prepare(ctx: Context, r: TrialRecord, seeds: list[int]) -> None:
-    """Train together the runs of configuration `r` at `seeds` that no cache holds yet (nothing when
-    the file says `confirm.together: false` or its students cannot be stacked)."""
-    if not ctx.together():
+def prepare(ctx: Context, r: TrialRecord, seeds: list[int], m: Method) -> None:
+    """Train together the runs of configuration `r` under method `m` at `seeds` that no cache holds
+    yet (nothing when the file says `confirm.together: false`, its students cannot be stacked, or
+    the method is not kd: the population's loss is Hinton's)."""
+    if not ctx.together() or m.name != "kd":
         return
     recipe = recipe_of(ctx, r)
-    distilled = [(s, r.temperature, r.alpha) for s in seeds if not keys.target(ctx, r, s).exists()]
+    distilled = [(s, m.temperature, m.alpha) for s in seeds if not keys.target(ctx, r, s, m).exists()]
     scratch = [s for s in seeds if not baselines.path(ctx.ws.workdir, ctx.cfg, r.width, s, recipe, True,
                                                     data=ctx.splits.digest).exists()
                and ctx.run_key("scratch", r.width, s, recipe) not in ctx.pretrained]

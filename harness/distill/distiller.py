@@ -25,15 +25,25 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from harness.distill.losses import distillation_loss
+from harness.distill.losses import distillation_loss, dkd_loss, logit_std_loss
+from harness.distill.methods import Method
 
 
 class Distiller(keras.Model):
     def __init__(self, student: keras.Model, teacher=None, *, temperature: float = 4.0,
-                 alpha: float = 0.1, masked: bool = False, **kwargs):
-        """`teacher`: None (cached mode), a model, or a list of models (an ensemble). `masked`:
-        the label -1 marks an unlabeled example (soft targets only)."""
+                 alpha: float = 0.1, method: str = "kd", steps_per_epoch: int = 1, masked: bool = False,
+                 **kwargs):
+        """`teacher`: None (cached mode), a model, or a list of models (an ensemble).
+
+        `method`: kd | dkd | logit_std (`methods.py`), fixed for the compiled step; its numbers
+        (`set_method`) are variables. `steps_per_epoch`: what turns the optimizer's step count
+        into the epoch DKD's warm-up needs (in the step, so one compiled graph serves every epoch).
+        `masked` (kd only): the label -1 marks an unlabeled example (soft targets only).
+        """
         super().__init__(**kwargs)
+        self.method = Method(method, temperature, alpha).name  # checks the name
+        if masked and self.method != "kd":
+            raise ValueError(f"unlabeled examples (masked) are supported with method kd, not {self.method}")
         self.student = student
         self.masked = masked
         members = teacher if isinstance(teacher, (list, tuple)) else ([teacher] if teacher else [])
@@ -45,6 +55,10 @@ class Distiller(keras.Model):
         self._temperature = keras.Variable(float(temperature), trainable=False, dtype="float32",
                                            name="temperature")
         self._alpha = keras.Variable(float(alpha), trainable=False, dtype="float32", name="alpha")
+        if self.method != "kd":  # kd's step and variables stay exactly as they were
+            m = Method(method)
+            self._own = {k: keras.Variable(float(v), trainable=False, dtype="float32", name=k)
+                         for k, v in {**m.own(), "steps_per_epoch": steps_per_epoch}.items()}
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.hard_tracker = keras.metrics.Mean(name="hard_loss")
         self.soft_tracker = keras.metrics.Mean(name="soft_loss")
@@ -61,6 +75,33 @@ class Distiller(keras.Model):
     def set_loss(self, temperature: float, alpha: float) -> None:
         self._temperature.assign(float(temperature))
         self._alpha.assign(float(alpha))
+
+    def set_method(self, method: Method, steps_per_epoch: int | None = None) -> None:
+        """The loss's numbers for the next `fit` (the method itself must be this Distiller's)."""
+        if method.name != self.method:
+            raise ValueError(f"this Distiller was compiled for {self.method}, not {method.name}")
+        self.set_loss(method.temperature, method.alpha)
+        for k, v in method.own().items():
+            self._own[k].assign(float(v))
+        if steps_per_epoch is not None and self.method != "kd":
+            self._own["steps_per_epoch"].assign(float(steps_per_epoch))
+
+    def epoch(self):
+        """The current epoch, from 1: optimizer steps taken // steps per epoch + 1 (float32)."""
+        steps = tf.cast(self.optimizer.iterations, tf.float32)
+        return tf.floor(steps / self._own["steps_per_epoch"]) + 1.0
+
+    def loss_terms(self, labels, student_logits, teacher_logits):
+        """`(total, hard, soft)` of this Distiller's method (`losses.py`)."""
+        if self.method == "dkd":
+            o = self._own
+            return dkd_loss(labels, student_logits, teacher_logits, self._temperature, self._alpha,
+                            o["dkd_alpha"], o["dkd_beta"], self.epoch(), o["dkd_warmup"])
+        if self.method == "logit_std":
+            return logit_std_loss(labels, student_logits, teacher_logits, self._temperature, self._alpha,
+                                  self._own["logit_std_weight"])
+        return distillation_loss(labels, student_logits, teacher_logits, self._temperature, self._alpha,
+                                 masked=self.masked)
 
     @property
     def metrics(self):
@@ -87,8 +128,7 @@ class Distiller(keras.Model):
         labels, teacher_logits = self._teacher_logits(x, y)
         with tf.GradientTape() as tape:
             student_logits = tf.cast(self.student(x, training=True), tf.float32)
-            total, hard, soft = distillation_loss(labels, student_logits, teacher_logits,
-                                                  self._temperature, self._alpha, masked=self.masked)
+            total, hard, soft = self.loss_terms(labels, student_logits, teacher_logits)
         weights = self.student.trainable_variables
         grads = tape.gradient(total, weights)
         self.optimizer.apply_gradients(zip(grads, weights))

@@ -59,9 +59,14 @@ def temperature_alpha(records: list[TrialRecord], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 5))
     gains = [100 * r.distillation_gain for r in records]
     lim = max([abs(g) for g in gains] + [0.1])
-    sc = ax.scatter([r.temperature for r in records], [r.alpha for r in records], c=gains,
-                    cmap="RdBu", vmin=-lim, vmax=lim, s=[20 + r.width ** 0.5 * 4 for r in records],
-                    edgecolor="black", linewidth=0.4)
+    methods = list(dict.fromkeys(r.method or "kd" for r in records))
+    for method, marker in zip(methods, "o^sDv"):  # one marker per distillation method
+        rs = [r for r in records if (r.method or "kd") == method]
+        sc = ax.scatter([r.temperature for r in rs], [r.alpha for r in rs], c=[100 * r.distillation_gain for r in rs],
+                        cmap="RdBu", vmin=-lim, vmax=lim, s=[20 + r.width ** 0.5 * 4 for r in rs], marker=marker,
+                        edgecolor="black", linewidth=0.4, label=method if len(methods) > 1 else None)
+    if len(methods) > 1:
+        ax.legend(loc="best", fontsize=8, title="method")
     fig.colorbar(sc, ax=ax, label="distillation gain (val accuracy points, one seed)")
     ax.set_xscale("log")
     ax.set(xlabel="temperature", ylabel="alpha (weight of the hard labels)",
@@ -75,7 +80,7 @@ def temperature_alpha(records: list[TrialRecord], path: Path) -> None:
 def confirmed(summary, teacher_test: float, name: str, path: Path) -> None:
     """Test accuracy against parameters with 95% intervals over seeds, distilled vs scratch
     (with several arms: one column per configuration and arm instead)."""
-    if any(c.arm for c in summary):
+    if any(c.arm or c.method for c in summary):  # several arms, or methods: one column each
         return _confirmed_arms(summary, teacher_test, name, path)
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for arm, colour, label in (("test", "tab:blue", "distilled"), ("scratch_test", "tab:gray", "from scratch")):
@@ -104,7 +109,8 @@ def _confirmed_arms(summary, teacher_test: float, name: str, path: Path) -> None
         ax.annotate(c.test_gain.points() + ("*" if c.test_gain.excludes_zero else ""), (i, 100 * c.test.high),
                     textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7)
     ax.axhline(100 * teacher_test, color="tab:red", ls=":", label="teacher")
-    ax.set_xticks(range(len(summary)), [f"{c.arm}\nw={c.width}, {c.params:,} p" for c in summary], fontsize=8)
+    ax.set_xticks(range(len(summary)), [f"{c.arm or c.method or 'kd'}\nw={c.width}, {c.params:,} p"
+                                        for c in summary], fontsize=8)
     ax.set_xlim(-0.6, len(summary) - 0.4)
     n = summary[0].n if summary else 0
     ax.set_ylabel("test accuracy (%)")

@@ -15,6 +15,7 @@ from harness.data import omitted, sources
 from harness.deploy import champion
 from harness.deploy.export import ExportError
 from harness.distill import builder
+from harness.distill.methods import Method
 from harness.record import complete_records
 from harness.search import stores
 
@@ -66,14 +67,16 @@ def table(cfg: StudyConfig, ws: stores.Workspace) -> str:
     title = (f"Pareto front (val accuracy vs {cfg.cost})" if cfg.multi_objective else "complete trials") + \
         " of the search: one seed each, gains are best-of-N, not findings"
     deployed = cfg.cost != "params"
+    methods = len(cfg.methods) > 1 or cfg.distillation.method != "kd"  # a method column
     lines = [f"study {cfg.name!r}: " + ", ".join(f"{n} {k}" for k, n in count.items()), _teacher_line(cfg),
              f"{title}:",
              f"{'trial':>5} {'width':>5} {'params':>9} " + (f"{'ms':>7} {'bytes':>9} " if deployed else "") +
-             f"{'T':>6} {'alpha':>5} {'val_acc':>7} {'scratch':>7} {'gain':>7}"]
+             f"{'T':>6} {'alpha':>5} " + (f"{'method':<26} " if methods else "") +
+             f"{'val_acc':>7} {'scratch':>7} {'gain':>7}"]
     for r in sorted(champion.front(study, cfg), key=lambda r: (getattr(r, cfg.cost), r.params)):
         lines.append(f"{r.number:>5} {r.width:>5} {r.params:>9,} " +
                      (f"{r.latency_ms:>7.4f} {r.size_bytes:>9,} " if deployed else "") +
-                     f"{r.temperature:>6.2f} {r.alpha:>5.2f} "
+                     f"{r.temperature:>6.2f} {r.alpha:>5.2f} " + (f"{Method.of(r).label():<26} " if methods else "") +
                      f"{r.val_accuracy:>7.4f} {r.baseline_val_accuracy:>7.4f} "
                      f"{100 * r.distillation_gain:>+6.2f}p" + ("  <- champion" if r.number == champ else ""))
     if champ is None:
@@ -145,7 +148,7 @@ def summary(cfg: StudyConfig, result, ws: stores.Workspace | None = None) -> str
                f"search trial only (one seed): val acc {c.val_accuracy:.4f}, scratch {c.baseline_val_accuracy:.4f}, "
                "not confirmed")
         out += [f"champion: trial {c.number}, width {c.width} ({c.params:,} params), "
-                f"T={c.temperature:.2f}, alpha={c.alpha:.2f}",
+                f"T={c.temperature:.2f}, alpha={c.alpha:.2f}" + (f", {Method.of(c).label()}" if c.method else ""),
                 f"          {how}",
                 f"          its search student (seed {cfg.seed}): test acc {result.test_accuracy:.4f}",
                 f"          registered as models:/{champion.registered_name(cfg.name)}@{champion.ALIAS}"]

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from harness import tracking
-from harness.config import ArmConfig, AugmentConfig, DistillationConfig, StudyConfig
+from harness.config import ArmConfig, AugmentConfig, StudyConfig
 from harness.data import pipelines, sources, transfer_set, unlabeled
 from harness.data.evaluate import ensemble_logits, ensemble_probabilities
 from harness.distill import builder, population, precision
@@ -33,9 +33,10 @@ from harness.teacher.trained import Teacher, resolve_jit
 
 def arm_config(c: StudyConfig, arm: ArmConfig) -> StudyConfig:
     """The study as one confirmation arm trains it: the arm's teacher mode, jitter, transfer set
-    and epochs in place of the file's (the arm's name is a label only)."""
+    and epochs in place of the file's (the arm's name is a label only; its method reaches the runs
+    as their `Method`, methods.for_arm)."""
     return dataclasses.replace(
-        c, distillation=DistillationConfig(teacher=arm.teacher),
+        c, distillation=dataclasses.replace(c.distillation, teacher=arm.teacher),
         student=dataclasses.replace(c.student, augment=AugmentConfig(jitter=arm.jitter)),
         transfer=arm.transfer or c.transfer,
         training=dataclasses.replace(c.training, epochs=arm.epochs or c.training.epochs))
@@ -116,9 +117,12 @@ class Context:
                           every_epoch=every_epoch, batch_means=batch_means, clock=self.clock)
 
     @staticmethod
-    def run_key(role: str, width: int, seed: int, recipe, temperature: float = 1.0, alpha: float = 1.0) -> tuple:
-        """What identifies one run of this context: a distilled student or a scratch twin."""
-        return (role, width, seed, json.dumps(recipe.to_dict(), sort_keys=True), float(temperature), float(alpha))
+    def run_key(role: str, width: int, seed: int, recipe, temperature: float = 1.0, alpha: float = 1.0,
+                method: str = "kd") -> tuple:
+        """What identifies one run of this context: a distilled student (its loss: method, T, alpha)
+        or a scratch twin."""
+        return (role, width, seed, json.dumps(recipe.to_dict(), sort_keys=True), float(temperature), float(alpha),
+                method)
 
     @staticmethod
     def log_history(history: dict) -> None:
@@ -185,13 +189,16 @@ class Context:
         if self.unlabeled_examples:
             mlflow.log_metric("unlabeled_examples", self.unlabeled_examples)
 
-    def compile_key(self, kind: str, width: int, recipe) -> str:
+    def compile_key(self, kind: str, width: int, recipe, method: str = "kd") -> str:
         """What a compiled training graph depends on, beyond the study file's student section (a
-        user's builder is named in it, with its source file's SHA-256)."""
+        user's builder is named in it, with its source file's SHA-256; the distillation method's
+        name when not kd: each method's step is its own graph)."""
         distilled = kind == "distilled"
         extra = {"masked": True} if distilled and self.unlabeled_examples else {}
         if self.cfg.student.builder is not None:
             extra["builder"] = builder.identity(self.cfg.student.builder, self.cfg.source)
+        if method != "kd":
+            extra["method"] = method
         return Compiled.key(kind=kind, width=width, recipe=recipe.to_dict(),
                             examples=self.distill_examples if distilled else self.transfer_examples,
                             online=self.online and distilled, jit=self.jit,

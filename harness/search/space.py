@@ -1,5 +1,6 @@
 """What a trial may suggest: temperature, alpha, a student width within the budget, and
-optionally the recipe's learning rate and epochs.
+optionally the recipe's learning rate and epochs, and the distillation method with its own
+parameters (a conditional space: DKD's are suggested only in dkd trials, and so on).
 
 With `max_params`, widths whose student would exceed the budget are never
 suggested: choices are filtered, and a range is cut at the largest width that
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import optuna
 
-from harness.config import ConfigError, StudyConfig
+from harness.config import ConfigError, DKDConfig, LogitStdConfig, StudyConfig
+from harness.distill.methods import OWN, Method
 from harness.distill.models import build_student, param_count
 from harness.record import FIXED
 
@@ -34,7 +36,43 @@ def suggest(trial: optuna.Trial, cfg: StudyConfig, image_shape, num_classes: int
                                                       log=s.learning_rate.log)
     if s.epochs is not None:
         params["epochs"] = trial.suggest_categorical("epochs", s.epochs.choices)
+    params.update(_suggest_method(trial, cfg))
     return params
+
+
+def _suggest_method(trial: optuna.Trial, cfg: StudyConfig) -> dict:
+    """The method (suggested, or the file's) and its own parameters, suggested under it where the
+    search gives a range, else fixed at distillation's values (kept as `fixed_` user attrs). Nothing
+    at all for a study whose only method is kd: its trials are as they were."""
+    s, d = cfg.search, cfg.distillation
+    if s.method is None and d.method == "kd":
+        return {}
+    out = {}
+    if s.method is not None:
+        out["method"] = trial.suggest_categorical("method", s.method.choices)
+    else:
+        out["method"] = d.method
+        trial.set_user_attr(FIXED + "method", d.method)
+    own = {"dkd": (s.dkd, d.dkd or DKDConfig()), "logit_std": (s.logit_std, d.logit_std or LogitStdConfig())}
+    if out["method"] in own:
+        space, fixed = own[out["method"]]
+        for name in OWN[out["method"]]:
+            short = name.split("_")[-1]
+            r = getattr(space, short) if space is not None else None
+            if r is None:
+                out[name] = getattr(fixed, short)
+                trial.set_user_attr(FIXED + name, out[name])
+            elif short == "warmup":
+                out[name] = trial.suggest_categorical(name, r.choices)
+            else:
+                out[name] = trial.suggest_float(name, r.low, r.high, log=r.log)
+    return out
+
+
+def method_of(p: dict) -> Method:
+    """The loss of a trial's suggestions (`suggest`'s dict)."""
+    return Method(p.get("method") or "kd", p["temperature"], p["alpha"],
+                  **{k: v for k, v in p.items() if k in OWN["dkd"] + OWN["logit_std"]})
 
 
 def check_budget(cfg: StudyConfig, image_shape, num_classes: int) -> None:
@@ -82,3 +120,20 @@ def max_width_in_budget(cfg: StudyConfig, image_shape, num_classes: int) -> int:
     if best is None:
         raise ConfigError(cfg.source, "max_params", "even the smallest width exceeds it")
     return best
+
+
+def balance_methods(study: optuna.Study, cfg: StudyConfig, todo: int, image_shape, num_classes: int) -> None:
+    """With `search.method`, give every method (and every width choice) an equal share of the next
+    `todo` trials: each is enqueued with its method and width fixed, in turn (Optuna's
+    `enqueue_trial`; the other parameters are suggested as usual). Left to itself, TPE can spend a
+    short search on one method and never try another (a first 18-trial run of the methods study
+    sampled kd once), and then no method could be confirmed against kd. The turn continues from the
+    trials already in the study, so a resumed study keeps the shares even."""
+    if cfg.search.method is None or todo <= 0:
+        return
+    widths = allowed_widths(cfg, image_shape, num_classes) if cfg.search.width.choices is not None else [None]
+    cells = [(m, w) for w in widths for m in cfg.search.method.choices]
+    start = len(study.trials)
+    for k in range(start, start + todo):
+        method, width = cells[k % len(cells)]
+        study.enqueue_trial({"method": method, **({"width": width} if width is not None else {})})

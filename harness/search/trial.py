@@ -18,8 +18,10 @@ from optuna_integration import KerasPruningCallback
 
 from harness import files, tracking
 from harness.deploy import latency, tflite
+from harness.distill import schedules
 from harness.distill.distiller import Distiller
 from harness.distill.guard import Diverged, DivergenceGuard, divergence_reason  # noqa: F401 - re-exported
+from harness.distill.methods import Method
 from harness.distill.models import flops_per_example, param_count
 from harness.distill.recipe import Recipe
 from harness.record import TrialRecord
@@ -45,7 +47,8 @@ def recipe_of(ctx: Context, r: TrialRecord) -> Recipe:
 
 
 def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alpha: float, recipe: Recipe,
-                    callbacks: list, every_epoch: bool = True) -> tuple[keras.Model, dict]:
+                    callbacks: list, every_epoch: bool = True, method: Method | None = None
+                    ) -> tuple[keras.Model, dict]:
     """A student distilled from the teacher's soft targets; returns it and its `fit` history.
 
     Cached: the batches carry the teacher's logits. Online: the teacher runs in
@@ -53,27 +56,32 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
     `every_epoch` it is validated once, at the end (what confirmation needs).
 
     Its initial weights and batch order come from `seed` alone (`Context.inputs`),
-    the same as its scratch twin's at that seed, and so does its recipe.
+    the same as its scratch twin's at that seed, and so does its recipe. `method`:
+    the loss (None: kd at `temperature` and `alpha`; else its own temperature and alpha win).
     """
-    pre = ctx.pretrained.pop(ctx.run_key("distilled", width, seed, recipe, temperature, alpha), None)
+    method = method or Method("kd", temperature, alpha)
+    pre = ctx.pretrained.pop(ctx.run_key("distilled", width, seed, recipe, method.temperature, method.alpha,
+                                         method.name), None)
     if pre is not None:  # trained in a population (confirm/population.py)
         ctx.log_history(pre[1])
         if not math.isfinite(float(pre[1]["loss"][-1])):
             raise Diverged("training loss is not finite at the end of training")
         return pre
     teacher = ctx.teacher.members if ctx.online else None
+    steps_per_epoch = schedules.steps(ctx.transfer_examples, recipe.batch_size, 1)
 
     def compile_distiller(s: keras.Model) -> Distiller:
-        d = Distiller(s, teacher, temperature=temperature, alpha=alpha, masked=bool(ctx.unlabeled_examples))
+        d = Distiller(s, teacher, temperature=method.temperature, alpha=method.alpha, method=method.name,
+                      steps_per_epoch=steps_per_epoch, masked=bool(ctx.unlabeled_examples))
         d.compile(optimizer=recipe.optimizer_for(ctx.distill_examples), jit_compile=ctx.jit,
                   steps_per_execution=ctx.cfg.training.steps_per_execution)
         return d
 
     with ctx.clock.part("build_compile"):
         fresh, train = ctx.inputs(width, seed)
-        distiller, student = ctx.compiled.get(ctx.compile_key("distilled", width, recipe), fresh,
+        distiller, student = ctx.compiled.get(ctx.compile_key("distilled", width, recipe, method.name), fresh,
                                               compile_distiller)
-        distiller.set_loss(temperature, alpha)
+        distiller.set_method(method, steps_per_epoch)
     t0 = time.perf_counter()
     try:
         with ctx.clock.part("fit"):
@@ -140,7 +148,8 @@ class Objective:
         status, state, counter = "FAILED", "failed", EpochCounter()
         try:
             with clock.part("mlflow"):
-                mlflow.log_params({**recipe.to_dict(), **p, "family": cfg.student.builder or cfg.student.family,
+                mlflow.log_params({**recipe.to_dict(), **p, **space.method_of(p).params(),
+                                   "family": cfg.student.builder or cfg.student.family,
                                    "depth": cfg.student.depth, "seed": cfg.seed, "teacher_key": ctx.teacher.key,
                                    "precision": ctx.precision})
                 ctx.log_transfer()
@@ -153,7 +162,7 @@ class Objective:
             log.info("trial %3d distilling: T=%.2f alpha=%.2f width=%d, %d epochs", trial.number, p["temperature"],
                      p["alpha"], p["width"], recipe.epochs)
             student, history = train_distilled(ctx, p["width"], cfg.seed, p["temperature"], p["alpha"], recipe,
-                                               callbacks)
+                                               callbacks, method=space.method_of(p))
             params, flops = param_count(student), flops_per_example(student)
             val_acc = float(history["val_accuracy"][-1])
             gain = val_acc - twin["val_accuracy"]

@@ -25,12 +25,12 @@ log = logging.getLogger(__name__)
 
 def _trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     r = TrialRecord.from_trial(trial)
-    log.info("trial %3d %-8s T=%6.2f alpha=%.2f width=%4s  val_acc=%s gain=%s%s", trial.number,
+    log.info("trial %3d %-8s T=%6.2f alpha=%.2f width=%4s  val_acc=%s gain=%s%s%s", trial.number,
              trial.state.name.lower(), r.temperature if r.temperature is not None else float("nan"),
              r.alpha if r.alpha is not None else float("nan"), r.width if r.width is not None else "?",
              f"{r.val_accuracy:.4f}" if r.val_accuracy is not None else "  -   ",
              f"{r.distillation_gain:+.4f}" if r.distillation_gain is not None else "  -  ",
-             f"  ({r.fail_reason})" if r.fail_reason else "")
+             f"  ({r.fail_reason})" if r.fail_reason else "", f"  {r.method}" if r.method else "")
 
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
