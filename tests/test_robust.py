@@ -166,7 +166,7 @@ def test_a_non_finite_scratch_twin_is_never_cached(small_splits, tmp_path):
             baselines.train_or_load(ctx, 8)
         except RuntimeError as e:
             raised = e
-    assert not baselines.path(ws.workdir, cfg, 8).exists()  # before the fix: a JSON file holding NaN
+    assert not baselines.path(ws.workdir, cfg, 8, data=small_splits.digest).exists()  # before: NaN in JSON
     assert type(raised).__name__ == "TwinDiverged" and "not cached" in str(raised)
 
 
@@ -365,9 +365,10 @@ def test_several_machines_search_only_and_one_finish_confirms_and_registers_once
     study = load_study(workdir, "finish")
     assert len(study.trials) == 2 and "confirmed" not in study.user_attrs
     client = mlflow_client(workdir)
-    assert client.search_registered_models() == []  # nothing registered yet
+    students = "name='finish-student'"
+    assert client.search_registered_models(students) == []  # no champion yet (the teacher is registered)
     out = harness("finish", study_file, "--workdir", workdir, "--no-export").stdout
     assert "champion: trial" in out and "0 new trial(s)" in out
     assert len(load_study(workdir, "finish").trials) == 2
-    (model,) = client.search_registered_models()
-    assert model.name == "finish-student" and len(client.search_model_versions("name='finish-student'")) == 1
+    (model,) = client.search_registered_models(students)
+    assert model.name == "finish-student" and len(client.search_model_versions(students)) == 1
