@@ -169,7 +169,7 @@ def test_a_builder_student_is_searched_twinned_and_confirmed(rgb, tmp_path):
     exp = tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
     with tracking.start("study", "own", experiment_id=exp) as parent:
         ctx = Context(cfg, ws, rgb, _teacher(rgb, tmp_path), exp, parent.info.run_id)
-        optimize(ctx, 1, progress=False)
+        optimize(ctx, 1)
         (r,) = complete_records(stores.create_study(cfg, ws).trials)
         assert r.params == _params(r.width) and r.baseline_val_accuracy is not None
         twin = baselines.load(tmp_path, cfg, [r.width], data=rgb.digest)[0]

@@ -38,7 +38,10 @@ class Forward:
         """`images`: float32 [n, h, w, c], 0-255. Returns float32 logits [n, classes]."""
         fn = self._fns.get(student)
         if fn is None:
-            fn = self._fns[student] = tf.function(lambda x: tf.cast(student(x, training=False), tf.float32))
+            def forward_logits(x):
+                return tf.cast(student(x, training=False), tf.float32)
+
+            fn = self._fns[student] = tf.function(forward_logits)
         return fn(images).numpy()
 
 
