@@ -143,8 +143,9 @@ class OwnDataToy(tfds.core.GeneratorBasedBuilder):
         rng = np.random.default_rng([self.FILL, len(split)])
         for i in range(30 if split == "train" else 9):
             shape = self.SHAPE if None not in self.SHAPE else (8 + i % 3, 9, 3)
-            # the brightness tells the class, so a teacher can learn it (a teacher at chance is refused)
-            image = rng.integers(0, 80, size=shape).astype(np.uint8) + np.uint8(80 * (i % 3))
+            # channel i % 3 is bright: a teacher can learn the class (a teacher at chance is refused)
+            image = rng.integers(0, 60, size=shape).astype(np.uint8)
+            image[..., i % 3] += 150
             yield i, {"image": image, "label": i % 3}
 
 
@@ -168,8 +169,8 @@ def test_two_data_dirs_with_one_name_share_no_teacher_or_twin(tmp_path):
     b = _load(tmp_path, name="own_data_toy", data_dir=_prepared(OwnDataToy, tmp_path / "b", fill=2))
     a_again = _load(tmp_path, name="own_data_toy", data_dir=str(tmp_path / "a"))
     assert a.digest != b.digest and a.digest == a_again.digest
-    cfg = config.parse({"name": "toy", "teacher": {"widths": [8], "epochs": 30, "jitter": 0, "batch_size": 8,
-                                                   "learning_rate": 0.01, "dropout": 0.0, "input_dropout": 0.0},
+    cfg = config.parse({"name": "toy", "teacher": {"widths": [16], "epochs": 30, "jitter": 0, "batch_size": 8,
+                                                   "learning_rate": 0.003, "dropout": 0.0, "input_dropout": 0.0},
                         "dataset": {"name": "own_data_toy"}})
     assert teacher.cache_key(cfg, a.digest) != teacher.cache_key(cfg, b.digest)
     assert baselines.key(cfg, 16, 0, data=a.digest) != baselines.key(cfg, 16, 0, data=b.digest)
@@ -341,8 +342,8 @@ def test_a_study_on_a_folder_of_rgb_images(tmp_path, capsys):
     study = tmp_path / "own.yaml"
     study.write_text(yaml.safe_dump({
         "name": "own", "dataset": {"folder": "images"},
-        "teacher": {"widths": [32], "epochs": 20, "jitter": 1, "dropout": 0.0, "input_dropout": 0.0,
-                    "batch_size": 16, "learning_rate": 0.01},
+        "teacher": {"widths": [64], "epochs": 40, "jitter": 1, "dropout": 0.0, "input_dropout": 0.0,
+                    "batch_size": 16, "learning_rate": 0.003},
         "student": {"family": "mlp", "depth": 1}, "training": {"epochs": 1, "batch_size": 16, "jit_compile": False},
         "search": {"width": {"choices": [8, 16]}}, "n_trials": 2, "confirm": {"seeds": 0},
         "heartbeat": {"interval": 1, "grace_period": 3}, "exports": ["savedmodel"]}))
