@@ -93,4 +93,4 @@ def test_study_file_loads_the_folder_the_softmax_teacher_and_the_builder(example
 def test_the_real_study_file_parses():
     cfg = config.load(EXAMPLE / "own_model.yaml")
     assert Path(cfg.dataset.folder) == EXAMPLE / "data" / "fashion_mnist_png"
-    assert cfg.n_trials >= 8 and cfg.training.epochs <= 5
+    assert 8 <= cfg.n_trials <= 16 and cfg.training.epochs <= 10  # sized for 10-15 minutes on 2 cores
