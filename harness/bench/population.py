@@ -72,7 +72,7 @@ def _row(k: int, width: int, examples: tf.data.Dataset, image_shape, num_classes
             "speedup": times["lone"] / times["together"]}
 
 
-def run_population(sizes=SIZES, widths=WIDTHS, repeats: int = 3, limit: int = 12_000) -> list[dict]:
+def run_population(sizes=SIZES, widths=WIDTHS, repeats: int = 3, limit: int = 10_000) -> list[dict]:
     """One row per (K, width): median seconds per epoch over the first `limit` transfer examples
     (Fashion-MNIST), lone and together, and the speed-up. Teacher logits: seeded random, since
     a cached teacher's logits cost the step the same whatever their values."""
