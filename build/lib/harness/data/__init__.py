@@ -1,6 +1,0 @@
-"""Where the images come from and how they are scored: TFDS splits (and Fashion-MNIST built
-offline from Debian's package), the student's transfer set, seeded tf.data pipelines, accuracy and
-fidelity figures, and the bias correction of classes left out of the transfer set.
-
-Imports the base modules and `distill` only (the bias correction edits a student's logit bias).
-"""
