@@ -36,8 +36,8 @@ class ReportError(UserError):
 def _load(cfg: StudyConfig, ws: stores.Workspace) -> optuna.Study:
     s = stores.existing_study(cfg, ws)
     if s is None:
-        raise ReportError(f"{cfg.source}: name: no study {cfg.name!r} in {ws.storage}; "
-                          f"run `python -m harness study {cfg.source}` first")
+        raise ReportError(f"{cfg.source}: name: no study {cfg.name!r} in {ws.storage}; give the --workdir "
+                          f"(or --storage) the study ran in, or run `python -m harness study {cfg.source}` first")
     mlflow.set_tracking_uri(tracking.internal_uri(ws.tracking_uri))
     return s
 
