@@ -145,3 +145,26 @@ def test_the_confirmations_runs_trained_together_equal_their_lone_runs(small_spl
     x, y = ctx.val_images, small_splits.validation.labels
     want, got = scores(ctx.forward(fresh, x), y, False), scores(ctx.forward(twin, x), y, False)
     assert abs(want[1] - got[1]) <= one and want[0] == pytest.approx(got[0], rel=1e-3)
+
+
+def test_under_another_method_only_the_twins_train_together(small_splits, tmp_path):
+    """A twin keyed as trained together always was: under dkd the distilled runs go one by one (a
+    population's loss is kd's) but their twins still train as a population."""
+    from harness import config
+    from harness.confirm import population
+    from harness.distill.methods import Method
+    from harness.record import TrialRecord
+    from harness.search import stores
+    from harness.search.context import Context
+    from harness.teacher.trained import Teacher
+
+    cfg = config.parse({"name": "t", "dataset": {"limit": 2000}, "training": {"epochs": 1}})
+    logits = np.zeros((len(small_splits.transfer), 10), np.float32)
+    ctx = Context(cfg, stores.Workspace.resolve(tmp_path), small_splits,
+                  Teacher([], logits, 0.0, 0.0, "k", tmp_path, from_cache=True), "0", "parent")
+    r = TrialRecord(number=1, width=8, temperature=2.0, alpha=0.5)
+    population.prepare(ctx, r, [3, 4], Method("dkd", 2.0, 0.5))
+    assert {k[0] for k in ctx.pretrained} == {"scratch"} and {k[2] for k in ctx.pretrained} == {3, 4}
+    ctx.pretrained.clear()
+    population.prepare(ctx, r, [3], Method("kd", 2.0, 0.5))
+    assert sorted(k[0] for k in ctx.pretrained) == ["distilled", "scratch"]

@@ -55,12 +55,19 @@ class _Histories(keras.callbacks.Callback):
 
 def prepare(ctx: Context, r: TrialRecord, seeds: list[int], m: Method) -> None:
     """Train together the runs of configuration `r` under method `m` at `seeds` that no cache holds
-    yet (nothing when the file says `confirm.together: false`, its students cannot be stacked, or
-    the method is not kd: the population's loss is Hinton's)."""
-    if not ctx.together() or m.name != "kd":
+    yet. Nothing when the file says `confirm.together: false` or its students cannot be stacked (the
+    log says why). Under another method than kd only the scratch twins are stacked (the population's
+    loss is Hinton's; alpha 1 is plain cross-entropy), so a twin keyed as trained together always was."""
+    if not ctx.together():
+        if ctx.cfg.confirm.together:
+            log.info("confirmation: trial %d's runs train one by one: %s", r.number, ctx.stackable)
         return
     recipe = recipe_of(ctx, r)
     distilled = [(s, m.temperature, m.alpha) for s in seeds if not keys.target(ctx, r, s, m).exists()]
+    if m.name != "kd" and distilled:
+        log.info("confirmation: trial %d's %s runs train one by one (a population's loss is kd's); "
+                 "their twins together", r.number, m.name)
+        distilled = []
     scratch = [s for s in seeds if not baselines.path(ctx.ws.workdir, ctx.cfg, r.width, s, recipe, True,
                                                     data=ctx.splits.digest).exists()
                and ctx.run_key("scratch", r.width, s, recipe) not in ctx.pretrained]
@@ -100,7 +107,8 @@ def train(ctx: Context, width: int, recipe: Recipe, distilled: list[tuple[int, f
     labels = ctx.splits.validation.labels
     for i, (seed, t, a, is_distilled) in enumerate(members):
         student = pop.copy_into(i, build_student(ctx.cfg.student, width, ctx.splits.image_shape,
-                                                 ctx.splits.num_classes, dtype=precision.policy(ctx.precision)))
+                                                 ctx.splits.num_classes, dtype=precision.policy(ctx.precision),
+                                                 source=ctx.cfg.source))
         history = histories.out[i]
         if len(history["loss"]) == recipe.epochs:  # validated once, at the end, as the lone runs are
             loss, acc = scores(ctx.forward(student, ctx.val_images), labels, batch_means=is_distilled)

@@ -24,6 +24,7 @@ from harness.data.evaluate import ensemble_logits, ensemble_probabilities
 from harness.distill import builder, population, precision
 from harness.distill.compiled import Compiled
 from harness.distill.models import build_student, flops_per_example
+from harness.search import space
 from harness.search.clock import TrialClock
 from harness.search.stores import Workspace
 from harness.search.validation import Forward, Validation
@@ -143,8 +144,9 @@ class Context:
             return "the teacher runs in the step (distillation.teacher: online)"
         if self.unlabeled_examples:
             return "unlabeled images: the masked loss has no stacked form here"
-        fresh = build_student(self.cfg.student, 16, self.splits.image_shape, self.splits.num_classes,
-                              dtype=precision.policy(self.precision))
+        width = min(space.widths_searched(self.cfg))  # any width the search may train: the layers are what count
+        fresh = build_student(self.cfg.student, width, self.splits.image_shape, self.splits.num_classes,
+                              dtype=precision.policy(self.precision), source=self.cfg.source)
         return population.plan(fresh)[1]
 
     def together(self) -> bool:

@@ -24,7 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-# The batch size `Context.val_ds` used: the Distiller's val_loss is a mean of these batches' means.
+# The batch size Keras' `evaluate` ran validation with here before: the Distiller's val_loss is a
+# mean of these batches' means.
 EVAL_BATCH = 1024
 
 
