@@ -25,7 +25,14 @@ the batch, so
 
 An unlabeled example's gradient therefore comes from the soft targets alone,
 and `alpha` keeps its meaning (the weight of the labeled examples' mean loss).
-Without `masked` the hard term is the plain batch mean, computed as before.
+Without `masked` the hard term is the plain batch mean.
+
+Every loss here takes one run's tensors (student logits [batch, classes], teacher logits
+[batch, classes] or [members, batch, classes], scalar parameters) or a population's (student
+logits [K, batch, classes], teacher logits [K, batch, classes] or [K, members, batch, classes],
+labels [K, batch], every parameter a scalar or [K]) and returns scalars or [K]: the batch is
+always the second-to-last axis of the logits, and a parameter of shape [K] is member k's.
+`distill/population.py` trains K students with these same functions.
 """
 
 from __future__ import annotations
@@ -33,13 +40,24 @@ from __future__ import annotations
 import tensorflow as tf
 
 
-def log_soft_targets(teacher_logits, temperature):
-    """log of the (ensemble-averaged) softened teacher distribution, [batch, classes]."""
+def per_member(value, rank: int):
+    """A parameter as it broadcasts against a tensor of `rank`: a scalar as it is, a population's
+    [K] reshaped to [K, 1, ..., 1]. Float32."""
+    v = tf.cast(value, tf.float32)
+    return v if v.shape.rank == 0 else tf.reshape(v, [-1] + [1] * (rank - 1))
+
+
+def log_soft_targets(teacher_logits, temperature, student_rank: int = 2):
+    """log of the (ensemble-averaged) softened teacher distribution, shaped as the student's logits.
+
+    `student_rank`: 2 for one run, 3 for a population; a teacher with one more axis is an ensemble
+    whose members are its third-to-last axis ([members, batch, classes], [K, members, batch, classes]).
+    """
     t = tf.cast(teacher_logits, tf.float32)  # float32 before the division by T, whatever computed them
-    log_p = tf.nn.log_softmax(t / temperature, axis=-1)
-    if t.shape.rank == 3:  # ensemble: log(mean_m p_m) = logsumexp_m(log p_m) - log M
-        members = tf.cast(tf.shape(t)[0], tf.float32)
-        log_p = tf.reduce_logsumexp(log_p, axis=0) - tf.math.log(members)
+    log_p = tf.nn.log_softmax(t / per_member(temperature, t.shape.rank), axis=-1)
+    if t.shape.rank == student_rank + 1:  # ensemble: log(mean_m p_m) = logsumexp_m(log p_m) - log M
+        members = tf.cast(tf.shape(t)[-3], tf.float32)
+        log_p = tf.reduce_logsumexp(log_p, axis=-3) - tf.math.log(members)
     return log_p
 
 
@@ -51,35 +69,48 @@ def soft_targets(teacher_logits, temperature):
 def masked_cross_entropy(labels, logits):
     """Mean cross-entropy over the examples whose label is >= 0 (0.0 when there are none).
 
-    `labels`: int [batch], -1 for an unlabeled example; `logits`: float32 [batch, classes].
+    `labels`: int [batch] (or [K, batch]), -1 for an unlabeled example; `logits`: float32
+    [batch, classes] (or [K, batch, classes]). A scalar (or [K]).
     """
     labeled = labels >= 0
     ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.maximum(labels, 0), logits=logits)
     ce = tf.where(labeled, ce, tf.zeros_like(ce))
-    count = tf.reduce_sum(tf.cast(labeled, tf.float32))
-    return tf.reduce_sum(ce) / tf.maximum(count, 1.0)
+    count = tf.reduce_sum(tf.cast(labeled, tf.float32), axis=-1)
+    return tf.reduce_sum(ce, axis=-1) / tf.maximum(count, 1.0)
+
+
+def hard_loss(labels, student_logits, masked: bool = False):
+    """CE(labels, softmax(student)) averaged over the batch (its labeled examples with `masked`)."""
+    if masked:
+        return masked_cross_entropy(labels, student_logits)
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=student_logits),
+                          axis=-1)
+
+
+def _inputs(labels, student_logits, temperature, alpha):
+    """The common casts: student logits float32 (a bfloat16 student's too), labels int32, T and alpha
+    float32 shaped to broadcast against the logits."""
+    s = tf.cast(student_logits, tf.float32)
+    labels = tf.cast(tf.convert_to_tensor(labels), tf.int32)
+    return labels, s, per_member(temperature, s.shape.rank), tf.cast(alpha, tf.float32)
+
+
+def _mix(alpha, hard, soft):
+    return alpha * hard + (1.0 - alpha) * soft
 
 
 def distillation_loss(labels, student_logits, teacher_logits, temperature, alpha, masked: bool = False):
-    """Return `(total, hard, soft)`, scalars: `hard` averaged over the batch (over its labeled
-    examples with `masked`, where the label -1 marks an unlabeled one), `soft` over the batch."""
-    s = tf.cast(student_logits, tf.float32)  # a bfloat16 student's too: the loss is float32
-    labels = tf.cast(tf.convert_to_tensor(labels), tf.int32)
-    temperature = tf.cast(temperature, tf.float32)
-    alpha = tf.cast(alpha, tf.float32)
-
-    if masked:
-        hard = masked_cross_entropy(labels, s)
-    else:
-        hard = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=s))
-    log_p = log_soft_targets(teacher_logits, temperature)
-    log_q = tf.nn.log_softmax(s / temperature, axis=-1)
+    """Return `(total, hard, soft)`, scalars (or [K]): `hard` averaged over the batch (over its
+    labeled examples with `masked`, where the label -1 marks an unlabeled one), `soft` over the batch."""
+    labels, s, T, alpha = _inputs(labels, student_logits, temperature, alpha)
+    hard = hard_loss(labels, s, masked)
+    log_p = log_soft_targets(teacher_logits, temperature, s.shape.rank)
+    log_q = tf.nn.log_softmax(s / T, axis=-1)
     # KL(p || q) = sum p (log p - log q); p = exp(log_p) underflows to 0 exactly
     # where its contribution does, so no 0 * inf appears.
     kl = tf.reduce_sum(tf.exp(log_p) * (log_p - log_q), axis=-1)
-    soft = tf.square(temperature) * tf.reduce_mean(kl)
-    total = alpha * hard + (1.0 - alpha) * soft
-    return total, hard, soft
+    soft = tf.square(tf.cast(temperature, tf.float32)) * tf.reduce_mean(kl, axis=-1)
+    return _mix(alpha, hard, soft), hard, soft
 
 
 def _nontarget_mass(log_p, gt):
@@ -89,7 +120,7 @@ def _nontarget_mass(log_p, gt):
 
 
 def dkd_terms(labels, student_logits, teacher_logits, temperature):
-    """Per-example `(tckd, nckd, teacher_target_probability)`, each [batch] float32, without T^2.
+    """Per-example `(tckd, nckd, teacher_target_probability)`, each [batch] ([K, batch]) float32, without T^2.
 
     With b = [p_t, 1 - p_t] the binary target/non-target split of a softened
     distribution and p^ = p_j / (1 - p_t) over the non-target classes j != t
@@ -104,18 +135,16 @@ def dkd_terms(labels, student_logits, teacher_logits, temperature):
     precision or overflow (logits / T beyond about 1e3). An ensemble teacher's p is
     the mean of its members' softened distributions, as in `distillation_loss`.
     """
-    s = tf.cast(student_logits, tf.float32)
-    labels = tf.cast(tf.convert_to_tensor(labels), tf.int32)
-    temperature = tf.cast(temperature, tf.float32)
-    gt = tf.one_hot(labels, tf.shape(s)[-1], on_value=True, off_value=False)  # [batch, classes]
-    log_p = log_soft_targets(teacher_logits, temperature)
-    log_q = tf.nn.log_softmax(s / temperature, axis=-1)
-    log_pt = tf.reduce_sum(tf.where(gt, log_p, 0.0), axis=-1)  # log p_target, [batch]
+    labels, s, T, _ = _inputs(labels, student_logits, temperature, 0.0)
+    gt = tf.one_hot(labels, tf.shape(s)[-1], on_value=True, off_value=False)  # [..., batch, classes]
+    log_p = log_soft_targets(teacher_logits, temperature, s.shape.rank)
+    log_q = tf.nn.log_softmax(s / T, axis=-1)
+    log_pt = tf.reduce_sum(tf.where(gt, log_p, 0.0), axis=-1)  # log p_target, [..., batch]
     log_qt = tf.reduce_sum(tf.where(gt, log_q, 0.0), axis=-1)
     log_po, log_qo = _nontarget_mass(log_p, gt), _nontarget_mass(log_q, gt)  # log(1 - p_target)
     tckd = tf.exp(log_pt) * (log_pt - log_qt) + tf.exp(log_po) * (log_po - log_qo)
-    log_ph = log_p - log_po[:, None]  # the target entry is garbage, masked out below
-    log_qh = log_q - log_qo[:, None]
+    log_ph = log_p - log_po[..., None]  # the target entry is garbage, masked out below
+    log_qh = log_q - log_qo[..., None]
     nckd = tf.reduce_sum(tf.where(gt, 0.0, tf.exp(log_ph) * (log_ph - log_qh)), axis=-1)
     return tckd, nckd, tf.exp(log_pt)
 
@@ -140,17 +169,16 @@ def dkd_loss(labels, student_logits, teacher_logits, temperature, alpha, dkd_alp
     term by 1; here `alpha` weighs the hard labels and 1 - alpha the DKD term, as
     for every method of the harness, so mdistiller's (CE_WEIGHT 1, ALPHA a, BETA b)
     is alpha = 0.5, dkd_alpha = a, dkd_beta = b up to a factor 2 on the whole loss.
-    Scalars float32 whatever the models computed in; `epoch`, `warmup` may be tensors.
+    Scalars (or [K]) float32 whatever the models computed in; `epoch`, `warmup` may be tensors.
     """
-    s = tf.cast(student_logits, tf.float32)
-    labels = tf.cast(tf.convert_to_tensor(labels), tf.int32)
-    temperature, alpha = tf.cast(temperature, tf.float32), tf.cast(alpha, tf.float32)
-    hard = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=s))
+    labels, s, _, alpha = _inputs(labels, student_logits, temperature, alpha)
+    rank = s.shape.rank - 1  # the per-example terms' rank
+    hard = hard_loss(labels, s)
     tckd, nckd, _ = dkd_terms(labels, s, teacher_logits, temperature)
-    weighted = tf.cast(dkd_alpha, tf.float32) * tckd + tf.cast(dkd_beta, tf.float32) * nckd
-    soft = dkd_warmup_factor(epoch, warmup) * tf.square(temperature) * tf.reduce_mean(weighted)
-    total = alpha * hard + (1.0 - alpha) * soft
-    return total, hard, soft
+    weighted = per_member(dkd_alpha, rank) * tckd + per_member(dkd_beta, rank) * nckd
+    soft = dkd_warmup_factor(epoch, warmup) * tf.square(tf.cast(temperature, tf.float32)) \
+        * tf.reduce_mean(weighted, axis=-1)
+    return _mix(alpha, hard, soft), hard, soft
 
 
 def standardize(logits, eps: float = 1e-7):
@@ -176,13 +204,10 @@ def logit_std_loss(labels, student_logits, teacher_logits, temperature, alpha, w
     CIFAR-100 flags (CE 0.1, KD weight 9, base temperature 2) are alpha = 0.1,
     weight = 10, temperature = 2 here. Float32 whatever precision computed the logits.
     """
-    s = tf.cast(student_logits, tf.float32)
-    labels = tf.cast(tf.convert_to_tensor(labels), tf.int32)
-    temperature, alpha = tf.cast(temperature, tf.float32), tf.cast(alpha, tf.float32)
-    hard = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=s))
-    log_p = log_soft_targets(standardize(teacher_logits), temperature)
-    log_q = tf.nn.log_softmax(standardize(s) / temperature, axis=-1)
+    labels, s, T, alpha = _inputs(labels, student_logits, temperature, alpha)
+    hard = hard_loss(labels, s)
+    log_p = log_soft_targets(standardize(teacher_logits), temperature, s.shape.rank)
+    log_q = tf.nn.log_softmax(standardize(s) / T, axis=-1)
     kl = tf.reduce_sum(tf.exp(log_p) * (log_p - log_q), axis=-1)
-    soft = tf.cast(weight, tf.float32) * tf.square(temperature) * tf.reduce_mean(kl)
-    total = alpha * hard + (1.0 - alpha) * soft
-    return total, hard, soft
+    soft = tf.cast(weight, tf.float32) * tf.square(tf.cast(temperature, tf.float32)) * tf.reduce_mean(kl, axis=-1)
+    return _mix(alpha, hard, soft), hard, soft
