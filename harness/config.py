@@ -272,6 +272,12 @@ class SearchConfig:
     logit_std: LogitStdSpace | None = None
 
 
+def widths_searched(cfg: StudyConfig) -> list[int]:
+    """The widths a trial may suggest before the budget cuts them: the choices, or low and high."""
+    w = cfg.search.width
+    return list(w.choices) if w.choices is not None else [w.low, w.high]
+
+
 @dataclass(frozen=True)
 class PrunerConfig:
     type: str = "median"

@@ -22,7 +22,7 @@ import mlflow
 import optuna
 
 from harness import tracking
-from harness.config import StudyConfig, check_classes
+from harness.config import StudyConfig, check_classes, widths_searched
 from harness.confirm import confirmation as confirm, methods as confirm_methods, reference
 from harness.data import omitted, sources, unlabeled
 from harness.data.evaluate import ece
@@ -31,10 +31,11 @@ from harness.distill import builder
 from harness.logs import Progress
 from harness.record import TrialRecord
 from harness.report import plots
-from harness.search import interrupt, space, stores
-from harness.search.context import Context
+from harness.search import space, stores
 from harness.search.workers import optimize, run_workers
 from harness.teacher.trained import Teacher, load_or_train, log_teacher
+from harness.training import interrupt
+from harness.training.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
     splits = sources.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
     stores.check_data(cfg, ws, splits.digest)
     check_classes(cfg, splits.num_classes)
-    builder.check(cfg.student.builder, cfg.source, space.widths_searched(cfg), splits.image_shape,
+    builder.check(cfg.student.builder, cfg.source, widths_searched(cfg), splits.image_shape,
                   splits.num_classes)
     unlabeled.check(cfg, splits.image_shape)
     space.check_budget(cfg, splits.image_shape, splits.num_classes)

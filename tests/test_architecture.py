@@ -14,6 +14,7 @@ ORDER = [
     {"data"},
     {"teacher"},
     {"deploy"},
+    {"training"},
     {"search"},
     {"confirm"},
     {"report"},

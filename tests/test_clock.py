@@ -2,8 +2,8 @@
 
 import types
 
-from harness.search import clock as clock_module
-from harness.search.clock import PARTS, TrialClock, overhead
+from harness.training import clock as clock_module
+from harness.training.clock import PARTS, TrialClock, overhead
 
 
 def test_overhead_is_wall_time_outside_the_training_epochs_by_part():

@@ -7,9 +7,9 @@ from harness import config
 from harness.distill.distiller import Distiller, compile_plain
 from harness.distill.recipe import Recipe
 from harness.search import stores
-from harness.search.context import Context
-from harness.search.trial import train_distilled
 from harness.teacher.trained import Teacher
+from harness.training.context import Context
+from harness.training.run import train_distilled
 
 
 def _context(splits, tmp_path, **student):

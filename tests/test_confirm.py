@@ -113,7 +113,7 @@ def test_a_distilled_student_and_its_twin_start_alike_and_see_the_same_batches(s
     """The pairing: same initial weights, same batches in the same order; only the targets differ."""
     from harness import config
     from harness.search import stores
-    from harness.search.context import Context
+    from harness.training.context import Context
     from harness.teacher.trained import Teacher
 
     cfg = config.parse({"name": "t", "dataset": {"limit": 2000}})
@@ -174,8 +174,9 @@ def test_an_arm_with_jitter_and_a_cached_teacher_is_refused():
 
 def test_an_arm_trains_as_it_says(small_splits, tmp_path):
     from harness import config
-    from harness.search import baselines, stores
-    from harness.search.context import Context
+    from harness.search import stores
+    from harness.training import twin
+    from harness.training.context import Context
     from harness.teacher.trained import Teacher
 
     cfg = config.parse({"name": "t", "dataset": {"limit": 2000}})
@@ -185,7 +186,7 @@ def test_an_arm_trains_as_it_says(small_splits, tmp_path):
     arm = ctx.for_arm(config.ArmConfig("online", "online", 2))
     assert arm.online and arm.cfg.student.augment.jitter == 2 and not ctx.online
     # its twin is jittered too
-    assert baselines.key(arm.cfg, 32, 1, data="d") != baselines.key(ctx.cfg, 32, 1, data="d")
+    assert twin.key(arm.cfg, 32, 1, data="d") != twin.key(ctx.cfg, 32, 1, data="d")
     _, online = arm.inputs(32, 1)
     _, plain = ctx.inputs(32, 1, distilled=False)
     (xo, yo), (xp, yp) = next(iter(online)), next(iter(plain))

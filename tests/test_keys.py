@@ -21,10 +21,11 @@ from harness.data import sources
 from harness.distill.methods import Method, for_arm
 from harness.distill.recipe import Recipe
 from harness.record import TrialRecord
-from harness.search import baselines, stores
-from harness.search.context import Context, arm_config
+from harness.search import stores
 from harness.teacher import trained as teacher
 from harness.teacher.trained import Teacher
+from harness.training import twin
+from harness.training.context import Context, arm_config
 
 DEFAULT = ROOT / "studies" / "fashion_mnist.yaml"
 
@@ -272,7 +273,7 @@ def _confirm_key(cfg, record=RECORD, seed=3, arm=None):
 DATA = "d" * 64  # a data digest (`Splits.digest`), the same on both sides of every comparison
 KEYS = {
     "teacher": lambda cfg: teacher.cache_key(cfg, DATA),
-    "twin": lambda cfg: baselines.key(cfg, 64, 3, data=DATA),
+    "twin": lambda cfg: twin.key(cfg, 64, 3, data=DATA),
     "confirm": _confirm_key,
     "compiled": _compiled_key,
 }
@@ -304,9 +305,9 @@ def test_a_run_s_own_values_change_its_keys():
     for f in dataclasses.fields(Recipe):
         other = dataclasses.replace(base, **{f.name: next(c for c in _candidates(f.name, getattr(base, f.name))
                                                           if c != getattr(base, f.name))})
-        assert baselines.key(cfg, 64, 3, other, data=DATA) != baselines.key(cfg, 64, 3, base, data=DATA), f.name
-    assert baselines.key(cfg, 32, 3, data=DATA) != baselines.key(cfg, 64, 3, data=DATA) \
-        != baselines.key(cfg, 64, 4, data=DATA)
+        assert twin.key(cfg, 64, 3, other, data=DATA) != twin.key(cfg, 64, 3, base, data=DATA), f.name
+    assert twin.key(cfg, 32, 3, data=DATA) != twin.key(cfg, 64, 3, data=DATA) \
+        != twin.key(cfg, 64, 4, data=DATA)
     own = {"method": "dkd", "dkd_alpha": 2.0, "dkd_beta": 3.0, "dkd_warmup": 2, "logit_std_weight": 4.0}
     needs = {k: "dkd" for k in own if k.startswith("dkd_")} | {"logit_std_weight": "logit_std"}
     for name in TrialRecord.SUGGESTED:
@@ -374,4 +375,4 @@ def test_the_default_study_keeps_its_keys():
     data digest). They changed once, when the data's digest replaced the dataset's name."""
     cfg = config.load(DEFAULT)
     assert teacher.cache_key(cfg, DATA) == "188483d25a71ea610806"
-    assert baselines.key(cfg, 128, 4, data=DATA) == "186ea4baf2488c6578e8"
+    assert twin.key(cfg, 128, 4, data=DATA) == "186ea4baf2488c6578e8"

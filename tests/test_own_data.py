@@ -15,8 +15,8 @@ from helpers import mlflow_client, run_cli
 from harness import config
 from harness.config import ConfigError, DatasetConfig
 from harness.data import sources, tfds_data
-from harness.search import baselines
 from harness.teacher import trained as teacher
+from harness.training import twin
 
 CLASSES = ["cat", "dog", "emu"]
 
@@ -173,7 +173,7 @@ def test_two_data_dirs_with_one_name_share_no_teacher_or_twin(tmp_path):
                                                    "learning_rate": 0.003, "dropout": 0.0, "input_dropout": 0.0},
                         "dataset": {"name": "own_data_toy"}})
     assert teacher.cache_key(cfg, a.digest) != teacher.cache_key(cfg, b.digest)
-    assert baselines.key(cfg, 16, 0, data=a.digest) != baselines.key(cfg, 16, 0, data=b.digest)
+    assert twin.key(cfg, 16, 0, data=a.digest) != twin.key(cfg, 16, 0, data=b.digest)
     cache = tmp_path / "teacher_cache"
     assert not teacher.load_or_train(cfg, a, cache).from_cache
     assert not teacher.load_or_train(cfg, b, cache).from_cache  # the first study's teacher is not served

@@ -21,11 +21,12 @@ from harness.distill.losses import distillation_loss
 from harness.distill.models import build_student, build_teacher
 from harness.distill.recipe import Recipe
 from harness.record import complete_records
-from harness.search import baselines, space, stores
-from harness.search.context import Context
-from harness.search.trial import train_distilled
+from harness.search import space, stores
 from harness.search.workers import optimize
 from harness.teacher.trained import Teacher
+from harness.training import twin
+from harness.training.context import Context
+from harness.training.run import train_distilled
 
 SHAPE, CLASSES = (32, 32, 3), 3
 BUILDERS = '''
@@ -172,8 +173,8 @@ def test_a_builder_student_is_searched_twinned_and_confirmed(rgb, tmp_path):
         optimize(ctx, 1)
         (r,) = complete_records(stores.create_study(cfg, ws).trials)
         assert r.params == _params(r.width) and r.baseline_val_accuracy is not None
-        twin = baselines.load(tmp_path, cfg, [r.width], data=rgb.digest)[0]
-        assert twin["params"] == _params(r.width)
+        stored = twin.load(tmp_path, cfg, [r.width], data=rgb.digest)[0]
+        assert stored["params"] == _params(r.width)
         rows = confirm.run(ctx, [r])
     assert {(x.role, x.params) for x in rows} == {("distilled", _params(r.width)), ("scratch", _params(r.width))}
     assert len(rows) == 4  # 2 seeds, each distilled and scratch
@@ -181,12 +182,12 @@ def test_a_builder_student_is_searched_twinned_and_confirmed(rgb, tmp_path):
     assert "user_conv" in [layer.name for layer in student.layers]  # the user's model, as built
 
     # The builder's identity is in every key: an edited builder file never reuses a twin or a compiled model.
-    twin_key, compile_key = baselines.key(cfg, 4, 1, data="d"), ctx.compile_key("distilled", 4, Recipe.of(cfg.training))
+    twin_key, compile_key = twin.key(cfg, 4, 1, data="d"), ctx.compile_key("distilled", 4, Recipe.of(cfg.training))
     (tmp_path / "my_students.py").write_text(BUILDERS + "\n# edited\n")
-    assert baselines.key(cfg, 4, 1, data="d") != twin_key
+    assert twin.key(cfg, 4, 1, data="d") != twin_key
     assert ctx.compile_key("distilled", 4, Recipe.of(cfg.training)) != compile_key
     other = dataclasses.replace(cfg, student=dataclasses.replace(cfg.student, builder="my_students:wrong_input"))
-    assert baselines.key(other, 4, 1, data="d") != baselines.key(cfg, 4, 1, data="d")
+    assert twin.key(other, 4, 1, data="d") != twin.key(cfg, 4, 1, data="d")
     assert "builder" not in config.StudentConfig().key_dict()  # built-in students keep the keys of before
 
 
@@ -278,7 +279,7 @@ def test_unlabeled_images_change_the_distilled_student_and_leave_the_twin_alone(
     assert any(not np.array_equal(x, y) for x, y in zip(_weights(a), _weights(b)))
     assert 0.0 <= hist["accuracy"][-1] <= 1.0  # the training accuracy counts labeled examples only
     # the twin: the same key, the same batches, bit-identical weights
-    assert baselines.key(with_cfg, 8, 3, data="d") == baselines.key(plain_cfg, 8, 3, data="d")
+    assert twin.key(with_cfg, 8, 3, data="d") == twin.key(plain_cfg, 8, 3, data="d")
     for x, y in zip(_train_twin(plain, 8, 3), _train_twin(more, 8, 3)):
         np.testing.assert_array_equal(x, y)
     # the distilled student's batches: every labeled example with its label, every unlabeled one once, label -1

@@ -164,14 +164,14 @@ def test_a_teacher_no_better_than_the_first_twin_is_flagged(tmp_path, caplog):
     import mlflow
 
     from harness import tracking
-    from harness.search import baselines
+    from harness.training import twin
     exp = tracking.setup(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path, "flag")
     for teacher_acc, flagged in ((0.70, True), (0.90, False)):
         with tracking.start("study", "s", experiment_id=exp) as parent:
             ctx = types.SimpleNamespace(parent_run_id=parent.info.run_id,
                                         teacher=types.SimpleNamespace(val_accuracy=teacher_acc))
-            baselines._check_teacher(ctx, {"width": 16, "val_accuracy": 0.75})
-            baselines._check_teacher(ctx, {"width": 32, "val_accuracy": 0.95})  # only the first twin counts
+            twin._check_teacher(ctx, {"width": 16, "val_accuracy": 0.75})
+            twin._check_teacher(ctx, {"width": 32, "val_accuracy": 0.95})  # only the first twin counts
         tags = mlflow.MlflowClient().get_run(parent.info.run_id).data.tags
         assert ("harness.teacher_warning" in tags) == flagged
     assert "no better than the scratch twin at width 16" in caplog.text

@@ -119,9 +119,9 @@ def test_the_confirmations_runs_trained_together_equal_their_lone_runs(small_spl
     from harness.confirm import population
     from harness.distill.recipe import Recipe
     from harness.search import stores
-    from harness.search.context import Context
-    from harness.search.trial import train_distilled
-    from harness.search.validation import scores
+    from harness.training.context import Context
+    from harness.training.run import train_distilled
+    from harness.training.validation import scores
     from harness.teacher.trained import Teacher
 
     cfg = config.parse({"name": "t", "dataset": {"limit": 2000}, "training": {"epochs": 2}})
@@ -155,7 +155,7 @@ def test_under_another_method_only_the_twins_train_together(small_splits, tmp_pa
     from harness.distill.methods import Method
     from harness.record import TrialRecord
     from harness.search import stores
-    from harness.search.context import Context
+    from harness.training.context import Context
     from harness.teacher.trained import Teacher
 
     cfg = config.parse({"name": "t", "dataset": {"limit": 2000}, "training": {"epochs": 1}})

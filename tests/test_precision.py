@@ -15,9 +15,9 @@ from harness.distill import models, precision
 from harness.distill.distiller import Distiller
 from harness.distill.losses import distillation_loss
 from harness.distill.recipe import Recipe
-from harness.search import baselines
-from harness.search.context import Context
 from harness.teacher import trained as teacher
+from harness.training import twin
+from harness.training.context import Context
 
 DEFAULT = "studies/fashion_mnist.yaml"
 
@@ -76,10 +76,10 @@ def test_cache_keys_hold_the_precision_and_float32_keys_are_unchanged():
     # adds nothing to them. (Pinned again when the keys took the data's digest in place of the dataset
     # section; before that they were 598db656f54ef0fb6bbb and 137a70c0b02f7d307141.)
     assert teacher.cache_key(cfg, "d") == "b02cb148365b591c5c04"
-    assert baselines.key(cfg, 128, 4, data="d") == "747d5b6a34e155fb005b"
+    assert twin.key(cfg, 128, 4, data="d") == "747d5b6a34e155fb005b"
     bf = _with_precision(cfg, "bfloat16")
     assert teacher.cache_key(bf, "d") != teacher.cache_key(cfg, "d")
-    assert baselines.key(bf, 128, 4, data="d") != baselines.key(cfg, 128, 4, data="d")
+    assert twin.key(bf, 128, 4, data="d") != twin.key(cfg, 128, 4, data="d")
 
     def compile_key(c):
         fake = types.SimpleNamespace(cfg=c, transfer_examples=10, unlabeled_examples=0, distill_examples=10, online=False,

@@ -9,17 +9,18 @@ from harness import config, tracking
 from harness.data.evaluate import predict_logits
 from harness.distill import models
 from harness.distill.recipe import Recipe
-from harness.search import baselines, stores
-from harness.search.context import Context
+from harness.search import stores
 from harness.search.trial import Objective
 from harness.teacher.trained import Teacher
+from harness.training import twin
+from harness.training.context import Context
 
 
 def test_the_twins_key_changes_with_the_recipe():
     cfg = config.parse({"name": "t"})
     base = Recipe.of(cfg.training)
-    assert baselines.key(cfg, 16, 0, data="d") == baselines.key(cfg, 16, 0, base, data="d")
-    keys = {baselines.key(cfg, 16, 0, r, data="d") for r in
+    assert twin.key(cfg, 16, 0, data="d") == twin.key(cfg, 16, 0, base, data="d")
+    keys = {twin.key(cfg, 16, 0, r, data="d") for r in
             (base, Recipe.of(cfg.training, learning_rate=0.01), Recipe.of(cfg.training, epochs=7))}
     assert len(keys) == 3
 
@@ -45,10 +46,10 @@ def test_a_suggested_recipe_reaches_the_trial_and_its_twin(small_splits, tmp_pat
     lr, epochs = trial.params["learning_rate"], trial.params["epochs"]
     assert 0.003 <= lr <= 0.004 and epochs == 1
     recipe = Recipe.of(cfg.training, lr, epochs)
-    twin = json.loads(baselines.path(ws.workdir, cfg, 8, cfg.seed, recipe, data=small_splits.digest).read_text())
-    assert twin["learning_rate"] == lr and twin["epochs"] == 1
+    stored = json.loads(twin.path(ws.workdir, cfg, 8, cfg.seed, recipe, data=small_splits.digest).read_text())
+    assert stored["learning_rate"] == lr and stored["epochs"] == 1
     # the file's own recipe: never trained
-    assert not baselines.path(ws.workdir, cfg, 8, cfg.seed, data=small_splits.digest).exists()
+    assert not twin.path(ws.workdir, cfg, 8, cfg.seed, data=small_splits.digest).exists()
     run = mlflow.get_run(trial.user_attrs["mlflow_run_id"])
     assert float(run.data.params["learning_rate"]) == lr and run.data.params["epochs"] == "1"
     assert run.data.params["schedule"] == "cosine" and trial.user_attrs["epochs_run"] == 1

@@ -148,8 +148,9 @@ def test_a_non_finite_scratch_twin_is_never_cached(small_splits, tmp_path):
     from harness import tracking
     from harness.data.evaluate import predict_logits
     from harness.distill import models
-    from harness.search import baselines, stores
-    from harness.search.context import Context
+    from harness.search import stores
+    from harness.training import twin
+    from harness.training.context import Context
     from harness.teacher.trained import Teacher
 
     cfg = config.parse({"name": "nan", "dataset": {"limit": 2000},
@@ -163,10 +164,10 @@ def test_a_non_finite_scratch_twin_is_never_cached(small_splits, tmp_path):
         ctx = Context(cfg, ws, small_splits, teacher, exp, parent.info.run_id)
         raised = None
         try:
-            baselines.train_or_load(ctx, 8)
+            twin.train_or_load(ctx, 8)
         except RuntimeError as e:
             raised = e
-    assert not baselines.path(ws.workdir, cfg, 8, data=small_splits.digest).exists()  # before: NaN in JSON
+    assert not twin.path(ws.workdir, cfg, 8, data=small_splits.digest).exists()  # before: NaN in JSON
     assert type(raised).__name__ == "TwinDiverged" and "not cached" in str(raised)
 
 
@@ -177,7 +178,7 @@ def _fit_with_nan_at_batch_3(steps_per_execution):
     import keras
     import tensorflow as tf
 
-    from harness.search.trial import DivergenceGuard
+    from harness.distill.guard import DivergenceGuard
 
     x = np.ones((88, 4), np.float32)  # 22 batches of 4
     x[13] = np.nan  # in batch 3
@@ -191,7 +192,7 @@ def _fit_with_nan_at_batch_3(steps_per_execution):
 
 
 def test_the_divergence_reason_names_only_batches_that_exist():
-    from harness.search.trial import Diverged
+    from harness.distill.guard import Diverged
 
     with pytest.raises(Diverged) as e:
         _fit_with_nan_at_batch_3(32)
@@ -202,7 +203,7 @@ def test_the_divergence_reason_names_only_batches_that_exist():
 
 
 def test_divergence_reason_ranges():
-    from harness.search.trial import divergence_reason
+    from harness.distill.guard import divergence_reason
 
     assert divergence_reason(math.nan, 1, 32, 63, 50).endswith(
         "within batches 32-49 of epoch 2; the check runs every 32 batches (training.steps_per_execution)")

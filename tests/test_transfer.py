@@ -8,9 +8,10 @@ import pytest
 
 from harness import config
 from harness.data import omitted, sources, transfer_set
-from harness.search import baselines, stores
-from harness.search.context import Context
+from harness.search import stores
 from harness.teacher.trained import Teacher, cache_key as teacher_key
+from harness.training import twin
+from harness.training.context import Context
 
 
 def _context(splits, tmp_path, **transfer):
@@ -58,18 +59,18 @@ def test_an_omitted_class_is_absent_from_every_batch_and_each_keeps_its_logits(s
     assert all(3 not in y.numpy() for _, y in ctx.inputs(16, seed=1, distilled=False)[1])  # the twin too
     # the teacher is the whole split's (its key ignores the transfer section); the twin's key does not
     assert teacher_key(ctx.cfg, "d") == teacher_key(full.cfg, "d")
-    assert baselines.key(ctx.cfg, 16, 1, data="d") != baselines.key(full.cfg, 16, 1, data="d")
+    assert twin.key(ctx.cfg, 16, 1, data="d") != twin.key(full.cfg, 16, 1, data="d")
 
 
 def test_an_arm_brings_its_own_transfer_set_and_epochs(small_splits, tmp_path):
     ctx = _context(small_splits, tmp_path)
     arm = ctx.for_arm(config.ArmConfig("p3", transfer=config.TransferConfig(fraction=0.03), epochs=40))
     assert arm.transfer_examples < ctx.transfer_examples and arm.cfg.training.epochs == 40
-    assert baselines.key(arm.cfg, 16, 1, data="d") != baselines.key(ctx.cfg, 16, 1, data="d")
+    assert twin.key(arm.cfg, 16, 1, data="d") != twin.key(ctx.cfg, 16, 1, data="d")
     assert ctx.for_arm(config.ArmConfig("full")) is ctx
     soft = dataclasses.replace(ctx.cfg, transfer=config.TransferConfig(labels=False))
     # a twin learns from hard labels anyway
-    assert baselines.key(soft, 16, 1, data="d") == baselines.key(ctx.cfg, 16, 1, data="d")
+    assert twin.key(soft, 16, 1, data="d") == twin.key(ctx.cfg, 16, 1, data="d")
 
 
 def _identity_logits_model():

@@ -8,7 +8,7 @@ import tensorflow as tf
 from harness.data import pipelines
 from harness.distill.distiller import Distiller, compile_plain
 from harness.distill.models import mlp
-from harness.search.validation import EVAL_BATCH, Forward, Validation, scores
+from harness.training.validation import EVAL_BATCH, Forward, Validation, scores
 
 
 @pytest.fixture(scope="module")

@@ -28,10 +28,10 @@ from harness.data import sources
 from harness.data.evaluate import accuracy, predict_logits
 from harness.distill import precision
 from harness.distill.recipe import Recipe
-from harness.search.context import Context
-from harness.search.stores import Workspace
-from harness.search.trial import train_distilled
 from harness.teacher.trained import load_or_train
+from harness.training.context import Context
+from harness.training.run import train_distilled
+from harness.training.workspace import Workspace
 
 log = logging.getLogger(__name__)
 STUDY = "studies/fashion_mnist.yaml"

@@ -32,8 +32,8 @@ from pathlib import Path
 from harness import config, study
 from harness.logs import configure_logging
 from harness.record import TrialRecord
-from harness.search.clock import overhead
 from harness.teacher import trained as teacher
+from harness.training.clock import overhead
 
 log = logging.getLogger(__name__)
 

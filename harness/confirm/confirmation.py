@@ -30,9 +30,9 @@ from harness.distill.methods import Method, for_arm
 from harness.distill.models import param_count
 from harness.logs import Progress
 from harness.record import TrialRecord, complete_records
-from harness.search import baselines, interrupt
-from harness.search.context import Context
-from harness.search.trial import recipe_of, train_distilled
+from harness.training import interrupt, twin
+from harness.training.context import Context
+from harness.training.run import recipe_of, train_distilled
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def distilled(ctx: Context, r: TrialRecord, seed: int, arm: str = "", method: Me
 
 def scratch(ctx: Context, r: TrialRecord, seed: int, arm: str = "", method: Method | None = None) -> Row:
     """The twin of `distilled(ctx, r, seed, arm, method)`: the same whatever the method."""
-    b = baselines.train_or_load(ctx, r.width, seed, recipe_of(ctx, r), role="confirm", together=ctx.together())
+    b = twin.train_or_load(ctx, r.width, seed, recipe_of(ctx, r), role="confirm", together=ctx.together())
     fix = {k: b[k] for k in omitted.FIELDS if k in b}
     m = method or Method.of(r)
     return Row(r.number, r.width, b["params"], m.temperature, m.alpha, seed, "scratch", b["val_accuracy"],

@@ -8,9 +8,9 @@ from pathlib import Path
 from harness import files
 from harness.distill.methods import Method
 from harness.record import TrialRecord
-from harness.search import baselines
-from harness.search.context import Context
-from harness.search.trial import recipe_of
+from harness.training import twin
+from harness.training.context import Context
+from harness.training.run import recipe_of
 
 
 def key(ctx: Context, r: TrialRecord, seed: int, m: Method) -> str:
@@ -19,7 +19,7 @@ def key(ctx: Context, r: TrialRecord, seed: int, m: Method) -> str:
     for another method than kd, its name and own parameters), and the unlabeled images' digest when
     there are some. Fields absent by default keep the keys of before."""
     loss = {} if m.name == "kd" else {"method": m.name, **m.own()}
-    what = {"twin": baselines.key(ctx.cfg, r.width, seed, recipe_of(ctx, r), ctx.together(), data=ctx.splits.digest),
+    what = {"twin": twin.key(ctx.cfg, r.width, seed, recipe_of(ctx, r), ctx.together(), data=ctx.splits.digest),
             "teacher": ctx.teacher.key, "mode": ctx.cfg.distillation.teacher, "temperature": m.temperature,
             "alpha": m.alpha, **loss, **ctx.unlabeled_key}
     return files.digest(json.dumps(what, sort_keys=True))

@@ -28,10 +28,10 @@ from harness.distill.models import build_student
 from harness.distill.population import Population
 from harness.distill.recipe import Recipe
 from harness.record import TrialRecord
-from harness.search import baselines, interrupt
-from harness.search.context import Context
-from harness.search.trial import recipe_of
-from harness.search.validation import scores
+from harness.training import interrupt, twin
+from harness.training.context import Context
+from harness.training.run import recipe_of
+from harness.training.validation import scores
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def prepare(ctx: Context, r: TrialRecord, seeds: list[int], m: Method) -> None:
         log.info("confirmation: trial %d's %s runs train one by one (a population's loss is kd's); "
                  "their twins together", r.number, m.name)
         distilled = []
-    scratch = [s for s in seeds if not baselines.path(ctx.ws.workdir, ctx.cfg, r.width, s, recipe, True,
+    scratch = [s for s in seeds if not twin.path(ctx.ws.workdir, ctx.cfg, r.width, s, recipe, True,
                                                     data=ctx.splits.digest).exists()
                and ctx.run_key("scratch", r.width, s, recipe) not in ctx.pretrained]
     train(ctx, r.width, recipe, distilled, scratch)

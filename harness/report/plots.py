@@ -22,7 +22,7 @@ from optuna.visualization import matplotlib as ovm  # noqa: E402
 
 from harness.deploy.champion import front  # noqa: E402
 from harness.record import TrialRecord, complete_records  # noqa: E402
-from harness.search import baselines
+from harness.training import twin
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def log_study_artifacts(study, ctx, champion: TrialRecord | None) -> None:
         plots = d / "plots"
         plots.mkdir()
         if records:
-            base = baselines.load(ctx.ws.workdir, ctx.cfg, [r.width for r in records],
+            base = twin.load(ctx.ws.workdir, ctx.cfg, [r.width for r in records],
                                   data=ctx.splits.digest)
             pareto(records, front(study, ctx.cfg), ctx.cfg.name, ctx.teacher, base, champion,
                    plots / "pareto_front.png", ctx.cfg.cost)

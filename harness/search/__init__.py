@@ -1,5 +1,5 @@
-"""The Optuna search: one trial's life, the search space, the scratch twins, what every run of a
-process shares (`Context`), the stores, worker processes, where a trial's time goes, and Ctrl-C.
+"""The Optuna search: one trial's life (the objective), the search space, the stores and the worker
+processes. Each trial trains through `training/`.
 
-Imports the base modules, `distill`, `data`, `teacher` and `deploy`.
+Imports the base modules, `distill`, `data`, `teacher`, `deploy` and `training`.
 """

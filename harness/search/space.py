@@ -83,12 +83,6 @@ def check_budget(cfg: StudyConfig, image_shape, num_classes: int) -> None:
         max_width_in_budget(cfg, image_shape, num_classes)
 
 
-def widths_searched(cfg: StudyConfig) -> list[int]:
-    """The widths a trial may suggest before the budget cuts them: the choices, or low and high."""
-    w = cfg.search.width
-    return list(w.choices) if w.choices is not None else [w.low, w.high]
-
-
 def params_at(cfg: StudyConfig, width: int, image_shape, num_classes: int) -> int:
     return param_count(build_student(cfg.student, width, image_shape, num_classes, source=cfg.source))
 

@@ -11,7 +11,6 @@ import json
 import os
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -21,6 +20,7 @@ import sqlalchemy
 from harness import tracking
 from harness.config import StudyConfig, UserError, fingerprint_differences, study_fingerprint
 from harness.record import TrialRecord
+from harness.training.workspace import Workspace
 
 # Heartbeats and fail_stale_trials are marked experimental; they are what makes a crash safe here.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -30,23 +30,6 @@ COMPLETE, PRUNED, FAIL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialSt
 
 class StudyError(UserError):
     """A user mistake found before anything is written: unreachable store, clashing study."""
-
-
-@dataclass(frozen=True)
-class Workspace:
-    workdir: Path
-    storage: str
-    tracking_uri: str
-
-    @classmethod
-    def resolve(cls, workdir=".", storage=None, tracking_uri=None) -> "Workspace":
-        w = Path(workdir).resolve()
-        return cls(w, storage or f"sqlite:///{w / 'optuna.db'}",
-                   tracking_uri or tracking.default_tracking_uri(w))
-
-    @property
-    def teacher_cache(self) -> Path:
-        return self.workdir / "teacher_cache"
 
 
 def sqlite_path(url: str) -> Path | None:

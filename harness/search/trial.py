@@ -8,8 +8,6 @@ says which.
 from __future__ import annotations
 
 import logging
-import math
-import time
 
 import keras
 import mlflow
@@ -18,16 +16,15 @@ from optuna_integration import KerasPruningCallback
 
 from harness import files, tracking
 from harness.deploy import latency, tflite
-from harness.distill import schedules
-from harness.distill.distiller import Distiller
-from harness.distill.guard import Diverged, DivergenceGuard, divergence_reason  # noqa: F401 - re-exported
-from harness.distill.methods import Method
+from harness.distill.guard import Diverged
 from harness.distill.models import flops_per_example, param_count
 from harness.distill.recipe import Recipe
 from harness.record import TrialRecord
-from harness.search import baselines, interrupt, space
-from harness.search.clock import TimedMlflowCallback
-from harness.search.context import Context
+from harness.search import space
+from harness.training import interrupt, twin
+from harness.training.clock import TimedMlflowCallback
+from harness.training.context import Context
+from harness.training.run import train_distilled
 
 log = logging.getLogger(__name__)
 
@@ -39,61 +36,6 @@ class EpochCounter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.epochs = epoch + 1
-
-
-def recipe_of(ctx: Context, r: TrialRecord) -> Recipe:
-    """The recipe a trial trained with: the file's, with the trial's suggestions on top."""
-    return Recipe.of(ctx.cfg.training, r.learning_rate, r.epochs)
-
-
-def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alpha: float, recipe: Recipe,
-                    callbacks: list, every_epoch: bool = True, method: Method | None = None
-                    ) -> tuple[keras.Model, dict]:
-    """A student distilled from the teacher's soft targets; returns it and its `fit` history.
-
-    Cached: the batches carry the teacher's logits. Online: the teacher runs in
-    the step on the very batch the student sees (augmented alike). Without
-    `every_epoch` it is validated once, at the end (what confirmation needs).
-
-    Its initial weights and batch order come from `seed` alone (`Context.inputs`),
-    the same as its scratch twin's at that seed, and so does its recipe. `method`:
-    the loss (None: kd at `temperature` and `alpha`; else its own temperature and alpha win).
-    """
-    method = method or Method("kd", temperature, alpha)
-    pre = ctx.pretrained.pop(ctx.run_key("distilled", width, seed, recipe, method.temperature, method.alpha,
-                                         method.name), None)
-    if pre is not None:  # trained in a population (confirm/population.py)
-        ctx.log_history(pre[1])
-        if not math.isfinite(float(pre[1]["loss"][-1])):
-            raise Diverged("training loss is not finite at the end of training")
-        return pre
-    teacher = ctx.teacher.members if ctx.online else None
-    steps_per_epoch = schedules.steps(ctx.transfer_examples, recipe.batch_size, 1)
-
-    def compile_distiller(s: keras.Model) -> Distiller:
-        d = Distiller(s, teacher, temperature=method.temperature, alpha=method.alpha, method=method.name,
-                      steps_per_epoch=steps_per_epoch, masked=bool(ctx.unlabeled_examples))
-        d.compile(optimizer=recipe.optimizer_for(ctx.distill_examples), jit_compile=ctx.jit,
-                  steps_per_execution=ctx.cfg.training.steps_per_execution)
-        return d
-
-    with ctx.clock.part("build_compile"):
-        fresh, train = ctx.inputs(width, seed)
-        distiller, student = ctx.compiled.get(ctx.compile_key("distilled", width, recipe, method.name), fresh,
-                                              compile_distiller)
-        distiller.set_method(method, steps_per_epoch)
-    t0 = time.perf_counter()
-    try:
-        with ctx.clock.part("fit"):
-            hist = distiller.fit(train, epochs=recipe.epochs, verbose=0, shuffle=False,
-                                 callbacks=[ctx.validation(student, every_epoch), interrupt.StopOnInterrupt(),
-                                            DivergenceGuard(), *callbacks])
-    finally:
-        ctx.fit_seconds += time.perf_counter() - t0
-    ctx.count_training(student, len(hist.history.get("loss", [])), teacher_forward=ctx.online, distilled=True)
-    if not math.isfinite(float(hist.history["loss"][-1])):
-        raise Diverged("training loss is not finite at the end of training")
-    return student, hist.history
 
 
 def deployed_cost(trial: optuna.Trial, student: keras.Model, image) -> dict:
@@ -135,9 +77,9 @@ class Objective:
         recipe = Recipe.of(tr, p.get("learning_rate"), p.get("epochs"))
         twin_diverged = None
         try:
-            twin = baselines.train_or_load(ctx, p["width"], recipe=recipe)
-        except baselines.TwinDiverged as e:  # the trial diverges with it (its run says why, below)
-            twin, twin_diverged = None, e
+            scratch = twin.train_or_load(ctx, p["width"], recipe=recipe)
+        except twin.TwinDiverged as e:  # the trial diverges with it (its run says why, below)
+            scratch, twin_diverged = None, e
         interrupt.check()
         with clock.part("mlflow"):
             run = ctx.start_run("trial", f"trial-{trial.number}",
@@ -165,12 +107,12 @@ class Objective:
                                                callbacks, method=space.method_of(p))
             params, flops = param_count(student), flops_per_example(student)
             val_acc = float(history["val_accuracy"][-1])
-            gain = val_acc - twin["val_accuracy"]
+            gain = val_acc - scratch["val_accuracy"]
             with clock.part("deployed_cost"):  # latency and size of the deployed (TFLite) student, if an objective
                 deployed = deployed_cost(trial, student, ctx.splits.validation.images[0]) if cfg.cost != "params" else {}
             with clock.part("mlflow"):
                 mlflow.log_metrics({"params": params, "flops": flops, "distillation_gain": gain,
-                                    "baseline_val_accuracy": twin["val_accuracy"], **deployed})
+                                    "baseline_val_accuracy": scratch["val_accuracy"], **deployed})
             with clock.part("mlflow_model"):
                 info = tracking.log_student(student, ctx.splits.validation.images[:2],
                                              class_names=ctx.splits.class_names)
@@ -178,8 +120,8 @@ class Objective:
             with clock.part("saving"), files.replacing(local, suffix=".keras") as tmp:
                 student.save(tmp)
             record = TrialRecord(val_accuracy=val_acc, params=params, flops=flops, distillation_gain=gain,
-                                 baseline_val_accuracy=twin["val_accuracy"],
-                                 baseline_test_accuracy=twin["test_accuracy"], model_uri=info.model_uri,
+                                 baseline_val_accuracy=scratch["val_accuracy"],
+                                 baseline_test_accuracy=scratch["test_accuracy"], model_uri=info.model_uri,
                                  model_path=str(local), **deployed)
             with clock.part("optuna"):
                 record.save(trial)

@@ -12,13 +12,15 @@ from optuna.trial import TrialState
 from harness import tracking
 from harness.config import StudyConfig
 from harness.data import sources
+from harness.distill.guard import Diverged
 from harness.logs import Progress, configure_logging
 from harness.record import TrialRecord
-from harness.search import interrupt
-from harness.search.context import Context
-from harness.search.stores import Workspace, create_study
-from harness.search.trial import Diverged, Objective
+from harness.search.stores import create_study
+from harness.search.trial import Objective
 from harness.teacher.trained import load_or_train
+from harness.training import interrupt
+from harness.training.context import Context
+from harness.training.workspace import Workspace
 
 log = logging.getLogger(__name__)
 

@@ -18,18 +18,17 @@ import numpy as np
 import tensorflow as tf
 
 from harness import tracking
-from harness.config import ArmConfig, AugmentConfig, StudyConfig
+from harness.config import ArmConfig, AugmentConfig, StudyConfig, widths_searched
 from harness.data import pipelines, sources, transfer_set, unlabeled
 from harness.data.evaluate import ensemble_logits, ensemble_probabilities
 from harness.distill import builder, population, precision
 from harness.distill.compiled import Compiled
 from harness.distill.models import build_student, flops_per_example
-from harness.search import space
-from harness.search.clock import TrialClock
-from harness.search.stores import Workspace
-from harness.search.validation import Forward, Validation
 from harness.teacher import unlabeled as unlabeled_logits
 from harness.teacher.trained import Teacher, resolve_jit
+from harness.training.clock import TrialClock
+from harness.training.validation import Forward, Validation
+from harness.training.workspace import Workspace
 
 
 def arm_config(c: StudyConfig, arm: ArmConfig) -> StudyConfig:
@@ -144,7 +143,7 @@ class Context:
             return "the teacher runs in the step (distillation.teacher: online)"
         if self.unlabeled_examples:
             return "unlabeled images: the masked loss has no stacked form here"
-        width = min(space.widths_searched(self.cfg))  # any width the search may train: the layers are what count
+        width = min(widths_searched(self.cfg))  # any width the search may train: the layers are what count
         fresh = build_student(self.cfg.student, width, self.splits.image_shape, self.splits.num_classes,
                               dtype=precision.policy(self.precision), source=self.cfg.source)
         return population.plan(fresh)[1]

@@ -31,10 +31,10 @@ from harness.distill.distiller import compile_plain
 from harness.distill.guard import Diverged, DivergenceGuard
 from harness.distill.models import flops_per_example, param_count
 from harness.distill.recipe import Recipe
-from harness.search import interrupt
-from harness.search.clock import TimedMlflowCallback
-from harness.search.context import Context
 from harness.teacher.trained import cache_key as teacher_key
+from harness.training import interrupt
+from harness.training.clock import TimedMlflowCallback
+from harness.training.context import Context
 
 log = logging.getLogger(__name__)
 
