@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 
 import optuna
 
+from harness.distill import methods
+
 FIXED = "fixed_"  # the user attr prefix of a parameter the file fixes instead of searching
 
 
@@ -24,11 +26,10 @@ class TrialRecord:
     width: int | None = None
     learning_rate: float | None = None  # only when the search suggests it (else the file's)
     epochs: int | None = None  # likewise
-    method: str | None = None  # kd | dkd | logit_std; None: kd (a study that neither searches nor sets it)
-    dkd_alpha: float | None = None  # the method's own parameters (distill/methods.py), its trials only
-    dkd_beta: float | None = None
-    dkd_warmup: int | None = None
-    logit_std_weight: float | None = None
+    method: str | None = None  # a registered method's name; None: kd (a study that neither searches nor sets it)
+    # The method's own parameters by their outside names (`dkd_beta`; distill/methods/), its trials only
+    # (suggested, or fixed by the file): not stored (Optuna has them).
+    own: dict | None = None
     mlflow_run_id: str | None = None
     val_accuracy: float | None = None
     params: int | None = None
@@ -44,19 +45,24 @@ class TrialRecord:
     fail_reason: str | None = None
     diverged: str | None = None  # set (with the reason) when the loss became NaN or infinite
 
-    SUGGESTED = ("temperature", "alpha", "width", "learning_rate", "epochs", "method", "dkd_alpha", "dkd_beta",
-                 "dkd_warmup", "logit_std_weight")
+    SUGGESTED = ("temperature", "alpha", "width", "learning_rate", "epochs", "method")
 
     @classmethod
     def from_trial(cls, trial: optuna.trial.FrozenTrial) -> "TrialRecord":
         stored = {f.name: trial.user_attrs.get(f.name) for f in fields(cls) if f.name in cls._stored()}
-        # A parameter the file fixes (alpha with transfer.labels: false) is a `fixed_` user attr.
-        suggested = {k: trial.params.get(k, trial.user_attrs.get(FIXED + k)) for k in cls.SUGGESTED}
-        return cls(number=trial.number, **suggested, **stored)
+
+        def value(k):  # a parameter the file fixes (alpha with transfer.labels: false) is a `fixed_` user attr
+            return trial.params.get(k, trial.user_attrs.get(FIXED + k))
+
+        suggested = {k: value(k) for k in cls.SUGGESTED}
+        name = suggested["method"] or methods.DEFAULT
+        own = {k: value(k) for k in methods.get(name).own_names()} if name in methods.names() else {}
+        return cls(number=trial.number, **suggested, own={k: v for k, v in own.items() if v is not None} or None,
+                   **stored)
 
     @classmethod
     def _stored(cls) -> set[str]:
-        return {f.name for f in fields(cls)} - {"number", *cls.SUGGESTED}
+        return {f.name for f in fields(cls)} - {"number", "own", *cls.SUGGESTED}
 
     def to_attrs(self) -> dict:
         """The fields to store: those known, minus what Optuna keeps itself."""

@@ -26,6 +26,7 @@ from harness.confirm.stats import Interval, mean_ci, paired_gain
 from harness.confirm.table import COLUMNS, table, verdict, write_csv  # noqa: F401 (their home: table.py)
 from harness.data import omitted
 from harness.data.evaluate import fidelity, predict_logits
+from harness.distill import methods
 from harness.distill.methods import Method, for_arm
 from harness.distill.models import param_count
 from harness.logs import Progress
@@ -59,7 +60,7 @@ class Row:
     corrected_accuracy: float = math.nan
     corrected_omitted_accuracy: float = math.nan
     bias_shift: float = math.nan
-    method: str = ""  # the loss when not kd, with its own parameters: `Method.label()` ("dkd(a=1, b=8, warmup=2)")
+    method: str = ""  # the loss when not the default (kd), with its own parameters: `Method.label()` ("dkd(a=1, b=8, warmup=2)")
 
 
 def seeds(cfg: StudyConfig) -> list[int]:  # fresh: the search used cfg.seed
@@ -70,7 +71,7 @@ def configurations(study: optuna.Study, cfg: StudyConfig) -> list[TrialRecord]:
     """The Pareto front (two objectives), or the best complete trial per width (one); per width and
     method when the search tries several methods (each method at its searched best)."""
     def at(r: TrialRecord):
-        return (r.width, r.method or "kd") if cfg.search.method is not None else (r.width, "")
+        return (r.width, r.method or methods.DEFAULT) if cfg.search.method is not None else (r.width, "")
 
     if cfg.multi_objective:
         # Equal-width configurations tie on the front only with equal validation accuracy;
@@ -110,7 +111,7 @@ def distilled(ctx: Context, r: TrialRecord, seed: int, arm: str = "", method: Me
             row = Row(r.number, r.width, param_count(student), m.temperature, m.alpha, seed, "distilled",
                       float(history["val_accuracy"][-1]), test["accuracy"], test["agreement"], test["ece"],
                       test["kl"], arm, ctx.transfer_examples, **(fix.summary() if fix else {}),
-                      method="" if m.name == "kd" else m.label())
+                      method=m.table_label())
             mlflow.log_metrics({"test_accuracy": row.test_accuracy, "agreement": row.agreement,
                                 "ece": row.ece, "kl": row.kl, "params": row.params, **(fix.metrics() if fix else {})})
         files.write_text(target, json.dumps(dataclasses.asdict(row)))
@@ -124,7 +125,7 @@ def scratch(ctx: Context, r: TrialRecord, seed: int, arm: str = "", method: Meth
     m = method or Method.of(r)
     return Row(r.number, r.width, b["params"], m.temperature, m.alpha, seed, "scratch", b["val_accuracy"],
                b["test_accuracy"], b["agreement"], b["ece"], b["kl"], arm, ctx.transfer_examples, **fix,
-               method="" if m.name == "kd" else m.label())
+               method=m.table_label())
 
 
 def arms(ctx: Context) -> list[tuple[str, Context, object]]:
@@ -190,7 +191,7 @@ class Confirmed:
     scratch_corrected_omitted: Interval | None = None
     corrected_gain: Interval | None = None  # corrected distilled - corrected scratch, paired by seed
     bias_shift: Interval | None = None  # the distilled students' shifts
-    method: str = ""  # the loss when not kd (`Row.method`)
+    method: str = ""  # the loss when not the default (`Row.method`)
 
     @property
     def val_accuracy(self) -> float:  # what `champion.select` ranks by

@@ -18,7 +18,7 @@ def key(ctx: Context, r: TrialRecord, seed: int, m: Method) -> str:
     teacher; trained together or not), the teacher's key and mode, the method's T and alpha (and,
     for another method than kd, its name and own parameters), and the unlabeled images' digest when
     there are some. Fields absent by default keep the keys of before."""
-    loss = {} if m.name == "kd" else {"method": m.name, **m.own()}
+    loss = m.key_fields()  # {} for kd
     what = {"twin": twin.key(ctx.cfg, r.width, seed, recipe_of(ctx, r), ctx.together(), data=ctx.splits.digest),
             "teacher": ctx.teacher.key, "mode": ctx.cfg.distillation.teacher, "temperature": m.temperature,
             "alpha": m.alpha, **loss, **ctx.unlabeled_key}

@@ -56,17 +56,18 @@ class _Histories(keras.callbacks.Callback):
 def prepare(ctx: Context, r: TrialRecord, seeds: list[int], m: Method) -> None:
     """Train together the runs of configuration `r` under method `m` at `seeds` that no cache holds
     yet. Nothing when the file says `confirm.together: false` or its students cannot be stacked (the
-    log says why). Under another method than kd only the scratch twins are stacked (the population's
-    loss is Hinton's; alpha 1 is plain cross-entropy), so a twin keyed as trained together always was."""
+    log says why). Under a method whose class does not stack (`stacks`; all but kd) only the scratch twins
+    are stacked (their loss is kd's at alpha 1: plain cross-entropy), so a twin keyed as trained
+    together always was."""
     if not ctx.together():
         if ctx.cfg.confirm.together:
             log.info("confirmation: trial %d's runs train one by one: %s", r.number, ctx.stackable)
         return
     recipe = recipe_of(ctx, r)
     distilled = [(s, m.temperature, m.alpha) for s in seeds if not keys.target(ctx, r, s, m).exists()]
-    if m.name != "kd" and distilled:
-        log.info("confirmation: trial %d's %s runs train one by one (a population's loss is kd's); "
-                 "their twins together", r.number, m.name)
+    if not m.spec.stacks and distilled:
+        log.info("confirmation: trial %d's %s runs train one by one (%s does not train as a population); "
+                 "their twins together", r.number, m.name, m.name)
         distilled = []
     scratch = [s for s in seeds if not twin.path(ctx.ws.workdir, ctx.cfg, r.width, s, recipe, True,
                                                     data=ctx.splits.digest).exists()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from harness.confirm.stats import Interval
 from harness.data import omitted
+from harness.distill import methods
 
 COLUMNS = ("trial", "width", "params", "temperature", "alpha", "seed", "role", "val_accuracy", "test_accuracy",
            "agreement", "ece")
@@ -48,8 +49,8 @@ def table(summary: list, teacher_test: float | None = None, teacher_ece: float |
     n = summary[0].n if summary else 0
     wide = max((len(c.arm) for c in summary), default=0)
     arm = (lambda c: f" {c.arm:<{wide}}") if wide else (lambda c: "")
-    mw = max((len(c.method or "kd") for c in summary), default=0) if any(c.method for c in summary) else 0
-    method = (lambda c: f" {c.method or 'kd':<{mw}}") if mw else (lambda c: "")
+    mw = max((len(c.method or methods.DEFAULT) for c in summary), default=0) if any(c.method for c in summary) else 0
+    method = (lambda c: f" {c.method or methods.DEFAULT:<{mw}}") if mw else (lambda c: "")
     lines = [f"confirmed over {n} seeds (test split; mean ± 95% CI; gain = distilled - scratch, paired by seed):",
              f"{'trial':>5} {'width':>5} {'params':>9} {'T':>5} {'alpha':>5}" + (f" {'arm':<{wide}}" if wide else "")
              + (f" {'method':<{mw}}" if mw else "") + f" {'scratch':>15} {'distilled':>15} {'gain (points)':>15}  {'agree s/d':>11} {'ECE s/d':>11}  verdict"]

@@ -15,7 +15,9 @@ images): they learn from the soft targets alone (`losses.py` says how the
 hard term is then normalised), and the training accuracy counts only the
 labeled ones.
 
-Only the student's weights change. `test_step` scores the student alone
+Every trainable weight of the Distiller trains: the student's, and those a method adds beside it (a
+FitNets adapter); the frozen teacher's never. The student alone is what is saved and exported
+(`Distiller.student`), as in Keras' own `Distiller`. `test_step` scores the student alone
 (cross-entropy and accuracy), so validation numbers compare directly with a
 student trained from scratch.
 """
@@ -25,25 +27,29 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from harness.distill.losses import distillation_loss, dkd_loss, logit_std_loss
+from harness.distill import methods
 from harness.distill.methods import Method
 
 
 class Distiller(keras.Model):
     def __init__(self, student: keras.Model, teacher=None, *, temperature: float = 4.0,
-                 alpha: float = 0.1, method: str = "kd", steps_per_epoch: int = 1, masked: bool = False,
-                 **kwargs):
+                 alpha: float = 0.1, method: str | Method | None = None, steps_per_epoch: int = 1,
+                 masked: bool = False, **kwargs):
         """`teacher`: None (cached mode), a model, or a list of models (an ensemble).
 
-        `method`: kd | dkd | logit_std (`methods.py`), fixed for the compiled step; its numbers
-        (`set_method`) are variables. `steps_per_epoch`: what turns the optimizer's step count
-        into the epoch DKD's warm-up needs (in the step, so one compiled graph serves every epoch).
-        `masked` (kd only): the label -1 marks an unlabeled example (soft targets only).
+        `method`: a registered method's name or a `Method` (None: kd; `distill/methods/`), fixed for
+        the compiled step; its numbers (`set_method`) are variables. `steps_per_epoch`: what turns
+        the optimizer's step count into the epoch a method's warm-up needs (in the step, so one
+        compiled graph serves every epoch). `masked` (methods that allow it: kd): the label -1
+        marks an unlabeled example (soft targets only). ValueError for an unknown method.
         """
         super().__init__(**kwargs)
-        self.method = Method(method, temperature, alpha).name  # checks the name
-        if masked and self.method != "kd":
-            raise ValueError(f"unlabeled examples (masked) are supported with method kd, not {self.method}")
+        chosen = method if isinstance(method, Method) else Method(method, temperature, alpha)
+        self.spec = chosen.spec
+        self.method = chosen.name
+        if masked and not self.spec.masked:
+            raise ValueError(f"unlabeled examples (masked) are supported with method "
+                             f"{' or '.join(n for n in methods.names() if methods.get(n).masked)}, not {self.method}")
         self.student = student
         self.masked = masked
         members = teacher if isinstance(teacher, (list, tuple)) else ([teacher] if teacher else [])
@@ -55,10 +61,12 @@ class Distiller(keras.Model):
         self._temperature = keras.Variable(float(temperature), trainable=False, dtype="float32",
                                            name="temperature")
         self._alpha = keras.Variable(float(alpha), trainable=False, dtype="float32", name="alpha")
-        if self.method != "kd":  # kd's step and variables stay exactly as they were
-            m = Method(method)
-            self._own = {k: keras.Variable(float(v), trainable=False, dtype="float32", name=k)
-                         for k, v in {**m.own(), "steps_per_epoch": steps_per_epoch}.items()}
+        numeric = {k: v for k, v in chosen.own().items() if isinstance(v, (int, float))}
+        if self.spec.uses_epoch:
+            numeric["steps_per_epoch"] = steps_per_epoch
+        self._own = {k: keras.Variable(float(v), trainable=False, dtype="float32", name=k)
+                     for k, v in numeric.items()}
+        self.spec.attach(self, chosen)  # what the method trains or reads beside the student
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.hard_tracker = keras.metrics.Mean(name="hard_loss")
         self.soft_tracker = keras.metrics.Mean(name="soft_loss")
@@ -82,8 +90,9 @@ class Distiller(keras.Model):
             raise ValueError(f"this Distiller was compiled for {self.method}, not {method.name}")
         self.set_loss(method.temperature, method.alpha)
         for k, v in method.own().items():
-            self._own[k].assign(float(v))
-        if steps_per_epoch is not None and self.method != "kd":
+            if k in self._own:
+                self._own[k].assign(float(v))
+        if steps_per_epoch is not None and "steps_per_epoch" in self._own:
             self._own["steps_per_epoch"].assign(float(steps_per_epoch))
 
     def epoch(self):
@@ -91,17 +100,11 @@ class Distiller(keras.Model):
         steps = tf.cast(self.optimizer.iterations, tf.float32)
         return tf.floor(steps / self._own["steps_per_epoch"]) + 1.0
 
-    def loss_terms(self, labels, student_logits, teacher_logits):
-        """`(total, hard, soft)` of this Distiller's method (`losses.py`)."""
-        if self.method == "dkd":
-            o = self._own
-            return dkd_loss(labels, student_logits, teacher_logits, self._temperature, self._alpha,
-                            o["dkd_alpha"], o["dkd_beta"], self.epoch(), o["dkd_warmup"])
-        if self.method == "logit_std":
-            return logit_std_loss(labels, student_logits, teacher_logits, self._temperature, self._alpha,
-                                  self._own["logit_std_weight"])
-        return distillation_loss(labels, student_logits, teacher_logits, self._temperature, self._alpha,
-                                 masked=self.masked)
+    def loss_terms(self, labels, student_logits, teacher_logits, extra=None):
+        """`(total, hard, soft)` of this Distiller's method (`distill/methods/`); `extra`: what the
+        method's `forward` returned beside the logits (a FitNets hint)."""
+        epoch = self.epoch() if self.spec.uses_epoch else None
+        return self.spec.step_loss(self, labels, student_logits, teacher_logits, extra or {}, epoch)
 
     @property
     def metrics(self):
@@ -127,9 +130,9 @@ class Distiller(keras.Model):
         x, y = data[0], data[1]
         labels, teacher_logits = self._teacher_logits(x, y)
         with tf.GradientTape() as tape:
-            student_logits = tf.cast(self.student(x, training=True), tf.float32)
-            total, hard, soft = self.loss_terms(labels, student_logits, teacher_logits)
-        weights = self.student.trainable_variables
+            student_logits, extra = self.spec.forward(self, x, y)
+            total, hard, soft = self.loss_terms(labels, student_logits, teacher_logits, extra)
+        weights = self.trainable_variables  # the student's and the method's own (an adapter); no teacher's
         grads = tape.gradient(total, weights)
         self.optimizer.apply_gradients(zip(grads, weights))
         self.loss_tracker.update_state(total)

@@ -29,6 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from harness.distill import methods
+
 _PASSIVE = (keras.layers.InputLayer,)
 
 
@@ -86,27 +88,18 @@ def _step(layer) -> _Step:
     return _Step("gap")
 
 
-def population_loss(labels, student_logits, teacher_logits, temperature, alpha):
-    """Per-member `(total, hard, soft)`, each [K], as `distillation_loss` computes them one by one.
+def population_loss(labels, student_logits, teacher_logits, temperature, alpha, method=None, own=None):
+    """Per-member `(total, hard, soft)`, each [K], as the method's loss computes them one by one.
 
     labels [K, B] int; student_logits [K, B, C]; teacher_logits [K, B, C] (or [K, B, M, C] for an
-    ensemble); temperature, alpha [K] float32. Hinton et al. (2015), as in `losses.py`.
+    ensemble, as a cached batch carries it); temperature, alpha and `own`'s values [K] float32;
+    `method`: a registered method class (None: kd). Its `loss` (distill/methods/) is the one run's.
     """
-    s = tf.cast(student_logits, tf.float32)
-    labels = tf.cast(labels, tf.int32)
     t = tf.cast(teacher_logits, tf.float32)
-    T = tf.reshape(temperature, [-1] + [1] * (t.shape.rank - 1))
-    hard = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=s), axis=1)
-    # `log_soft_targets` per member: log_softmax(t / T), then for an ensemble ([K, B, M, C])
-    # log(mean_m p_m) = logsumexp_m(log p_m) - log M.
-    log_p = tf.nn.log_softmax(t / T, axis=-1)
-    if t.shape.rank == 4:
-        log_p = tf.reduce_logsumexp(log_p, axis=2) - tf.math.log(tf.cast(tf.shape(t)[2], tf.float32))
-    log_q = tf.nn.log_softmax(s / tf.reshape(temperature, [-1, 1, 1]), axis=-1)
-    kl = tf.reduce_sum(tf.exp(log_p) * (log_p - log_q), axis=-1)
-    soft = tf.square(temperature) * tf.reduce_mean(kl, axis=1)
-    total = alpha * hard + (1.0 - alpha) * soft
-    return total, hard, soft
+    if t.shape.rank == 4:  # the ensemble's members to the third-to-last axis, as the losses take them
+        t = tf.transpose(t, [0, 2, 1, 3])
+    method = method or methods.get(methods.DEFAULT)
+    return method.loss(labels, student_logits, t, temperature, alpha, own or {})
 
 
 class _VectorMean(keras.metrics.Metric):
@@ -130,11 +123,13 @@ class Population(keras.Model):
     """K stacked copies of one student architecture (see the module's docstring).
 
     `students`: K built Keras students of one architecture (their weights are copied in);
-    `temperature`, `alpha`: [K] per member. Trained with `fit` on batches
+    `temperature`, `alpha`: [K] per member; `method`: a registered method class whose `stacks` is
+    true (None: kd), `own`: its own parameters, each [K]. Trained with `fit` on batches
     `(x [K, B, h, w, c], {"labels": [K, B], "teacher_logits": [K, B, C]})`.
     """
 
-    def __init__(self, students: list[keras.Model], temperature, alpha, **kwargs):
+    def __init__(self, students: list[keras.Model], temperature, alpha, method=None, own: dict | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         layers, why = plan(students[0])
         if why:
@@ -154,6 +149,11 @@ class Population(keras.Model):
         self._flat = [v for ws in self._stacked for v in ws]  # what Keras tracks and trains
         self._temperature = keras.Variable(np.asarray(temperature, np.float32), trainable=False, name="temperature")
         self._alpha = keras.Variable(np.asarray(alpha, np.float32), trainable=False, name="alpha")
+        self._method = method or methods.get(methods.DEFAULT)
+        if not self._method.stacks:
+            raise ValueError(f"method {self._method.name} does not train as a population")
+        self._own = {k: keras.Variable(np.asarray(v, np.float32), trainable=False, name=k)
+                     for k, v in (own or {}).items()}
         self.member_loss = _VectorMean(self.k, "member_loss")
         self.member_hard = _VectorMean(self.k, "member_hard_loss")
         self.member_soft = _VectorMean(self.k, "member_soft_loss")
@@ -199,7 +199,7 @@ class Population(keras.Model):
         with tf.GradientTape() as tape:
             logits = self(x, training=True)
             total, hard, soft = population_loss(y["labels"], logits, y["teacher_logits"],
-                                                self._temperature, self._alpha)
+                                                self._temperature, self._alpha, self._method, self._own)
             loss = tf.reduce_sum(total)  # each member's weights see their own loss alone
         weights = self.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))

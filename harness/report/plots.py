@@ -21,6 +21,7 @@ import mlflow  # noqa: E402
 from optuna.visualization import matplotlib as ovm  # noqa: E402
 
 from harness.deploy.champion import front  # noqa: E402
+from harness.distill import methods  # noqa: E402
 from harness.record import TrialRecord, complete_records  # noqa: E402
 from harness.training import twin
 
@@ -59,9 +60,9 @@ def temperature_alpha(records: list[TrialRecord], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 5))
     gains = [100 * r.distillation_gain for r in records]
     lim = max([abs(g) for g in gains] + [0.1])
-    methods = list(dict.fromkeys(r.method or "kd" for r in records))
+    methods = list(dict.fromkeys(r.method or methods.DEFAULT for r in records))
     for method, marker in zip(methods, "o^sDv"):  # one marker per distillation method
-        rs = [r for r in records if (r.method or "kd") == method]
+        rs = [r for r in records if (r.method or methods.DEFAULT) == method]
         sc = ax.scatter([r.temperature for r in rs], [r.alpha for r in rs], c=[100 * r.distillation_gain for r in rs],
                         cmap="RdBu", vmin=-lim, vmax=lim, s=[20 + r.width ** 0.5 * 4 for r in rs], marker=marker,
                         edgecolor="black", linewidth=0.4, label=method if len(methods) > 1 else None)
@@ -109,7 +110,7 @@ def _confirmed_arms(summary, teacher_test: float, name: str, path: Path) -> None
         ax.annotate(c.test_gain.points() + ("*" if c.test_gain.excludes_zero else ""), (i, 100 * c.test.high),
                     textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7)
     ax.axhline(100 * teacher_test, color="tab:red", ls=":", label="teacher")
-    ax.set_xticks(range(len(summary)), [f"{c.arm or c.method or 'kd'}\nw={c.width}, {c.params:,} p"
+    ax.set_xticks(range(len(summary)), [f"{c.arm or c.method or methods.DEFAULT}\nw={c.width}, {c.params:,} p"
                                         for c in summary], fontsize=8)
     ax.set_xlim(-0.6, len(summary) - 0.4)
     n = summary[0].n if summary else 0

@@ -14,7 +14,7 @@ from harness.confirm import confirmation as confirm, reference
 from harness.data import omitted, sources
 from harness.deploy import champion
 from harness.deploy.export import ExportError
-from harness.distill import builder
+from harness.distill import builder, methods
 from harness.distill.methods import Method
 from harness.record import complete_records
 from harness.search import stores
@@ -67,7 +67,7 @@ def table(cfg: StudyConfig, ws: stores.Workspace) -> str:
     title = (f"Pareto front (val accuracy vs {cfg.cost})" if cfg.multi_objective else "complete trials") + \
         " of the search: one seed each, gains are best-of-N, not findings"
     deployed = cfg.cost != "params"
-    methods = len(cfg.methods) > 1 or cfg.distillation.method != "kd"  # a method column
+    methods = len(cfg.methods) > 1 or cfg.distillation.method != methods.DEFAULT  # a method column
     lines = [f"study {cfg.name!r}: " + ", ".join(f"{n} {k}" for k, n in count.items()), _teacher_line(cfg),
              f"{title}:",
              f"{'trial':>5} {'width':>5} {'params':>9} " + (f"{'ms':>7} {'bytes':>9} " if deployed else "") +

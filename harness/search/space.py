@@ -1,6 +1,6 @@
 """What a trial may suggest: temperature, alpha, a student width within the budget, and
 optionally the recipe's learning rate and epochs, and the distillation method with its own
-parameters (a conditional space: DKD's are suggested only in dkd trials, and so on).
+parameters (a conditional space: a method's are suggested only in its trials).
 
 With `max_params`, widths whose student would exceed the budget are never
 suggested: choices are filtered, and a range is cut at the largest width that
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import optuna
 
-from harness.config import ConfigError, DKDConfig, LogitStdConfig, StudyConfig
-from harness.distill.methods import OWN, Method
+from harness.config import ConfigError, StudyConfig
+from harness.distill import methods
+from harness.distill.methods import Method
 from harness.distill.models import build_student, param_count
 from harness.record import FIXED
 
@@ -42,10 +43,11 @@ def suggest(trial: optuna.Trial, cfg: StudyConfig, image_shape, num_classes: int
 
 def _suggest_method(trial: optuna.Trial, cfg: StudyConfig) -> dict:
     """The method (suggested, or the file's) and its own parameters, suggested under it where the
-    search gives a range, else fixed at distillation's values (kept as `fixed_` user attrs). Nothing
-    at all for a study whose only method is kd: its trials are as they were."""
+    search gives a range (`search.<method>`), else fixed at distillation's values (kept as `fixed_`
+    user attrs; the method's class says which, `distill/methods/`). Nothing at all for a study whose
+    only method is the default (kd): its trials are as they always were."""
     s, d = cfg.search, cfg.distillation
-    if s.method is None and d.method == "kd":
+    if s.method is None and d.method == methods.DEFAULT:
         return {}
     out = {}
     if s.method is not None:
@@ -53,26 +55,18 @@ def _suggest_method(trial: optuna.Trial, cfg: StudyConfig) -> dict:
     else:
         out["method"] = d.method
         trial.set_user_attr(FIXED + "method", d.method)
-    own = {"dkd": (s.dkd, d.dkd or DKDConfig()), "logit_std": (s.logit_std, d.logit_std or LogitStdConfig())}
-    if out["method"] in own:
-        space, fixed = own[out["method"]]
-        for name in OWN[out["method"]]:
-            short = name.split("_")[-1]
-            r = getattr(space, short) if space is not None else None
-            if r is None:
-                out[name] = getattr(fixed, short)
-                trial.set_user_attr(FIXED + name, out[name])
-            elif short == "warmup":
-                out[name] = trial.suggest_categorical(name, r.choices)
-            else:
-                out[name] = trial.suggest_float(name, r.low, r.high, log=r.log)
-    return out
+    spec = methods.get(out["method"])
+    suggested, fixed = spec.suggest(trial, getattr(s, spec.name, None), getattr(d, spec.name, None))
+    for name, value in fixed.items():
+        trial.set_user_attr(FIXED + name, value)
+    both = {**suggested, **fixed}
+    return {**out, **{k: both[k] for k in spec.own_names()}}
 
 
 def method_of(p: dict) -> Method:
     """The loss of a trial's suggestions (`suggest`'s dict)."""
-    return Method(p.get("method") or "kd", p["temperature"], p["alpha"],
-                  **{k: v for k, v in p.items() if k in OWN["dkd"] + OWN["logit_std"]})
+    spec = methods.get(p.get("method") or methods.DEFAULT)
+    return Method(spec.name, p["temperature"], p["alpha"], **{k: v for k, v in p.items() if k in spec.own_names()})
 
 
 def check_budget(cfg: StudyConfig, image_shape, num_classes: int) -> None:

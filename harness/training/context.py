@@ -21,7 +21,7 @@ from harness import tracking
 from harness.config import ArmConfig, AugmentConfig, StudyConfig, widths_searched
 from harness.data import pipelines, sources, transfer_set, unlabeled
 from harness.data.evaluate import ensemble_logits, ensemble_probabilities
-from harness.distill import builder, population, precision
+from harness.distill import builder, methods, population, precision
 from harness.distill.compiled import Compiled
 from harness.distill.models import build_student, flops_per_example
 from harness.teacher import unlabeled as unlabeled_logits
@@ -118,7 +118,7 @@ class Context:
 
     @staticmethod
     def run_key(role: str, width: int, seed: int, recipe, temperature: float = 1.0, alpha: float = 1.0,
-                method: str = "kd") -> tuple:
+                method: str = methods.DEFAULT) -> tuple:
         """What identifies one run of this context: a distilled student (its loss: method, T, alpha)
         or a scratch twin."""
         return (role, width, seed, json.dumps(recipe.to_dict(), sort_keys=True), float(temperature), float(alpha),
@@ -190,15 +190,15 @@ class Context:
         if self.unlabeled_examples:
             mlflow.log_metric("unlabeled_examples", self.unlabeled_examples)
 
-    def compile_key(self, kind: str, width: int, recipe, method: str = "kd") -> str:
+    def compile_key(self, kind: str, width: int, recipe, method: str = methods.DEFAULT) -> str:
         """What a compiled training graph depends on, beyond the study file's student section (a
         user's builder is named in it, with its source file's SHA-256; the distillation method's
-        name when not kd: each method's step is its own graph)."""
+        name, and what shapes its graph, when not kd: `Method.graph_name`)."""
         distilled = kind == "distilled"
         extra = {"masked": True} if distilled and self.unlabeled_examples else {}
         if self.cfg.student.builder is not None:
             extra["builder"] = builder.identity(self.cfg.student.builder, self.cfg.source)
-        if method != "kd":
+        if method != methods.DEFAULT:
             extra["method"] = method
         return Compiled.key(kind=kind, width=width, recipe=recipe.to_dict(),
                             examples=self.distill_examples if distilled else self.transfer_examples,

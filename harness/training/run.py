@@ -36,7 +36,7 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
     the same as its scratch twin's at that seed, and so does its recipe. `method`:
     the loss (None: kd at `temperature` and `alpha`; else its own temperature and alpha win).
     """
-    method = method or Method("kd", temperature, alpha)
+    method = method or Method(None, temperature, alpha)
     pre = ctx.pretrained.pop(ctx.run_key("distilled", width, seed, recipe, method.temperature, method.alpha,
                                          method.name), None)
     if pre is not None:  # trained in a population (confirm/population.py)
@@ -48,7 +48,7 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
     steps_per_epoch = schedules.steps(ctx.transfer_examples, recipe.batch_size, 1)
 
     def compile_distiller(s: keras.Model) -> Distiller:
-        d = Distiller(s, teacher, temperature=method.temperature, alpha=method.alpha, method=method.name,
+        d = Distiller(s, teacher, temperature=method.temperature, alpha=method.alpha, method=method,
                       steps_per_epoch=steps_per_epoch, masked=bool(ctx.unlabeled_examples))
         d.compile(optimizer=recipe.optimizer_for(ctx.distill_examples), jit_compile=ctx.jit,
                   steps_per_execution=ctx.cfg.training.steps_per_execution)
@@ -56,7 +56,7 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
 
     with ctx.clock.part("build_compile"):
         fresh, train = ctx.inputs(width, seed)
-        distiller, student = ctx.compiled.get(ctx.compile_key("distilled", width, recipe, method.name), fresh,
+        distiller, student = ctx.compiled.get(ctx.compile_key("distilled", width, recipe, method.graph_name()), fresh,
                                               compile_distiller)
         distiller.set_method(method, steps_per_epoch)
     t0 = time.perf_counter()

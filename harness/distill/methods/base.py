@@ -127,6 +127,27 @@ class DistillMethod:
         """
         raise NotImplementedError
 
+    # ------------------------------------------------------------ inside the Distiller's step
+    @classmethod
+    def attach(cls, distiller, method) -> None:
+        """Add to `distiller` (a `Distiller`, before its first step) what this method trains beside
+        the student (Keras tracks an attribute's layers: they train with it) or reads from the
+        teacher. Nothing by default."""
+
+    @classmethod
+    def forward(cls, distiller, x, y):
+        """The student's training-mode pass: `(logits float32 [batch, classes], extra)`, `extra` a
+        dict of what `step_loss` needs beside the logits (nothing by default)."""
+        import tensorflow as tf
+
+        return tf.cast(distiller.student(x, training=True), tf.float32), {}
+
+    @classmethod
+    def step_loss(cls, distiller, labels, student_logits, teacher_logits, extra: dict, epoch):
+        """`(total, hard, soft)` in the Distiller's step: `loss` with its variables."""
+        return cls.loss(labels, student_logits, teacher_logits, distiller._temperature, distiller._alpha,
+                        distiller._own, epoch, masked=distiller.masked)
+
     @classmethod
     def label(cls, own: dict) -> str:
         """One short line: `dkd(a=1, b=8, warmup=1)`; the bare name without own parameters."""

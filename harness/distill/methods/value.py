@@ -80,6 +80,12 @@ class Method:
         """What a cache key holds of the loss beyond T and alpha (nothing for the default method)."""
         return self.params()
 
+    def graph_name(self) -> str:
+        """What of the method shapes a compiled training step: its name, with its own parameters
+        that are not numbers (a FitNets layer name: numbers are variables of the step)."""
+        shaping = {k: v for k, v in self.own().items() if not isinstance(v, (int, float))}
+        return self.name + (f"({', '.join(f'{k}={v}' for k, v in shaping.items())})" if shaping else "")
+
     def label(self) -> str:
         """One short line: `dkd(a=1, b=8, warmup=1)`."""
         return self.spec.label(self.own())
