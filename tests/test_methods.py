@@ -196,7 +196,7 @@ def test_methods_are_compared_with_kd_at_the_same_width_by_seed():
 
 def test_the_default_study_is_kd_and_searching_the_method_is_another_study():
     """kd, neither set nor searched; a file that searches the method is not resumed as the default
-    study (the fingerprint holds the search space and the distillation section, config.py)."""
+    study (the fingerprint holds the search space and the distillation section, config/study.py)."""
     cfg = config.load("studies/fashion_mnist.yaml")
     assert cfg.methods == ["kd"] and cfg.distillation.method == "kd"
     assert config.study_fingerprint(cfg.to_dict())["distillation.method"] == "kd"
