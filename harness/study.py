@@ -27,7 +27,8 @@ from harness.confirm import confirmation as confirm, methods as confirm_methods,
 from harness.data import omitted, sources, unlabeled
 from harness.data.evaluate import ece
 from harness.deploy import champion as champion_mod
-from harness.distill import builder
+from harness.distill import builder, methods
+from harness.distill.models import build_student
 from harness.logs import Progress
 from harness.record import TrialRecord
 from harness.report import plots
@@ -92,6 +93,10 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
     unlabeled.check(cfg, splits.image_shape)
     space.check_budget(cfg, splits.image_shape, splits.num_classes)
     teacher = load_or_train(cfg, splits, ws.teacher_cache, ws.tracking_uri)
+    for name in cfg.methods:  # a method's own demands on the models (a FitNets layer that exists)
+        methods.get(name).check_study(cfg, lambda: build_student(cfg.student, min(widths_searched(cfg)),
+                                                                 splits.image_shape, splits.num_classes,
+                                                                 source=cfg.source), teacher.members)
     experiment_id = tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
     tracking.close_orphans(experiment_id)
     study = stores.create_study(cfg, ws)

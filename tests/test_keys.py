@@ -18,6 +18,7 @@ from helpers import ROOT
 from harness import config
 from harness.confirm import confirmation, keys
 from harness.data import sources
+from harness.distill import methods
 from harness.distill.methods import Method, for_arm
 from harness.distill.recipe import Recipe
 from harness.record import TrialRecord
@@ -308,16 +309,20 @@ def test_a_run_s_own_values_change_its_keys():
         assert twin.key(cfg, 64, 3, other, data=DATA) != twin.key(cfg, 64, 3, base, data=DATA), f.name
     assert twin.key(cfg, 32, 3, data=DATA) != twin.key(cfg, 64, 3, data=DATA) \
         != twin.key(cfg, 64, 4, data=DATA)
-    own = {"method": "dkd", "dkd_alpha": 2.0, "dkd_beta": 3.0, "dkd_warmup": 2, "logit_std_weight": 4.0}
-    needs = {k: "dkd" for k in own if k.startswith("dkd_")} | {"logit_std_weight": "logit_std"}
     for name in TrialRecord.SUGGESTED:
         value = getattr(RECORD, name)
-        base = dataclasses.replace(RECORD, method=needs[name]) if name in needs else RECORD
-        other = dataclasses.replace(base, **{name: own[name] if name in own else (value or 1) * 2})
-        if name in needs:
-            assert _confirm_key(cfg, other) != _confirm_key(cfg, base), name
-            continue
+        other = dataclasses.replace(RECORD, **{name: "dkd" if name == "method" else (value or 1) * 2})
         assert _confirm_key(cfg, other) != _confirm_key(cfg), name
+    for spec in map(methods.get, methods.names()):  # every method's own parameters, under that method
+        base = dataclasses.replace(RECORD, method=spec.name)
+        for name, value in Method(spec.name).own().items():
+            other = dataclasses.replace(base, own={name: _changed(value)})
+            assert _confirm_key(cfg, other) != _confirm_key(cfg, base), name
+
+
+def _changed(value):
+    """Another value of a method's own parameter: a number doubled plus one, a name suffixed."""
+    return value + "_other" if isinstance(value, str) else type(value)(value * 2 + 1)
     assert _confirm_key(cfg, seed=4) != _confirm_key(cfg)
 
 
@@ -342,9 +347,13 @@ def test_an_arm_s_fields_change_its_runs_keys():
     cfg = config.load(DEFAULT)
     base = config.ArmConfig("a")
     changes = {"name": "b", "teacher": "online", "jitter": 1, "transfer": config.TransferConfig(fraction=0.5),
-               "epochs": 3, "method": "dkd", "temperature": 7.0, "alpha": 0.9, "dkd": config.DKDConfig(beta=2.0),
-               "logit_std": config.LogitStdConfig(weight=3.0)}
-    needs = {"jitter": {"teacher": "online"}, "dkd": {"method": "dkd"}, "logit_std": {"method": "logit_std"}}
+               "epochs": 3, "method": "dkd", "temperature": 7.0, "alpha": 0.9}
+    needs = {"jitter": {"teacher": "online"}}
+    for spec in map(methods.get, methods.names()):  # every method's section, under that method
+        if spec.Config is not None:
+            first = dataclasses.fields(spec.Config)[0].name
+            changes[spec.name] = spec.Config(**{first: _changed(getattr(spec.Config(), first))})
+            needs[spec.name] = {"method": spec.name}
     label_only = {"name": "a label: a stored row takes the arm's name when it is read"}
     assert set(changes) == {f.name for f in dataclasses.fields(config.ArmConfig)}, "classify the new arm field"
     for name, value in changes.items():

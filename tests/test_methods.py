@@ -149,7 +149,7 @@ def test_dkd_warmup_follows_the_epoch_inside_one_compiled_step():
     keras.utils.set_random_seed(0)
     student = keras.Sequential([keras.Input((8,)), keras.layers.Dense(10)])
     d = Distiller(student, method="dkd", steps_per_epoch=4)
-    d.set_method(Method("dkd", 4.0, 0.5, 1.0, 8.0, 2), steps_per_epoch=4)
+    d.set_method(Method("dkd", 4.0, 0.5, dkd_alpha=1.0, dkd_beta=8.0, dkd_warmup=2), steps_per_epoch=4)
     d.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=True, steps_per_execution=2)
     hist = d.fit(x, y, batch_size=10, epochs=3, verbose=0, shuffle=False).history
     want = float(dkd_loss(y["labels"], student(x), y["teacher_logits"], 4.0, 0.5, 1.0, 8.0)[2])
@@ -161,16 +161,19 @@ def test_dkd_warmup_follows_the_epoch_inside_one_compiled_step():
 def test_an_arm_takes_its_method_and_parameters_else_the_trials():
     from harness.distill.methods import Method, for_arm
 
-    trial = Method("dkd", 3.0, 0.4, 1.0, 2.0, 2)
-    d = config.DistillationConfig(method="dkd", dkd=config.DKDConfig(beta=5.0))
+    from harness.distill.methods import get
+
+    trial = Method("dkd", 3.0, 0.4, dkd_alpha=1.0, dkd_beta=2.0, dkd_warmup=2)
+    d = config.DistillationConfig(method="dkd", dkd=get("dkd").Config(beta=5.0))
     assert for_arm(trial, None, d) == trial
-    assert for_arm(trial, config.ArmConfig("a", temperature=6.0), d) == Method("dkd", 6.0, 0.4, 1.0, 2.0, 2)
+    assert for_arm(trial, config.ArmConfig("a", temperature=6.0), d) == Method("dkd", 6.0, 0.4, dkd_alpha=1.0,
+                                                                                dkd_beta=2.0, dkd_warmup=2)
     assert for_arm(trial, config.ArmConfig("k", method="kd"), d).own() == {}
-    lsd = for_arm(trial, config.ArmConfig("l", method="logit_std", logit_std=config.LogitStdConfig(9.0)), d)
+    lsd = for_arm(trial, config.ArmConfig("l", method="logit_std", logit_std=get("logit_std").Config(9.0)), d)
     assert (lsd.name, lsd.temperature, lsd.alpha, lsd.own()) == ("logit_std", 3.0, 0.4, {"logit_std_weight": 9.0})
     kd_trial = Method("kd", 3.0, 0.4)  # a kd trial under a dkd arm: the file's dkd numbers
     assert for_arm(kd_trial, config.ArmConfig("d", method="dkd"), d).dkd_beta == 5.0
-    assert Method("dkd", 1, 0, 1.0, 1.0595, 0).label() == "dkd(a=1, b=1.06, warmup=0)"
+    assert Method("dkd", 1, 0, dkd_alpha=1.0, dkd_beta=1.0595, dkd_warmup=0).label() == "dkd(a=1, b=1.06, warmup=0)"
 
 
 def test_methods_are_compared_with_kd_at_the_same_width_by_seed():

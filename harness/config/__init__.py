@@ -6,15 +6,15 @@ exports); `study` holds `StudyConfig`, its fingerprint and the loading, `parsing
 field and what is allowed, so the command line can exit with code 2 before anything is written to a
 store. The public names are re-exported here: `from harness.config import StudyConfig, ConfigError`.
 
-Imports nothing of the harness outside this folder (a base module).
+Imports nothing of the harness outside this folder (a base module) but the method registry
+(distill/methods/, whose import starts no TensorFlow): each method's sections are its class's.
 """
 
 from harness.config.confirm import ArmConfig, ConfirmConfig
 from harness.config.data import DatasetConfig, TransferConfig
 from harness.config.deploy import CHAMPION_RULES, EXPORT_FORMATS, ChampionConfig
 from harness.config.errors import ConfigError, UserError
-from harness.config.methods import (METHODS, DistillationConfig, DKDConfig, DKDSpace, LogitStdConfig, LogitStdSpace,
-                                    MethodSpace)
+from harness.config.methods import DistillationConfig, MethodSpace
 from harness.config.ranges import EpochSpace, FloatRange, WidthSpace
 from harness.config.search import OBJECTIVES, PRUNERS, HeartbeatConfig, PrunerConfig, SearchConfig, widths_searched
 from harness.config.student import FAMILIES, AugmentConfig, StudentConfig
@@ -24,10 +24,10 @@ from harness.config.teacher import TEACHER_OUTPUTS, TeacherConfig, TeacherInputC
 from harness.config.training import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainingConfig
 
 __all__ = [
-    "ArmConfig", "AugmentConfig", "CHAMPION_RULES", "ChampionConfig", "ConfigError", "ConfirmConfig", "DKDConfig",
-    "DKDSpace", "DatasetConfig", "DistillationConfig", "EXPORT_FORMATS", "EpochSpace", "FAMILIES",
-    "FINGERPRINT_SECTIONS", "FINGERPRINT_SPEED_ONLY", "FloatRange", "HeartbeatConfig", "LogitStdConfig",
-    "LogitStdSpace", "METHODS", "MethodSpace", "OBJECTIVES", "OPTIMIZERS", "PRECISIONS", "PRUNERS", "PrunerConfig",
+    "ArmConfig", "AugmentConfig", "CHAMPION_RULES", "ChampionConfig", "ConfigError", "ConfirmConfig",
+    "DatasetConfig", "DistillationConfig", "EXPORT_FORMATS", "EpochSpace", "FAMILIES",
+    "FINGERPRINT_SECTIONS", "FINGERPRINT_SPEED_ONLY", "FloatRange", "HeartbeatConfig",
+    "MethodSpace", "OBJECTIVES", "OPTIMIZERS", "PRECISIONS", "PRUNERS", "PrunerConfig",
     "SCHEDULES", "SearchConfig", "StudentConfig", "StudyConfig", "TEACHER_OUTPUTS", "TeacherConfig",
     "TeacherInputConfig", "TrainingConfig", "TransferConfig", "UserError", "WidthSpace", "check_classes",
     "fingerprint_differences", "load", "parse", "study_fingerprint", "widths_searched",

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.config.data import TransferConfig, check_transfer
-from harness.config.methods import DKDConfig, LogitStdConfig
+from harness.config.methods import with_method_sections
 
 
 @dataclass(frozen=True)
-class ArmConfig:
+class _ArmConfig:
     """One distilled arm of the confirmation: how the teacher is consulted and how the
     student's batches are jittered. Its scratch twin sees the same jittered batches."""
     name: str
@@ -22,11 +22,13 @@ class ArmConfig:
     epochs: int | None = None
     # The arm's distillation method (null: the trial's) and its parameters (null: the trial's when it
     # has the same method, else distillation's): e.g. one configuration under kd, dkd and logit_std.
+    # Then `<method>`: that method's own section (config/methods.py adds one field per method).
     method: str | None = None
     temperature: float | None = None
     alpha: float | None = None
-    dkd: DKDConfig | None = None
-    logit_std: LogitStdConfig | None = None
+
+
+ArmConfig = with_method_sections(_ArmConfig, "Config")
 
 
 @dataclass(frozen=True)

@@ -1,58 +1,50 @@
-"""The `distillation` section (teacher mode, method) and each method's own sections: DKD's and logit
-standardization's parameters, and their search dimensions (see distill/methods.py), with their checks."""
+"""The `distillation` section (teacher mode, method), and every registered method's own sections
+(`distillation.<method>`, `search.<method>`, `confirm.arms[i].<method>`), built from the method
+registry (distill/methods/): a method's section, its defaults and its checks are its class's, so a new
+method adds none of them here."""
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass
 
-from harness.config.ranges import EpochSpace, FloatRange
+from harness.distill import methods
 
-METHODS = ("kd", "dkd", "logit_std")  # distillation losses: see distill/losses.py, distill/methods.py
+
+def method_sections(kind: str) -> list[tuple]:
+    """`make_dataclass` fields, `<method>: <its Config or Space> | None = None`, one per registered
+    method that has that section (`kind`: "Config" or "Space")."""
+    return [(spec.name, typing.Optional[getattr(spec, kind)], dataclasses.field(default=None))
+            for spec in map(methods.get, methods.names()) if getattr(spec, kind) is not None]
+
+
+def with_method_sections(base: type, kind: str) -> type:
+    """`base` (a frozen dataclass) with one optional field per method section; named and placed as
+    `base` was, so it pickles and prints as a hand-written section would."""
+    name = base.__name__.lstrip("_")
+    cls = dataclasses.make_dataclass(name, method_sections(kind), bases=(base,), frozen=True)
+    cls.__module__, cls.__qualname__, cls.__doc__ = base.__module__, name, base.__doc__
+    return cls
 
 
 @dataclass(frozen=True)
-class DKDConfig:
-    """Decoupled KD's own parameters (Zhao et al. 2022; distill/losses.py `dkd_loss`)."""
-    alpha: float = 1.0  # weight of TCKD, the target-class term (the paper's alpha)
-    beta: float = 8.0  # weight of NCKD, the non-target term (the paper's beta; mdistiller: 2, 6 or 8)
-    warmup: int = 0  # epochs of linear warm-up of the DKD term: min(epoch / warmup, 1), epoch from 1
-
-
-@dataclass(frozen=True)
-class LogitStdConfig:
-    """Logit standardization's own parameter (Sun et al. 2024; distill/losses.py `logit_std_loss`);
-    its base temperature is `temperature`."""
-    weight: float = 10.0  # multiplies the soft term, (1 - alpha) * weight in all: alpha 0.1 -> the paper's 9
-
-
-@dataclass(frozen=True)
-class DistillationConfig:
-    # cached: the teacher's logits over the (unaugmented) transfer set, computed once.
-    # online: the teacher runs inside each step on the student's own (augmented) batch,
-    # the "consistent" teacher of Beyer et al. 2022; it costs a teacher forward pass per step.
+class _DistillationConfig:
+    """cached: the teacher's logits over the (unaugmented) transfer set, computed once. online: the
+    teacher runs inside each step on the student's own (augmented) batch, the "consistent" teacher of
+    Beyer et al. 2022; it costs a teacher forward pass per step. `method`: a registered method
+    (search.method searches it instead); `<method>`: that method's own parameters (null: its defaults),
+    allowed only under it."""
     teacher: str = "cached"
-    method: str = "kd"  # kd | dkd | logit_std (search.method searches it instead)
-    dkd: DKDConfig | None = None  # dkd only (null: DKDConfig's defaults)
-    logit_std: LogitStdConfig | None = None  # logit_std only
+    method: str = methods.DEFAULT
+
+
+DistillationConfig = with_method_sections(_DistillationConfig, "Config")
 
 
 @dataclass(frozen=True)
 class MethodSpace:
     choices: list[str]
-
-
-@dataclass(frozen=True)
-class DKDSpace:
-    """DKD's parameters as search dimensions, suggested only in trials whose method is dkd
-    (null: distillation.dkd's value)."""
-    alpha: FloatRange | None = None
-    beta: FloatRange | None = None
-    warmup: EpochSpace | None = None  # choices of warm-up epochs
-
-
-@dataclass(frozen=True)
-class LogitStdSpace:
-    weight: FloatRange | None = None  # suggested only in logit_std trials (null: distillation.logit_std's)
 
 
 def check_distillation(cfg, fail) -> None:
@@ -64,49 +56,48 @@ def check_distillation(cfg, fail) -> None:
                                      "unaugmented images, so they would not match the student's batches")
 
 
-def _check_method_params(where: str, method: str | None, dkd, logit_std, fail, whose: str) -> None:
-    """A method's own section only under that method; weights not negative."""
-    for name, section in (("dkd", dkd), ("logit_std", logit_std)):
-        if section is not None and method != name:
-            fail(f"{where}.{name}", f"parameters of method {name}, but {whose} method is {method or 'not set'}"
-                                    f" (allowed here: {method or 'none'}'s own)")
-    if dkd is not None:
-        if dkd.alpha < 0 or dkd.beta < 0:
-            fail(f"{where}.dkd", f"weights alpha and beta must be 0 or more (got {dkd.alpha:g}, {dkd.beta:g})")
-        if dkd.warmup < 0:
-            fail(f"{where}.dkd.warmup", "must be 0 or more epochs")
-    if logit_std is not None and logit_std.weight < 0:
-        fail(f"{where}.logit_std.weight", f"must be 0 or more (got {logit_std.weight:g})")
+def _sections(holder, kind: str = "Config") -> list[tuple]:
+    """(method class, its section in `holder`) for every method section `holder` has set."""
+    specs = [methods.get(n) for n in methods.names() if getattr(methods.get(n), kind) is not None]
+    return [(spec, getattr(holder, spec.name, None)) for spec in specs
+            if getattr(holder, spec.name, None) is not None]
+
+
+def _check_method_params(where: str, method: str | None, holder, fail, whose: str) -> None:
+    """A method's own section only under that method; then the method's own checks."""
+    for spec, _ in _sections(holder):
+        if method != spec.name:
+            fail(f"{where}.{spec.name}", f"parameters of method {spec.name}, but {whose} method is "
+                                         f"{method or 'not set'} (allowed here: {method or 'none'}'s own)")
+    for spec, section in _sections(holder):
+        spec.check(section, f"{where}.{spec.name}", fail)
 
 
 def check_methods(cfg, fail) -> None:
-    """distillation.method, search.method and confirm.arms' methods (see distill/methods.py)."""
+    """distillation.method, search.method and confirm.arms' methods, each against the registry."""
     d, sp = cfg.distillation, cfg.search
-    if d.method not in METHODS:
-        fail("distillation.method", f"unknown method {d.method!r}; allowed: {', '.join(METHODS)}")
+    known = methods.names()
+    if d.method not in known:
+        fail("distillation.method", f"unknown method {d.method!r}; allowed: {', '.join(known)}")
     if sp.method is not None:
-        bad = [m for m in sp.method.choices if m not in METHODS]
+        bad = [m for m in sp.method.choices if m not in known]
         if bad or len(set(sp.method.choices)) != len(sp.method.choices):
-            fail("search.method.choices", f"distinct methods among {', '.join(METHODS)} (got {sp.method.choices})")
-    methods = cfg.methods
-    for name in ("dkd", "logit_std"):
-        for where in ("distillation", "search"):
-            if getattr(getattr(cfg, where), name) is not None and name not in methods:
-                fail(f"{where}.{name}", f"parameters of method {name}, but the study's method is "
-                                        f"{' or '.join(methods)} (search.method offers no {name})")
-    _check_method_params("distillation", "dkd" if d.dkd else "logit_std" if d.logit_std else None,
-                         d.dkd, d.logit_std, fail, "the")
-    for where, r in (("search.dkd.alpha", sp.dkd and sp.dkd.alpha), ("search.dkd.beta", sp.dkd and sp.dkd.beta),
-                     ("search.logit_std.weight", sp.logit_std and sp.logit_std.weight)):
-        if r and (r.low < 0 or r.low > r.high or (r.log and r.low <= 0)):
-            fail(where, "needs 0 <= low <= high (0 < low with log: true): a weight is never negative")
-    if sp.dkd and sp.dkd.warmup and any(w < 0 for w in sp.dkd.warmup.choices):
-        fail("search.dkd.warmup.choices", "every warm-up must be 0 or more epochs")
+            fail("search.method.choices", f"distinct methods among {', '.join(known)} (got {sp.method.choices})")
+    chosen = cfg.methods
+    for where, kind in (("distillation", "Config"), ("search", "Space")):
+        for spec, _ in _sections(getattr(cfg, where), kind):
+            if spec.name not in chosen:
+                fail(f"{where}.{spec.name}", f"parameters of method {spec.name}, but the study's method is "
+                                             f"{' or '.join(chosen)} (search.method offers no {spec.name})")
+    set_first = next((spec.name for spec, _ in _sections(d)), None)
+    _check_method_params("distillation", set_first, d, fail, "the")
+    for spec, space in _sections(sp, "Space"):
+        spec.check_space(space, f"search.{spec.name}", fail)
     for i, arm in enumerate(cfg.confirm.arms or []):
         where = f"confirm.arms[{i}]"
-        if arm.method is not None and arm.method not in METHODS:
-            fail(f"{where}.method", f"unknown method {arm.method!r}; allowed: {', '.join(METHODS)}")
-        _check_method_params(where, arm.method, arm.dkd, arm.logit_std, fail, "this arm's")
+        if arm.method is not None and arm.method not in known:
+            fail(f"{where}.method", f"unknown method {arm.method!r}; allowed: {', '.join(known)}")
+        _check_method_params(where, arm.method, arm, fail, "this arm's")
         if arm.temperature is not None and arm.temperature <= 0:
             fail(f"{where}.temperature", "must be greater than 0")
         if arm.alpha is not None and not 0 <= arm.alpha <= 1:

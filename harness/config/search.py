@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.config.methods import DKDSpace, LogitStdSpace, MethodSpace
+from harness.config.methods import MethodSpace, with_method_sections
 from harness.config.ranges import EpochSpace, FloatRange, WidthSpace
 
 OBJECTIVES = ("val_accuracy", "params", "latency_ms", "size_bytes")  # the second one is minimised
@@ -13,7 +13,7 @@ PRUNERS = ("median", "hyperband", "successive_halving", "none")
 
 
 @dataclass(frozen=True)
-class SearchConfig:
+class _SearchConfig:
     temperature: FloatRange = FloatRange(1.0, 20.0, log=True)
     alpha: FloatRange | None = FloatRange(0.0, 1.0)  # null: not searched, fixed at 0 (transfer.labels: false)
     width: WidthSpace = WidthSpace(choices=[16, 32, 64, 128, 256, 512, 800])
@@ -22,10 +22,12 @@ class SearchConfig:
     learning_rate: FloatRange | None = None
     epochs: EpochSpace | None = None
     # The distillation method as a categorical dimension (null: distillation.method for every trial),
-    # each method's own parameters searched under it (a conditional search space).
+    # each method's own parameters searched under it (a conditional search space): `<method>`, that
+    # method's search section (config/methods.py adds one field per method that has one).
     method: MethodSpace | None = None
-    dkd: DKDSpace | None = None
-    logit_std: LogitStdSpace | None = None
+
+
+SearchConfig = with_method_sections(_SearchConfig, "Space")
 
 
 def widths_searched(cfg: StudyConfig) -> list[int]:

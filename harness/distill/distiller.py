@@ -89,6 +89,7 @@ class Distiller(keras.Model):
         if method.name != self.method:
             raise ValueError(f"this Distiller was compiled for {self.method}, not {method.name}")
         self.set_loss(method.temperature, method.alpha)
+        self.spec.reset(self)
         for k, v in method.own().items():
             if k in self._own:
                 self._own[k].assign(float(v))

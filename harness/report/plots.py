@@ -60,13 +60,13 @@ def temperature_alpha(records: list[TrialRecord], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 5))
     gains = [100 * r.distillation_gain for r in records]
     lim = max([abs(g) for g in gains] + [0.1])
-    methods = list(dict.fromkeys(r.method or methods.DEFAULT for r in records))
-    for method, marker in zip(methods, "o^sDv"):  # one marker per distillation method
+    used = list(dict.fromkeys(r.method or methods.DEFAULT for r in records))
+    for method, marker in zip(used, "o^sDv"):  # one marker per distillation method
         rs = [r for r in records if (r.method or methods.DEFAULT) == method]
         sc = ax.scatter([r.temperature for r in rs], [r.alpha for r in rs], c=[100 * r.distillation_gain for r in rs],
                         cmap="RdBu", vmin=-lim, vmax=lim, s=[20 + r.width ** 0.5 * 4 for r in rs], marker=marker,
-                        edgecolor="black", linewidth=0.4, label=method if len(methods) > 1 else None)
-    if len(methods) > 1:
+                        edgecolor="black", linewidth=0.4, label=method if len(used) > 1 else None)
+    if len(used) > 1:
         ax.legend(loc="best", fontsize=8, title="method")
     fig.colorbar(sc, ax=ax, label="distillation gain (val accuracy points, one seed)")
     ax.set_xscale("log")

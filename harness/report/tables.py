@@ -67,16 +67,16 @@ def table(cfg: StudyConfig, ws: stores.Workspace) -> str:
     title = (f"Pareto front (val accuracy vs {cfg.cost})" if cfg.multi_objective else "complete trials") + \
         " of the search: one seed each, gains are best-of-N, not findings"
     deployed = cfg.cost != "params"
-    methods = len(cfg.methods) > 1 or cfg.distillation.method != methods.DEFAULT  # a method column
+    method_column = len(cfg.methods) > 1 or cfg.distillation.method != methods.DEFAULT
     lines = [f"study {cfg.name!r}: " + ", ".join(f"{n} {k}" for k, n in count.items()), _teacher_line(cfg),
              f"{title}:",
              f"{'trial':>5} {'width':>5} {'params':>9} " + (f"{'ms':>7} {'bytes':>9} " if deployed else "") +
-             f"{'T':>6} {'alpha':>5} " + (f"{'method':<26} " if methods else "") +
+             f"{'T':>6} {'alpha':>5} " + (f"{'method':<26} " if method_column else "") +
              f"{'val_acc':>7} {'scratch':>7} {'gain':>7}"]
     for r in sorted(champion.front(study, cfg), key=lambda r: (getattr(r, cfg.cost), r.params)):
         lines.append(f"{r.number:>5} {r.width:>5} {r.params:>9,} " +
                      (f"{r.latency_ms:>7.4f} {r.size_bytes:>9,} " if deployed else "") +
-                     f"{r.temperature:>6.2f} {r.alpha:>5.2f} " + (f"{Method.of(r).label():<26} " if methods else "") +
+                     f"{r.temperature:>6.2f} {r.alpha:>5.2f} " + (f"{Method.of(r).label():<26} " if method_column else "") +
                      f"{r.val_accuracy:>7.4f} {r.baseline_val_accuracy:>7.4f} "
                      f"{100 * r.distillation_gain:>+6.2f}p" + ("  <- champion" if r.number == champ else ""))
     if champ is None:

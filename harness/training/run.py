@@ -44,7 +44,7 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
         if not math.isfinite(float(pre[1]["loss"][-1])):
             raise Diverged("training loss is not finite at the end of training")
         return pre
-    teacher = ctx.teacher.members if ctx.online else None
+    teacher = ctx.teacher.members if ctx.online or method.spec.needs_teacher else None
     steps_per_epoch = schedules.steps(ctx.transfer_examples, recipe.batch_size, 1)
 
     def compile_distiller(s: keras.Model) -> Distiller:

@@ -15,8 +15,9 @@ config). The class owns everything the rest of the harness needs to know about i
 A method's own parameters are named `<method>_<field>` outside its sections (Optuna's
 parameters, `TrialRecord`, MLflow params, cache keys): `dkd_alpha`, `logit_std_weight`.
 
-This module imports nothing of the harness and no TensorFlow: the command line checks a study file
-with it before TensorFlow starts. A method's `loss` imports `losses.py` when it is called.
+This module imports only `config.ranges` (a leaf) and no TensorFlow: `config` builds its method
+sections from this registry, and the command line checks a study file with it before TensorFlow
+starts. A method's `loss` imports `losses.py` when it is called.
 """
 
 from __future__ import annotations
@@ -24,21 +25,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+from harness.config.ranges import EpochSpace, FloatRange  # noqa: F401  (a Space's field types)
+
 Fail = Callable[[str, str], None]  # fail(field, message) raises the study file's ConfigError
-
-
-@dataclasses.dataclass(frozen=True)
-class FloatRange:
-    """A float search dimension (Optuna's `suggest_float`)."""
-    low: float
-    high: float
-    log: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class EpochSpace:
-    """A categorical search dimension of integers (Optuna's `suggest_categorical`)."""
-    choices: list[int]
 
 
 class DistillMethod:
@@ -54,6 +43,7 @@ class DistillMethod:
     uses_epoch: bool = False  # its loss reads the epoch (the Distiller counts it in the compiled step)
     masked: bool = False  # supports unlabeled transfer examples (label -1)
     stacks: bool = False  # the confirmation may train its distilled runs as one population
+    needs_teacher: bool = False  # its step reads the teacher model itself, even with cached logits
 
     # ------------------------------------------------------------ own parameters
     @classmethod
@@ -127,7 +117,20 @@ class DistillMethod:
         """
         raise NotImplementedError
 
+    # ------------------------------------------------------------ before anything is written
+    @classmethod
+    def check_study(cls, cfg, student: Callable, teachers: list) -> None:
+        """What the study file (`cfg`) asks of this method that only the models can tell (a layer that
+        exists): `student()` builds a student as the search does (called only by a method that needs
+        one: a build draws from Keras' seed); `teachers`, the teacher's members.
+        Raises the file's `ConfigError`, before the MLflow and Optuna stores are written. Nothing by default."""
+
     # ------------------------------------------------------------ inside the Distiller's step
+    @classmethod
+    def reset(cls, distiller) -> None:
+        """Put what `attach` added back to its initial values: a compiled Distiller serves many runs
+        (distill/compiled.py re-arms the student's variables). Nothing by default."""
+
     @classmethod
     def attach(cls, distiller, method) -> None:
         """Add to `distiller` (a `Distiller`, before its first step) what this method trains beside
