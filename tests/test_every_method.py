@@ -23,6 +23,8 @@ REFERENCES = {
     "dkd": lambda labels, s, t, T, a, own: numpy_dkd(labels, s, t, T, a, own["dkd_alpha"], own["dkd_beta"],
                                                      1, own["dkd_warmup"]),
     "logit_std": lambda labels, s, t, T, a, own: numpy_logit_std(labels, s, t, T, a, own["logit_std_weight"]),
+    # fitnets' logit part is kd's (its hint term: tests/test_fitnets.py, with the features it needs).
+    "fitnets": lambda labels, s, t, T, a, own: numpy_kd(labels, s, t, T, a),
 }
 NAMES = methods.names()
 

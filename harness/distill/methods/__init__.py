@@ -1,7 +1,8 @@
 """The distillation methods: one registered class each (`base.DistillMethod`), and `Method`, the
 method one run trains with and its numbers.
 
-kd (Hinton et al. 2015, the default), dkd (Zhao et al. 2022), logit_std (Sun et al. 2024). A new
+kd (Hinton et al. 2015, the default), dkd (Zhao et al. 2022), logit_std (Sun et al. 2024), fitnets
+(Romero et al. 2015: hints from the teacher's features, on top of kd). A new
 method is one module here, imported below, that defines its class with `@register`
 (docs/methods.md, "How to add a method").
 
@@ -9,7 +10,7 @@ Imports only `distill.losses` (inside a loss, so that reading a study file start
 `config` asks this registry for the methods' sections and checks.
 """
 
-from harness.distill.methods import dkd, kd, logit_std  # noqa: F401  (registers them)
+from harness.distill.methods import dkd, fitnets, kd, logit_std  # noqa: F401  (registers them)
 from harness.distill.methods.base import DEFAULT, REGISTRY, DistillMethod, EpochSpace, FloatRange, get, names, register
 from harness.distill.methods.value import Method, for_arm
 
