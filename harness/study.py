@@ -34,7 +34,7 @@ from harness.record import TrialRecord
 from harness.report import plots
 from harness.search import space, stores
 from harness.search.workers import optimize, run_workers
-from harness.teacher.trained import Teacher, load_or_train, log_teacher
+from harness.teacher.trained import Teacher, layered as teacher_models, load_or_train, log_teacher
 from harness.training import interrupt
 from harness.training.context import Context
 
@@ -92,11 +92,12 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
                   splits.num_classes)
     unlabeled.check(cfg, splits.image_shape)
     space.check_budget(cfg, splits.image_shape, splits.num_classes)
-    teacher = load_or_train(cfg, splits, ws.teacher_cache, ws.tracking_uri)
     for name in cfg.methods:  # a method's own demands on the models (a FitNets layer that exists)
-        methods.get(name).check_study(cfg, lambda: build_student(cfg.student, min(widths_searched(cfg)),
-                                                                 splits.image_shape, splits.num_classes,
-                                                                 source=cfg.source), teacher.members)
+        methods.get(name).check_study(
+            cfg, lambda: build_student(cfg.student, min(widths_searched(cfg)), splits.image_shape,
+                                       splits.num_classes, source=cfg.source),
+            lambda: teacher_models(cfg, splits.image_shape, splits.num_classes))
+    teacher = load_or_train(cfg, splits, ws.teacher_cache, ws.tracking_uri)
     experiment_id = tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
     tracking.close_orphans(experiment_id)
     study = stores.create_study(cfg, ws)

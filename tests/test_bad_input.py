@@ -74,6 +74,11 @@ CASES = {
     "negative_searched_weight": ({**BASE, "search": {**BASE["search"], "method": {"choices": ["kd", "logit_std"]},
                                                      "logit_std": {"weight": {"low": -2, "high": 9}}}}, [],
                                  "search.logit_std.weight", "never negative"),
+    # FitNets' hint layers, checked on the models before the teacher trains (docs/methods.md)
+    "hint_layer_missing": ({**BASE, "distillation": {"method": "fitnets", "fitnets": {"student_layer": "nope"}}}, [],
+                           "distillation.fitnets.student_layer", "has no layer 'nope'; its layers: "),
+    "hint_from_a_feature_map_to_an_mlp": ({**_with("teacher.family", "cnn"), "distillation": {"method": "fitnets"}},
+                                          [], "distillation.fitnets.teacher_layer", "no 1x1 convolution or dense"),
 }
 
 

@@ -113,6 +113,6 @@ def test_the_study_file_s_layer_errors_are_config_errors(tmp_path):
     cfg = config.parse({"name": "f", "distillation": {"method": "fitnets", "fitnets": {"student_layer": "x"}},
                         "student": {"family": "cnn"}}, "study.yaml")
     with pytest.raises(config.ConfigError, match="study.yaml: distillation.fitnets.student_layer: the student"):
-        fitnets.FitNets.check_study(cfg, lambda: _cnn([4, 4], 1, "s"), [_cnn([6, 12], 2, "t")])
+        fitnets.FitNets.check_study(cfg, lambda: _cnn([4, 4], 1, "s"), lambda: [_cnn([6, 12], 2, "t")])
     with pytest.raises(config.ConfigError, match="fitnets.hint_weight: must be 0 or more"):
         config.parse({"name": "f", "distillation": {"method": "fitnets", "fitnets": {"hint_weight": -1}}}, "s.yaml")

@@ -45,11 +45,7 @@ WHEN_NULL = {
     "search.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
     "search.epochs": {"choices": [2, 3]},
     "max_params": 100_000,
-    "distillation.dkd": {"alpha": 1.0, "beta": 2.0, "warmup": 1},
-    "distillation.logit_std": {"weight": 3.0},
     "search.method": {"choices": ["kd", "dkd"]},
-    "search.dkd": {"beta": {"low": 1.0, "high": 8.0}},
-    "search.logit_std": {"weight": {"low": 1.0, "high": 10.0}},
     "confirm.arms": [{"name": "a"}],
     "confirm.reference": "a",
 }
@@ -58,10 +54,6 @@ CONTEXT = {
     "teacher.warmup_epochs": {"teacher.schedule": "linear_warmup_cosine", "teacher.warmup_epochs": 1},
     "training.warmup_epochs": {"training.schedule": "linear_warmup_cosine", "training.warmup_epochs": 1},
     "student.augment.jitter": {"distillation.teacher": "online"},
-    "distillation.dkd": {"distillation.method": "dkd"},
-    "distillation.logit_std": {"distillation.method": "logit_std"},
-    "search.dkd": {"search.method": {"choices": ["kd", "dkd"]}},
-    "search.logit_std": {"search.method": {"choices": ["kd", "logit_std"]}},
     "confirm.reference": {"confirm.arms": [{"name": "a"}, {"name": "b"}]},
 }
 # ... or changed with it (fields no key reads).
@@ -201,8 +193,6 @@ NOT_IN = {
     "confirm": {
         "transfer.labels": "reaches the run as the trial's alpha (fixed at 0), which the key holds",
         "distillation.method": "reaches a run as its trial's method (Method.of(record)), which the key holds",
-        "distillation.dkd": "reaches a run as its trial's DKD parameters, which the key holds",
-        "distillation.logit_std": "reaches a run as its trial's weight, which the key holds",
     },
     "compiled": {
         "dataset": "fixed for a Context (its splits); a Context's compiled models are its own",
@@ -212,10 +202,25 @@ NOT_IN = {
                    "student of other shapes)",
         "transfer.labels": "alpha is a variable of the compiled step, re-armed per run",
         "distillation.method": "a run's method (its trial's) is an argument of the key, not the file's",
-        "distillation.dkd": "variables of the compiled step, set per run",
-        "distillation.logit_std": "variables of the compiled step, set per run",
     },
 }
+# Every registered method's sections (distill/methods/): a value, what it needs beside it, and why
+# the keys that do not hold the file's section still see what it changes.
+for _spec in map(methods.get, methods.names()):
+    if _spec.Config is not None:
+        _first = dataclasses.fields(_spec.Config)[0].name
+        WHEN_NULL[f"distillation.{_spec.name}"] = {_first: getattr(_spec.Config(), _first) * 2 + 1}
+        CONTEXT[f"distillation.{_spec.name}"] = {"distillation.method": _spec.name}
+        NOT_IN["confirm"][f"distillation.{_spec.name}"] = ("reaches a run as its trial's own parameters "
+                                                           "(Method.of(record)), which the key holds")
+        NOT_IN["compiled"][f"distillation.{_spec.name}"] = ("a run's own parameters: numbers are variables "
+                                                            "of the step, set per run; what shapes the graph "
+                                                            "(a FitNets layer) is in Method.graph_name, an "
+                                                            "argument of the key")
+    if _spec.Space is not None:
+        WHEN_NULL[f"search.{_spec.name}"] = {dataclasses.fields(_spec.Space)[0].name: {"low": 1.0, "high": 8.0}}
+        CONTEXT[f"search.{_spec.name}"] = {"search.method": {"choices": [methods.DEFAULT, _spec.name]}}
+
 IN = {
     "teacher": TEACHER,
     "twin": TWIN,
@@ -321,8 +326,11 @@ def test_a_run_s_own_values_change_its_keys():
 
 
 def _changed(value):
-    """Another value of a method's own parameter: a number doubled plus one, a name suffixed."""
-    return value + "_other" if isinstance(value, str) else type(value)(value * 2 + 1)
+    """Another value of a method's own parameter: a number doubled plus one, a name suffixed (a
+    default layer, None, named)."""
+    if value is None or isinstance(value, str):
+        return (value or "layer") + "_other"
+    return type(value)(value * 2 + 1)
     assert _confirm_key(cfg, seed=4) != _confirm_key(cfg)
 
 

@@ -129,6 +129,13 @@ def _resolve(cfg: StudyConfig, uri: str) -> tuple[dict, Path]:
     return what, local
 
 
+def layered(cfg: StudyConfig) -> list:
+    """Each reference's model as its file holds it (a Keras model; a `TFSMLayer` for a SavedModel
+    folder; None for an MLflow URI, read only when the teacher is loaded), read without writing
+    anything: what a method that reads the teacher's layers checks before the stores are written."""
+    return [None if r.startswith(REGISTRY) else _read(cfg, r) for r in references(cfg)]
+
+
 def _identity(cfg: StudyConfig, ref: str) -> tuple[dict, Path]:
     """What a reference is (its kind and content digest) and where its files are on this machine."""
     if ref.startswith(REGISTRY):

@@ -167,6 +167,14 @@ def load_or_train(cfg: StudyConfig, splits: sources.Splits, cache_dir: str | Pat
                        history=list(histories[0]), train_seconds=seconds)
 
 
+def layered(cfg: StudyConfig, image_shape, num_classes: int) -> list:
+    """The teacher's members as models whose layers can be named, untrained (the architecture
+    `teacher` builds) or as a loaded teacher's files hold them (`loaded.layered`); nothing is written."""
+    if cfg.teacher.model is not None:
+        return loaded.layered(cfg)
+    return [build_teacher(cfg.teacher, image_shape, num_classes) for _ in range(cfg.teacher.members)]
+
+
 def registered_name(study_name: str) -> str:
     """The MLflow registered model of a study's trained teacher: another study's `teacher.model` can
     be `models:/<study>-teacher@latest` (MLflow resolves the alias `latest` to the newest version)."""

@@ -119,11 +119,12 @@ class DistillMethod:
 
     # ------------------------------------------------------------ before anything is written
     @classmethod
-    def check_study(cls, cfg, student: Callable, teachers: list) -> None:
+    def check_study(cls, cfg, student: Callable, teachers: Callable) -> None:
         """What the study file (`cfg`) asks of this method that only the models can tell (a layer that
-        exists): `student()` builds a student as the search does (called only by a method that needs
-        one: a build draws from Keras' seed); `teachers`, the teacher's members.
-        Raises the file's `ConfigError`, before the MLflow and Optuna stores are written. Nothing by default."""
+        exists), before anything is written (the teacher is not trained yet): `student()` builds a
+        student as the search does, `teachers()` the teacher's members as models whose layers can be
+        named (`teacher.trained.layered`; None for one not readable yet); called only by a method that
+        needs them (a build draws from Keras' seed). Raises the file's `ConfigError`. Nothing by default."""
 
     # ------------------------------------------------------------ inside the Distiller's step
     @classmethod

@@ -109,7 +109,7 @@ def hint_model(model, name: str | None, field: str, whose: str, with_output: boo
     `with_output`); the hint layer's name. HintError when there is no such layer."""
     import keras
 
-    if not list(_layers(model)) or any(isinstance(layer, keras.layers.TFSMLayer) for layer in _layers(model)):
+    if not isinstance(model, keras.Model) or not list(_layers(model)) or any(isinstance(layer, keras.layers.TFSMLayer) for layer in _layers(model)):
         raise HintError(field, f"the {whose} has no Keras layers to read a hint from (a SavedModel folder): "
                                "give a .keras file or an MLflow Keras model, or use another method")
     name = name or default_layer(model)
@@ -181,18 +181,24 @@ class FitNets(DistillMethod):
         return smodel, tmodel, adapter(smodel.outputs[1].shape, tmodel.output.shape, f"{where}.teacher_layer")
 
     @classmethod
-    def check_study(cls, cfg, student, teachers: list) -> None:
+    def check_study(cls, cfg, student, teachers) -> None:
         from harness.config.errors import ConfigError
 
         section = cfg.distillation.fitnets or FitNetsConfig()
         space = cfg.search.fitnets
         s_names = space.student_layer.choices if space and space.student_layer else [section.student_layer]
         t_names = space.teacher_layer.choices if space and space.teacher_layer else [section.teacher_layer]
-        built = student()
+        built, members = student(), teachers()
+        if any(m is None for m in members):  # an MLflow teacher: checked when the Distiller is built
+            members = []
         try:
             for s in s_names:
                 for t in t_names:
-                    cls._plan(built, teachers, {"fitnets_student_layer": s, "fitnets_teacher_layer": t})
+                    own = {"fitnets_student_layer": s, "fitnets_teacher_layer": t}
+                    if members:
+                        cls._plan(built, members, own)
+                    else:
+                        hint_model(built, s, "distillation.fitnets.student_layer", "student", with_output=True)
         except HintError as e:
             raise ConfigError(cfg.source, e.field, str(e)) from None
 
