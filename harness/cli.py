@@ -87,9 +87,15 @@ def _cmd_data(args) -> int:
 def _workspace(args, cfg):
     from harness.search import stores
 
-    ws = stores.Workspace.resolve(args.workdir, args.storage, args.tracking_uri)
+    ws = _workspace_of(args)
     stores.check_stores(ws, cfg.source)
     return ws
+
+
+def _workspace_of(args):
+    from harness.training.workspace import Workspace
+
+    return Workspace.resolve(args.workdir, args.storage, args.tracking_uri)
 
 
 def _cmd_study(args) -> int:
@@ -98,25 +104,15 @@ def _cmd_study(args) -> int:
         raise config.ConfigError(args.study_file, "--n-trials", "must be at least 1")
     if args.workers < 1:
         raise config.ConfigError(args.study_file, "--workers", "must be at least 1")
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    from harness import study
-    from harness.report import tables as report
-
-    bar = StudyBar()
-    try:
-        with logging_redirect_tqdm():
-            result = study.run(cfg, args.workdir, n_trials=args.n_trials, storage_url=args.storage,
-                               tracking_uri=args.tracking_uri, workers=args.workers, export=not args.no_export,
-                               progress=bar, finish=not args.search_only)
-    finally:
-        bar.close()
-    print(report.summary(cfg, result, _workspace_of(args)))
-    return 0
+    return _run_study(args, cfg, args.n_trials, args.workers, finish=not args.search_only)
 
 
 def _cmd_finish(args) -> int:
-    cfg = config.load(args.study_file)
+    """`study` with no new trial: the confirmation, the champion and its exports, once."""
+    return _run_study(args, config.load(args.study_file), n_trials=0)
+
+
+def _run_study(args, cfg, n_trials: int | None, workers: int = 1, finish: bool = True) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from harness import study
@@ -125,18 +121,13 @@ def _cmd_finish(args) -> int:
     bar = StudyBar()
     try:
         with logging_redirect_tqdm():
-            result = study.run(cfg, args.workdir, n_trials=0, storage_url=args.storage,
-                               tracking_uri=args.tracking_uri, export=not args.no_export, progress=bar)
+            result = study.run(cfg, args.workdir, n_trials=n_trials, storage_url=args.storage,
+                               tracking_uri=args.tracking_uri, workers=workers, export=not args.no_export,
+                               progress=bar, finish=finish)
     finally:
         bar.close()
     print(report.summary(cfg, result, _workspace_of(args)))
     return 0
-
-
-def _workspace_of(args):
-    from harness.search import stores
-
-    return stores.Workspace.resolve(args.workdir, args.storage, args.tracking_uri)
 
 
 def _cmd_teacher(args) -> int:
@@ -167,9 +158,11 @@ def _cmd_report(args) -> int:
 
 def _cmd_export(args) -> int:
     cfg = config.load(args.study_file)
+    from harness.deploy import champion
     from harness.report import tables as report
 
-    f = report.export_trial(cfg, _workspace(args, cfg), args.trial, args.out, args.format)
+    study = report.load_study(cfg, _workspace(args, cfg))
+    f = champion.export_trial(cfg, study, args.trial, args.out, args.format)
     print(f"exported {report.LABELS[args.format]}: {f['path']}\n"
           f"  test accuracy {f['test_accuracy']:.4f}, {f['size_bytes']:,} bytes, one image on one thread: "
           f"p50 {f['p50_ms']:.4f} ms, p99 {f['p99_ms']:.4f} ms{report.int8_figures(f)}")
@@ -275,7 +268,7 @@ def main(argv=None) -> int:
         print("interrupted: the current trial and its MLflow run were closed; "
               "run the same command again to continue the study", file=sys.stderr)
         return 130
-    finally:  # as it was (main can run inside another program: the tests)
+    finally:  # restored: main can run inside another program (the tests)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

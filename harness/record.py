@@ -37,6 +37,8 @@ class TrialRecord:
     latency_ms: float | None = None  # float TFLite, one image, one thread, median (when an objective)
     size_bytes: int | None = None  # the float TFLite file (when an objective)
     distillation_gain: float | None = None  # val accuracy minus that of the scratch twin (one seed)
+    # The scratch twin's accuracies (one seed). Stored under these user-attr names, which every stored
+    # study and its trials.csv columns hold; in code and MLflow the concept is the twin.
     baseline_val_accuracy: float | None = None
     baseline_test_accuracy: float | None = None
     model_uri: str | None = None  # the logged model in MLflow

@@ -37,6 +37,7 @@ from harness.search.workers import optimize, run_workers
 from harness.teacher.trained import Teacher, layered as teacher_models, load_or_train, log_teacher
 from harness.training import interrupt
 from harness.training.context import Context
+from harness.training.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
     """
     t_start = time.perf_counter()
     interrupt.install()
-    ws = stores.Workspace.resolve(workdir, storage_url, tracking_uri)
+    ws = Workspace.resolve(workdir, storage_url, tracking_uri)
     if not ws.workdir.is_dir():
         raise stores.StudyError(f"--workdir {ws.workdir}: no such folder")
     stores.check_stores(ws, cfg.source)
@@ -157,9 +158,12 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
                             "search_seconds": search_seconds, "confirm_seconds": confirm_seconds,
                             "train_flops": train_flops, "train_gflops_per_s": train_flops / seconds / 1e9,
                             "search_train_flops": search_flops, "confirm_train_flops": confirm_flops})
-        return StudyResult(study, champ, exports, test_acc, teacher, parent.info.run_id, seconds,
-                           ctx.fit_seconds, todo, summary, teacher_ece, search_seconds, confirm_seconds,
-                           train_flops, ctx.clock.trials, ctx.precision, search_flops, confirm_flops)
+        return StudyResult(study=study, champion=champ, exports=exports, test_accuracy=test_acc, teacher=teacher,
+                           parent_run_id=parent.info.run_id, seconds=seconds, fit_seconds=ctx.fit_seconds,
+                           new_trials=todo, confirmed=summary, teacher_ece=teacher_ece,
+                           search_seconds=search_seconds, confirm_seconds=confirm_seconds, train_flops=train_flops,
+                           trial_times=ctx.clock.trials, precision=ctx.precision, search_flops=search_flops,
+                           confirm_flops=confirm_flops)
     except KeyboardInterrupt:
         status = "KILLED"
         raise

@@ -1,7 +1,7 @@
 """MLflow bookkeeping: one experiment per study, nested runs, closing what a crash left open.
 
 Every run the harness starts is tagged with its role (`study`, `teacher`,
-`baseline`, `trial`), the host and the process id. A later invocation on the
+`twin`, `trial`, `confirm`), the host and the process id. A later invocation on the
 same host closes runs whose process is gone as KILLED, so the UI never shows
 a crashed trial as still running.
 """

@@ -140,3 +140,10 @@ def test_every_module_stays_readable_in_one_sitting():
     long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 300}
     assert not long, long
+
+
+def test_the_confirmation_and_the_bench_train_through_training_not_the_search():
+    g = graph()
+    reaching = sorted(f"{m} -> {d}" for m, deps in g.items() if unit(m) in ("confirm", "bench")
+                      for d in deps if unit(d) == "search")
+    assert reaching == []

@@ -100,6 +100,36 @@ def test_summary_pairs_runs_by_seed_and_says_what_is_significant():
         confirm.summarise(rows[:-1] + [_row(7, 9, "scratch", 0.8, 0.8)])
 
 
+# A scratch twin's file as every version of the harness has written it (key order included).
+TWIN_FILE = {"width": 16, "seed": 1, "val_accuracy": 0.7, "test_accuracy": 0.69, "agreement": 0.8, "kl": 0.3,
+             "ece": 0.05, "params": 13002, "flops": 12800, "epochs": 2, "learning_rate": 0.002, "mlflow_run_id": "r1"}
+OMITTED = {"omitted_accuracy": 0.0, "corrected_accuracy": 0.7, "corrected_omitted_accuracy": 0.1, "bias_shift": 2.5}
+
+
+@pytest.mark.parametrize("stored", [TWIN_FILE, {**TWIN_FILE, **OMITTED}])
+def test_a_twin_file_reads_back_as_one_run_result_and_writes_the_same_keys(stored):
+    import json
+
+    from harness.training.run import RunResult
+    run = RunResult.from_dict(json.loads(json.dumps(stored)))
+    assert json.dumps(run.to_dict()) == json.dumps(stored)
+    assert (run.val_accuracy, run.test_accuracy, run.params) == (0.7, 0.69, 13002)
+    assert run.omitted == {k: v for k, v in stored.items() if k in OMITTED}
+
+
+def test_a_confirmation_row_is_built_from_the_run_result_alike_for_both_arms():
+    from harness.distill.methods import Method
+    from harness.record import TrialRecord
+    from harness.training.run import RunResult
+    run = RunResult.from_dict({**TWIN_FILE, **OMITTED})
+    r = TrialRecord(number=4, width=16, temperature=3.0, alpha=0.4)
+    row = confirm.Row.of(run, r, Method("kd", 3.0, 0.4), "scratch", "a", 900)
+    assert row == confirm.Row(4, 16, 13002, 3.0, 0.4, 1, "scratch", 0.7, 0.69, 0.8, 0.05, 0.3, "a", 900, **OMITTED)
+    dkd = Method("dkd", 3.0, 0.4)
+    assert confirm.Row.of(run, r, dkd, "distilled", "", 900) == dataclasses.replace(
+        row, role="distilled", arm="", method=dkd.label())
+
+
 def test_confirm_seeds_are_fresh_ones():
     from harness import config
 

@@ -174,7 +174,7 @@ def test_a_builder_student_is_searched_twinned_and_confirmed(rgb, tmp_path):
         (r,) = complete_records(stores.create_study(cfg, ws).trials)
         assert r.params == _params(r.width) and r.baseline_val_accuracy is not None
         stored = twin.load(tmp_path, cfg, [r.width], data=rgb.digest)[0]
-        assert stored["params"] == _params(r.width)
+        assert stored.params == _params(r.width)
         rows = confirm.run(ctx, [r])
     assert {(x.role, x.params) for x in rows} == {("distilled", _params(r.width)), ("scratch", _params(r.width))}
     assert len(rows) == 4  # 2 seeds, each distilled and scratch

@@ -170,8 +170,8 @@ def test_a_teacher_no_better_than_the_first_twin_is_flagged(tmp_path, caplog):
         with tracking.start("study", "s", experiment_id=exp) as parent:
             ctx = types.SimpleNamespace(parent_run_id=parent.info.run_id,
                                         teacher=types.SimpleNamespace(val_accuracy=teacher_acc))
-            twin._check_teacher(ctx, {"width": 16, "val_accuracy": 0.75})
-            twin._check_teacher(ctx, {"width": 32, "val_accuracy": 0.95})  # only the first twin counts
+            twin._check_teacher(ctx, 16, 0.75)
+            twin._check_teacher(ctx, 32, 0.95)  # only the first twin counts
         tags = mlflow.MlflowClient().get_run(parent.info.run_id).data.tags
         assert ("harness.teacher_warning" in tags) == flagged
     assert "no better than the scratch twin at width 16" in caplog.text

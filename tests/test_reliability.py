@@ -33,7 +33,7 @@ def test_two_workers_complete_exactly_the_requested_trials(tmp_path):
     assert len(roles["teacher"]) == 1
     assert {r.info.status for r in trial_runs} == {"FINISHED"}
     # each width's baseline is trained once even with two workers asking for it
-    widths = [r.data.tags["width"] for r in roles["baseline"]]
+    widths = [r.data.tags["width"] for r in roles["twin"]]
     assert len(widths) == len(set(widths))
 
 

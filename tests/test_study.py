@@ -30,8 +30,8 @@ def test_mlflow_holds_every_run_with_metrics_and_artifacts(smoke):
     assert parent.info.status == "FINISHED"
     assert len(roles["trial"]) == 3 and len(roles["teacher"]) == 1
     widths = {r.data.params["width"] for r in roles["trial"]}
-    assert {r.data.tags["width"] for r in roles["baseline"]} == widths
-    for r in roles["trial"] + roles["teacher"] + roles["baseline"]:
+    assert {r.data.tags["width"] for r in roles["twin"]} == widths
+    for r in roles["trial"] + roles["teacher"] + roles["twin"]:
         assert r.data.tags["mlflow.parentRunId"] == parent.info.run_id
     trial = roles["trial"][0]
     # the run holds the trial's own values: what Optuna suggested and what the trial measured
@@ -44,6 +44,8 @@ def test_mlflow_holds_every_run_with_metrics_and_artifacts(smoke):
         {"val_accuracy": record.val_accuracy, "params": record.params, "flops": record.flops,
          "distillation_gain": pytest.approx(record.val_accuracy - record.baseline_val_accuracy, abs=1e-9)}
     assert trial.data.tags["state"] == "complete" and trial.data.tags["optuna.study"] == "smoke"
+    assert trial.data.metrics["twin_val_accuracy"] == record.baseline_val_accuracy
+    assert {r.info.run_name for r in roles["twin"]} == {f"twin-w{w}-s{cfg.seed}" for w in widths}
     history = client.get_metric_history(trial.info.run_id, "soft_loss")
     assert [m.step for m in history] == [0, 1]
     assert len(client.get_metric_history(trial.info.run_id, "val_accuracy")) == 2

@@ -52,8 +52,8 @@ class TransferConfig:
         return self.unlabeled is not None or self.unlabeled_rest
 
     def labeled_dict(self) -> dict:
-        """The fields of before (the unlabeled ones only when set): fingerprints and keys of
-        studies without unlabeled images stay those of before."""
+        """The section without its unlabeled fields when they are unset: a study without unlabeled
+        images keeps the fingerprint and cache keys of a study that never had the fields."""
         d = dataclasses.asdict(self)
         for name in ("unlabeled", "unlabeled_rest"):
             if not d[name]:

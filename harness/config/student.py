@@ -31,7 +31,8 @@ class StudentConfig:
     builder: str | None = None
 
     def key_dict(self) -> dict:
-        """The section as cache keys hold it: without `builder` when unset (keys of before)."""
+        """The section as cache keys hold it: without `builder` when unset, so a family-built
+        student's keys do not depend on the field's existence."""
         d = dataclasses.asdict(self)
         if d["builder"] is None:
             d.pop("builder")

@@ -98,8 +98,8 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def study_fingerprint(config_dict: dict) -> dict[str, Any]:
-    """The fields of a study's config (as `StudyConfig.to_dict()` gives it, or as stored with an
-    older study: missing fields take today's defaults) that must match for the stored study to be
+    """The fields of a study's config (as `StudyConfig.to_dict()` gives it, or as stored with a study
+    whose config lacks some fields: those take their defaults) that must match for the stored study to be
     resumed, flattened to dotted names -> JSON values (`{"student.depth": 2, ...}`).
 
     Everything that changes what a trial trains: the seed, the dataset, the teacher, the student,

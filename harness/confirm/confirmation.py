@@ -16,7 +16,6 @@ import logging
 import math
 from dataclasses import dataclass
 
-import mlflow
 import optuna
 
 from harness import files
@@ -24,16 +23,13 @@ from harness.config import StudyConfig
 from harness.confirm import keys, population
 from harness.confirm.stats import Interval, mean_ci, paired_gain
 from harness.confirm.table import COLUMNS, table, verdict, write_csv  # noqa: F401 (their home: table.py)
-from harness.data import omitted
-from harness.data.evaluate import fidelity, predict_logits
 from harness.distill import methods
 from harness.distill.methods import Method, for_arm
-from harness.distill.models import param_count
 from harness.logs import Progress
 from harness.record import TrialRecord, complete_records
 from harness.training import interrupt, twin
 from harness.training.context import Context
-from harness.training.run import recipe_of, train_distilled
+from harness.training.run import RunResult, RunSpec, recipe_of, train_run
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +50,21 @@ class Row:
     ece: float
     kl: float  # KL(teacher || student) at T = 1, test split, nats
     arm: str = ""  # with `confirm.arms`: the arm's name (a scratch row: the arm it is the twin of)
-    transfer_examples: int | None = None  # how many examples it trained on (None: rows from before)
+    transfer_examples: int | None = None  # how many examples it trained on (None: a row stored without it)
     # Omitted classes (else nan), test split: their accuracy, then all and theirs after the correction.
     omitted_accuracy: float = math.nan
     corrected_accuracy: float = math.nan
     corrected_omitted_accuracy: float = math.nan
     bias_shift: float = math.nan
     method: str = ""  # the loss when not the default (kd), with its own parameters: `Method.label()` ("dkd(a=1, b=8, warmup=2)")
+
+    @classmethod
+    def of(cls, run: RunResult, r: TrialRecord, m: Method, role: str, arm: str, transfer_examples: int) -> "Row":
+        """The row of one confirmation run of trial `r` under method `m` (a scratch row: the twin of
+        that distilled run), from what the run measured."""
+        return cls(r.number, r.width, run.params, m.temperature, m.alpha, run.seed, role, run.val_accuracy,
+                   run.test_accuracy, run.agreement, run.ece, run.kl, arm, transfer_examples, **run.omitted,
+                   method=m.table_label())
 
 
 def seeds(cfg: StudyConfig) -> list[int]:  # fresh: the search used cfg.seed
@@ -95,37 +99,24 @@ def distilled(ctx: Context, r: TrialRecord, seed: int, arm: str = "", method: Me
     with files.locked(target.with_suffix(".lock")):
         if target.exists():  # trained for this key: under this arm's name and trial's number
             return dataclasses.replace(Row(**json.loads(target.read_text())), trial=r.number, arm=arm)
-        tags = {"width": str(r.width), "seed": str(seed), "harness.arm": arm or "distilled",
-                "optuna.trial": str(r.number)}
-        with ctx.start_run("confirm", f"confirm-t{r.number}-s{seed}" + (f"-{arm}" if arm else ""), tags=tags):
-            recipe = recipe_of(ctx, r)
-            mlflow.log_params({"trial": r.number, "width": r.width, "seed": seed, "temperature": m.temperature,
-                               "alpha": m.alpha, "teacher_mode": ctx.cfg.distillation.teacher,
-                               "jitter": ctx.cfg.student.augment.jitter, **recipe.to_dict(), **m.params()})
-            ctx.log_transfer()
-            student, history = train_distilled(ctx, r.width, seed, m.temperature, m.alpha, recipe,
-                                               [mlflow.keras.MlflowCallback()], every_epoch=False, method=m)
-            test_logits = predict_logits(student, ctx.splits.test.images)
-            test = fidelity(test_logits, ctx.splits.test.labels, ctx.teacher_test_probs)
-            fix = omitted.correct(student, ctx.splits, ctx.omitted, test_logits) if ctx.omitted else None
-            row = Row(r.number, r.width, param_count(student), m.temperature, m.alpha, seed, "distilled",
-                      float(history["val_accuracy"][-1]), test["accuracy"], test["agreement"], test["ece"],
-                      test["kl"], arm, ctx.transfer_examples, **(fix.summary() if fix else {}),
-                      method=m.table_label())
-            mlflow.log_metrics({"test_accuracy": row.test_accuracy, "agreement": row.agreement,
-                                "ece": row.ece, "kl": row.kl, "params": row.params, **(fix.metrics() if fix else {})})
+        recipe = recipe_of(ctx, r)
+        spec = RunSpec("confirm", f"confirm-t{r.number}-s{seed}" + (f"-{arm}" if arm else ""), r.width, seed, recipe,
+                       m, params={"trial": r.number, "width": r.width, "seed": seed, "temperature": m.temperature,
+                                  "alpha": m.alpha, "teacher_mode": ctx.cfg.distillation.teacher,
+                                  "jitter": ctx.cfg.student.augment.jitter, **recipe.to_dict(), **m.params()},
+                       tags={"width": str(r.width), "seed": str(seed), "harness.arm": arm or "distilled",
+                             "optuna.trial": str(r.number)},
+                       every_epoch=False, test=True)
+        with spec.start(ctx):
+            row = Row.of(train_run(ctx, spec), r, m, "distilled", arm, ctx.transfer_examples)
         files.write_text(target, json.dumps(dataclasses.asdict(row)))
         return row
 
 
 def scratch(ctx: Context, r: TrialRecord, seed: int, arm: str = "", method: Method | None = None) -> Row:
     """The twin of `distilled(ctx, r, seed, arm, method)`: the same whatever the method."""
-    b = twin.train_or_load(ctx, r.width, seed, recipe_of(ctx, r), role="confirm", together=ctx.together())
-    fix = {k: b[k] for k in omitted.FIELDS if k in b}
-    m = method or Method.of(r)
-    return Row(r.number, r.width, b["params"], m.temperature, m.alpha, seed, "scratch", b["val_accuracy"],
-               b["test_accuracy"], b["agreement"], b["ece"], b["kl"], arm, ctx.transfer_examples, **fix,
-               method=m.table_label())
+    result = twin.train_or_load(ctx, r.width, seed, recipe_of(ctx, r), role="confirm", together=ctx.together())
+    return Row.of(result, r, method or Method.of(r), "scratch", arm, ctx.transfer_examples)
 
 
 def arms(ctx: Context) -> list[tuple[str, Context, object]]:

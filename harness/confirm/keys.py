@@ -17,7 +17,8 @@ def key(ctx: Context, r: TrialRecord, seed: int, m: Method) -> str:
     """What determines a confirmation run: its twin's key (data digest, student, recipe, width, seed,
     teacher; trained together or not), the teacher's key and mode, the method's T and alpha (and,
     for another method than kd, its name and own parameters), and the unlabeled images' digest when
-    there are some. Fields absent by default keep the keys of before."""
+    there are some. A field at its default is left out, so a kd run's key does not depend on the
+    fields other methods and unlabeled images add."""
     loss = m.key_fields()  # {} for kd
     what = {"twin": twin.key(ctx.cfg, r.width, seed, recipe_of(ctx, r), ctx.together(), data=ctx.splits.digest),
             "teacher": ctx.teacher.key, "mode": ctx.cfg.distillation.teacher, "temperature": m.temperature,

@@ -20,6 +20,7 @@ from harness.config import ChampionConfig, StudyConfig
 from harness.data import omitted, sources
 from harness.data.evaluate import accuracy, predict_logits
 from harness.deploy import export as export_mod, tflite
+from harness.deploy.export import ExportError
 from harness.distill import builder
 from harness.record import TrialRecord, complete_records
 
@@ -69,11 +70,22 @@ def current(cfg: StudyConfig):
 
 
 def load_student(record: TrialRecord, cfg: StudyConfig | None = None) -> keras.Model:
-    """The trial's saved student. With a user's builder (`cfg.student.builder`), its module is
-    imported first, so the custom layers it registers load."""
+    """The trial's saved student: its local `.keras` file, or, trained on another machine, its
+    logged model from MLflow. With a user's builder (`cfg.student.builder`), its module is imported
+    first, so the custom layers it registers load."""
     if cfg is not None and cfg.student.builder is not None:
         builder.resolve(cfg.student.builder, cfg.source)
-    return keras.models.load_model(record.model_path, safe_mode=True, compile=False)
+    if record.model_path and Path(record.model_path).exists():
+        return keras.models.load_model(record.model_path, safe_mode=True, compile=False)
+    return mlflow.keras.load_model(record.model_uri)
+
+
+def registered_trial(cfg: StudyConfig) -> int | None:
+    """The trial number of the registered champion (None: none registered)."""
+    v = current(cfg)
+    if v is None:
+        return None
+    return int(v.tags["optuna.trial"]) if "optuna.trial" in v.tags else None
 
 
 def test_and_register(cfg: StudyConfig, record: TrialRecord, splits: sources.Splits) -> float:
@@ -165,4 +177,31 @@ def export(cfg: StudyConfig, record: TrialRecord, outs: dict[str, Path], splits:
             client.log_artifacts(record.mlflow_run_id, str(path), f"exports/{path.name}")
         else:
             client.log_artifact(record.mlflow_run_id, str(path), "exports")
+    return figures
+
+
+def export_trial(cfg: StudyConfig, study: optuna.Study, trial_number: int | None, out: str,
+                 kind: str = "savedmodel") -> dict:
+    """Export a trial's student (default: the registered champion, else the rule's pick) in one
+    format; its figures are logged on the trial's run. Returns them (with the `path`).
+
+    Raises `ExportError` when there is no such complete trial or the export is refused."""
+    records = complete_records(study.trials)
+    if trial_number is None:
+        trial_number = registered_trial(cfg)
+        if trial_number is None:
+            champ = select(front(study, cfg), cfg.champion, cost_of(cfg, records))
+            if champ is None:
+                raise ExportError(f"{cfg.source}: the study has no complete trial to export")
+            trial_number = champ.number
+    records = [r for r in records if r.number == trial_number]
+    if not records:
+        raise ExportError(f"--trial {trial_number}: no complete trial with that number in study {cfg.name!r}")
+    record = records[0]
+    student = load_student(record, cfg)
+    splits = sources.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
+    student = deployable(cfg, student, splits)  # bias-corrected where classes were omitted
+    figures = export(cfg, record, {kind: Path(out)}, splits, student)[kind]
+    if "refused" in figures:
+        raise ExportError(figures["refused"])
     return figures

@@ -2,7 +2,7 @@
 in a fresh process before it is put in place.
 
 The SavedModel has two signatures: `serving_default` (endpoint `serve`) takes
-float32 images `[batch, H, W, C]`, values 0-255, as before; the signature and
+float32 images `[batch, H, W, C]`, values 0-255, as every model here; the signature and
 endpoint `serve_uint8` takes the uint8 images the dataset and most image
 sources give, and casts them inside. Both return logits. The TFLite files are
 described in `tflite`.

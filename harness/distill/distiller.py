@@ -166,7 +166,7 @@ def make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
 
 def compile_plain(model: keras.Model, optimizer, learning_rate=None,
                   jit_compile: bool = True, steps_per_execution: int = 32) -> keras.Model:
-    """Plain cross-entropy training of a model on hard labels (teachers, baselines).
+    """Plain cross-entropy training of a model on hard labels (teachers, scratch twins).
 
     `optimizer`: a Keras optimizer, or a name used with `learning_rate`.
     """

@@ -16,13 +16,15 @@ class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-def divergence_reason(loss: float, epoch: int, first: int, last: int, batches_per_epoch: int | None) -> str:
+def divergence_reason(loss: float, epoch: int, first: int, last: int, batches_per_epoch: int | None,
+                      setting: str | None = "training.steps_per_execution") -> str:
     """What is known when the check sees a non-finite loss after the compiled call that ran batches
     `first`..`last` (0-based, as Keras numbers them) of `epoch` (0-based; said 1-based).
 
     With `steps_per_execution` N > 1 the loss is seen once per N batches, so the batch is known only
     to lie in that call's range, clipped to the epoch's `batches_per_epoch` when known (Keras
-    numbers a short last call as if it were full). With N = 1 the batch is exact.
+    numbers a short last call as if it were full). With N = 1 the batch is exact. `setting`: the
+    study-file field that sets N, named in the reason (None: no field sets it, the teacher's case).
     """
     every = last - first + 1
     if batches_per_epoch:
@@ -30,14 +32,19 @@ def divergence_reason(loss: float, epoch: int, first: int, last: int, batches_pe
     if every == 1:
         return f"training loss became {loss} at batch {first} of epoch {epoch + 1}"
     return (f"training loss became {loss} within batches {first}-{last} of epoch {epoch + 1}; "
-            f"the check runs every {every} batches (training.steps_per_execution)")
+            f"the check runs every {every} batches" + (f" ({setting})" if setting else ""))
 
 
 class DivergenceGuard(keras.callbacks.Callback):
-    """Stops a trial at the first non-finite training loss it sees: after the compiled call
-    (`steps_per_execution` batches) in which it appeared, not an epoch later."""
+    """Stops a fit (a student's, a twin's, the teacher's) at the first non-finite training loss it
+    sees: after the compiled call (`steps_per_execution` batches) in which it appeared, not an epoch
+    later. Raises `Diverged` with `divergence_reason`'s text."""
 
     epoch, first = 0, 0
+
+    def __init__(self, setting: str | None = "training.steps_per_execution"):
+        super().__init__()
+        self.setting = setting
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -48,4 +55,5 @@ class DivergenceGuard(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = float((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss):
-            raise Diverged(divergence_reason(loss, self.epoch, self.first, batch, (self.params or {}).get("steps")))
+            raise Diverged(divergence_reason(loss, self.epoch, self.first, batch, (self.params or {}).get("steps"),
+                                             self.setting))

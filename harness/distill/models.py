@@ -9,7 +9,7 @@ from harness.distill import builder as user_builder
 
 
 def _policy(dtype: str | None) -> dict:
-    """Layer keyword arguments for a dtype policy; none for float32, so such models are built as before."""
+    """Layer keyword arguments for a dtype policy; none for float32, so such layers take Keras' default."""
     return {} if dtype in (None, "float32") else {"dtype": dtype}
 
 

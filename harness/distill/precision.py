@@ -15,8 +15,8 @@ train step does not do. Whatever the precision, logits leave a model in float32
 loss, the softmax at T and the metrics run in float32 (`losses.py`).
 
 A precision is resolved once per process (`resolved`), and every cache key of
-a model trained in bfloat16 holds it; float32 keys are those of before, so
-existing caches still hit.
+a model trained in bfloat16 holds it; a float32 key leaves it out, so float32
+entries are shared by every study that trains in float32.
 """
 
 from __future__ import annotations
@@ -90,5 +90,5 @@ def policy(precision: str) -> str:
 
 
 def key_part(precision: str) -> dict:
-    """What a cache key adds for a precision: nothing for float32, so older keys stay valid."""
+    """What a cache key adds for a precision: nothing for float32 (the default needs no mark)."""
     return {} if precision == "float32" else {"precision": precision}

@@ -7,7 +7,7 @@ large steps from upsetting batch-normalised or freshly initialised networks.
 The schedules count optimizer steps (batches), so a run's `total_steps` is
 `steps(examples, batch_size, epochs)`.
 
-* constant: `base_lr` at every step (a plain float, as before).
+* constant: `base_lr` at every step (a plain float: no schedule object in the optimizer).
 * cosine: `base_lr * 0.5 * (1 + cos(pi * step / total_steps))`, 0 at the end.
 * linear_warmup_cosine: from 0 up to `base_lr` linearly over `warmup_steps`,
   then the cosine above over the remaining `total_steps - warmup_steps`.

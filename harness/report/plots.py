@@ -2,7 +2,7 @@
 
 Optuna's own matplotlib plots draw the optimisation history and the parameter
 importances. The Pareto plot and the temperature x alpha plot are our own:
-Optuna's cannot draw the scratch baselines and the teacher beside the front,
+Optuna's cannot draw the scratch twins and the teacher beside the front,
 and its contour plot needs many more trials than a study here has.
 """
 
@@ -45,7 +45,7 @@ def pareto(records: list[TrialRecord], on_front: list[TrialRecord], name: str, t
     ax.plot([x(r) for r in fr], [100 * r.val_accuracy for r in fr],
             "-", color="tab:blue", lw=1.5, label="Pareto front")
     if base and cost == "params":
-        ax.plot([b["params"] for b in base], [100 * b["val_accuracy"] for b in base], "s--", color="tab:gray",
+        ax.plot([b.params for b in base], [100 * b.val_accuracy for b in base], "s--", color="tab:gray",
                 label="trained from scratch")
     ax.axhline(100 * teacher.val_accuracy, color="tab:red", ls=":", label=f"teacher ({teacher.params:,} params)")
     if champion is not None:

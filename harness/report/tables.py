@@ -1,23 +1,19 @@
-"""What a study found, read back from its stores: the Pareto table, the champion, exports."""
+"""What a study found, read back from its stores: the Pareto table, the champion, its exports."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import keras
 import mlflow
 import optuna
 
 from harness import tracking
 from harness.config import StudyConfig, UserError
 from harness.confirm import confirmation as confirm, reference
-from harness.data import omitted, sources
+from harness.data import omitted
 from harness.deploy import champion
-from harness.deploy.export import ExportError
-from harness.distill import builder, methods
+from harness.distill import methods
 from harness.distill.methods import Method
-from harness.record import complete_records
 from harness.search import stores
+from harness.training.workspace import Workspace
 
 LABELS = {"savedmodel": "SavedModel", "tflite": "TFLite (float32)", "tflite-int8": "TFLite (int8)"}
 
@@ -33,20 +29,14 @@ class ReportError(UserError):
     pass
 
 
-def _load(cfg: StudyConfig, ws: stores.Workspace) -> optuna.Study:
+def load_study(cfg: StudyConfig, ws: Workspace) -> optuna.Study:
+    """The stored study of this file, with MLflow pointed at its store; `ReportError` when there is none."""
     s = stores.existing_study(cfg, ws)
     if s is None:
         raise ReportError(f"{cfg.source}: name: no study {cfg.name!r} in {ws.storage}; give the --workdir "
                           f"(or --storage) the study ran in, or run `python -m harness study {cfg.source}` first")
     mlflow.set_tracking_uri(tracking.internal_uri(ws.tracking_uri))
     return s
-
-
-def _champion_trial_number(cfg: StudyConfig) -> int | None:
-    v = champion.current(cfg)
-    if v is None:
-        return None
-    return int(v.tags["optuna.trial"]) if "optuna.trial" in v.tags else None
 
 
 def _teacher_line(cfg: StudyConfig) -> str:
@@ -59,9 +49,9 @@ def _teacher_line(cfg: StudyConfig) -> str:
             f"test acc {m.get('test_accuracy', float('nan')):.4f}")
 
 
-def table(cfg: StudyConfig, ws: stores.Workspace) -> str:
-    study = _load(cfg, ws)
-    champ = _champion_trial_number(cfg)
+def table(cfg: StudyConfig, ws: Workspace) -> str:
+    study = load_study(cfg, ws)
+    champ = champion.registered_trial(cfg)
     states = [t.state for t in study.trials]
     count = {s.name.lower(): states.count(s) for s in optuna.trial.TrialState if states.count(s)}
     title = (f"Pareto front (val accuracy vs {cfg.cost})" if cfg.multi_objective else "complete trials") + \
@@ -111,7 +101,7 @@ def _notes(study: optuna.Study, summary: list) -> list[str]:
     return reference.lines(refs) + omitted.lines(summary, study.user_attrs.get("teacher_test", {}).get("omitted"))
 
 
-def browse_line(ws: stores.Workspace | None, experiment_id: str | None = None) -> str:
+def browse_line(ws: Workspace | None, experiment_id: str | None = None) -> str:
     """How to open the two browsers on this workspace's stores, as commands that work from any folder
     (the checkout's `make ui` / `make dashboard` only know the default stores of WORKDIR), and the
     experiment's runs view itself: MLflow 3 opens an experiment on its GenAI overview, empty here."""
@@ -127,7 +117,7 @@ def browse_line(ws: stores.Workspace | None, experiment_id: str | None = None) -
     return f"browse: {mlflow_ui}   |   optuna-dashboard {ws.storage}   (in the checkout: make ui / make dashboard)"
 
 
-def summary(cfg: StudyConfig, result, ws: stores.Workspace | None = None) -> str:
+def summary(cfg: StudyConfig, result, ws: Workspace | None = None) -> str:
     study, c = result.study, result.champion
     states = [t.state.name.lower() for t in study.trials]
     out = [f"study {cfg.name!r} done in {result.seconds / 60:.1f} min (search {result.search_seconds / 60:.1f}, "
@@ -158,34 +148,3 @@ def summary(cfg: StudyConfig, result, ws: stores.Workspace | None = None) -> str
                    f"p50 {f['p50_ms']:.4f} ms, p99 {f['p99_ms']:.4f} ms{int8_figures(f)})"))
     out.append(browse_line(ws, mlflow.get_run(result.parent_run_id).info.experiment_id))
     return "\n".join(out)
-
-
-def export_trial(cfg: StudyConfig, ws: stores.Workspace, trial_number: int | None, out: str,
-                 kind: str = "savedmodel") -> dict:
-    """Export a trial's student (default: the registered champion, else the rule's pick) in one
-    format; its figures are logged on the trial's run. Returns them (with the `path`)."""
-    study = _load(cfg, ws)
-    records = complete_records(study.trials)
-    if trial_number is None:
-        trial_number = _champion_trial_number(cfg)
-        if trial_number is None:
-            champ = champion.select(champion.front(study, cfg), cfg.champion, champion.cost_of(cfg, records))
-            if champ is None:
-                raise ReportError(f"{cfg.source}: the study has no complete trial to export")
-            trial_number = champ.number
-    records = [r for r in records if r.number == trial_number]
-    if not records:
-        raise ReportError(f"--trial {trial_number}: no complete trial with that number in study {cfg.name!r}")
-    record = records[0]
-    if cfg.student.builder is not None:  # its module registers the custom layers the student may hold
-        builder.resolve(cfg.student.builder, cfg.source)
-    if Path(record.model_path).exists():
-        student = keras.models.load_model(record.model_path, safe_mode=True, compile=False)
-    else:  # trained on another machine: fetch it from MLflow
-        student = mlflow.keras.load_model(record.model_uri)
-    splits = sources.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
-    student = champion.deployable(cfg, student, splits)  # bias-corrected where classes were omitted
-    figures = champion.export(cfg, record, {kind: Path(out)}, splits, student)[kind]
-    if "refused" in figures:
-        raise ExportError(figures["refused"])
-    return figures

@@ -102,8 +102,8 @@ def existing_study(cfg: StudyConfig, ws: Workspace) -> optuna.Study | None:
 
 def stored_fingerprint(study: optuna.Study) -> dict | None:
     """The fingerprinted fields a stored study was made with (`config.study_fingerprint`): the user
-    attribute `fingerprint`, or, for a study stored before it existed, the same fields computed from
-    the `config` it was created with (fields added since take their defaults). None: neither is there."""
+    attribute `fingerprint`, or, for a study stored without it, the same fields computed from the
+    `config` it was created with (fields that config lacks take their defaults). None: neither is there."""
     attrs = study.user_attrs
     if isinstance(attrs.get("fingerprint"), dict):
         return attrs["fingerprint"]
@@ -192,7 +192,7 @@ def create_study(cfg: StudyConfig, ws: Workspace, seed_offset: int = 0) -> optun
     if "search_space" not in study.user_attrs:
         study.set_user_attr("search_space", cfg.search_space_fingerprint())
         study.set_user_attr("config", cfg.to_dict())
-    if not isinstance(study.user_attrs.get("fingerprint"), dict):  # a study from before: it matched
+    if not isinstance(study.user_attrs.get("fingerprint"), dict):  # a study stored without one: it matched
         study.set_user_attr("fingerprint", study_fingerprint(cfg.to_dict()))
     return study
 

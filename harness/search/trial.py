@@ -1,4 +1,5 @@
-"""One trial's life: suggest, train the distilled student, score it against its scratch twin, store it.
+"""One trial's life: suggest, train the distilled student (through `training.run`), score it against
+its scratch twin, store it.
 
 Whatever happens (completion, pruning, divergence, Ctrl-C, a bug), the trial
 leaves a `TrialRecord` in Optuna and a closed MLflow run whose `state` tag
@@ -17,14 +18,12 @@ from optuna_integration import KerasPruningCallback
 from harness import files, tracking
 from harness.deploy import latency, tflite
 from harness.distill.guard import Diverged
-from harness.distill.models import flops_per_example, param_count
 from harness.distill.recipe import Recipe
 from harness.record import TrialRecord
 from harness.search import space
 from harness.training import interrupt, twin
-from harness.training.clock import TimedMlflowCallback
 from harness.training.context import Context
-from harness.training.run import train_distilled
+from harness.training.run import RunSpec, log_params, train_run
 
 log = logging.getLogger(__name__)
 
@@ -81,47 +80,42 @@ class Objective:
         except twin.TwinDiverged as e:  # the trial diverges with it (its run says why, below)
             scratch, twin_diverged = None, e
         interrupt.check()
+        method, counter = space.method_of(p), EpochCounter()
+        callbacks = [counter] if cfg.multi_objective else [counter, KerasPruningCallback(trial, "val_accuracy")]
+        spec = RunSpec("trial", f"trial-{trial.number}", p["width"], cfg.seed, recipe, method,
+                       params={**recipe.to_dict(), **p, **method.params(),
+                               "family": cfg.student.builder or cfg.student.family, "depth": cfg.student.depth,
+                               "seed": cfg.seed, "teacher_key": ctx.teacher.key, "precision": ctx.precision},
+                       tags={"optuna.study": cfg.name, "optuna.trial": str(trial.number)},
+                       callbacks=tuple(callbacks), datasets=True)
         with clock.part("mlflow"):
-            run = ctx.start_run("trial", f"trial-{trial.number}",
-                                tags={"optuna.study": cfg.name, "optuna.trial": str(trial.number)})
+            run = spec.start(ctx)
         record = TrialRecord(mlflow_run_id=run.info.run_id)
         with clock.part("optuna"):
             record.save(trial)
-        status, state, counter = "FAILED", "failed", EpochCounter()
+        status, state = "FAILED", "failed"
         try:
-            with clock.part("mlflow"):
-                mlflow.log_params({**recipe.to_dict(), **p, **space.method_of(p).params(),
-                                   "family": cfg.student.builder or cfg.student.family,
-                                   "depth": cfg.student.depth, "seed": cfg.seed, "teacher_key": ctx.teacher.key,
-                                   "precision": ctx.precision})
-                ctx.log_transfer()
-                tracking.log_datasets(ctx.datasets)
             if twin_diverged is not None:
+                log_params(ctx, spec)  # the run still says what it would have trained
                 raise Diverged(str(twin_diverged))
-            callbacks = [counter, TimedMlflowCallback(clock)]
-            if not cfg.multi_objective:
-                callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
             log.info("trial %3d distilling: T=%.2f alpha=%.2f width=%d, %d epochs", trial.number, p["temperature"],
                      p["alpha"], p["width"], recipe.epochs)
-            student, history = train_distilled(ctx, p["width"], cfg.seed, p["temperature"], p["alpha"], recipe,
-                                               callbacks, method=space.method_of(p))
-            params, flops = param_count(student), flops_per_example(student)
-            val_acc = float(history["val_accuracy"][-1])
-            gain = val_acc - scratch["val_accuracy"]
+            result = train_run(ctx, spec)
+            student, val_acc = result.student, result.val_accuracy
+            gain = val_acc - scratch.val_accuracy
             with clock.part("deployed_cost"):  # latency and size of the deployed (TFLite) student, if an objective
                 deployed = deployed_cost(trial, student, ctx.splits.validation.images[0]) if cfg.cost != "params" else {}
             with clock.part("mlflow"):
-                mlflow.log_metrics({"params": params, "flops": flops, "distillation_gain": gain,
-                                    "baseline_val_accuracy": scratch["val_accuracy"], **deployed})
+                mlflow.log_metrics({"distillation_gain": gain, "twin_val_accuracy": scratch.val_accuracy, **deployed})
             with clock.part("mlflow_model"):
                 info = tracking.log_student(student, ctx.splits.validation.images[:2],
                                              class_names=ctx.splits.class_names)
             local = ctx.ws.workdir / "trials" / cfg.name / f"trial-{trial.number}.keras"
             with clock.part("saving"), files.replacing(local, suffix=".keras") as tmp:
                 student.save(tmp)
-            record = TrialRecord(val_accuracy=val_acc, params=params, flops=flops, distillation_gain=gain,
-                                 baseline_val_accuracy=scratch["val_accuracy"],
-                                 baseline_test_accuracy=scratch["test_accuracy"], model_uri=info.model_uri,
+            record = TrialRecord(val_accuracy=val_acc, params=result.params, flops=result.flops,
+                                 distillation_gain=gain, baseline_val_accuracy=scratch.val_accuracy,
+                                 baseline_test_accuracy=scratch.test_accuracy, model_uri=info.model_uri,
                                  model_path=str(local), **deployed)
             with clock.part("optuna"):
                 record.save(trial)

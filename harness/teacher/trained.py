@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import shutil
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from harness.data import pipelines, sources
 from harness.data.evaluate import ensemble_accuracy, ensemble_logits
 from harness.distill import precision
 from harness.distill.distiller import compile_plain
+from harness.distill.guard import Diverged, DivergenceGuard
 from harness.distill.models import build_teacher
 from harness.distill.recipe import Recipe
 from harness.teacher import cache, loaded
@@ -85,25 +85,6 @@ class _EpochLog(keras.callbacks.Callback):
                  logs.get("val_accuracy", float("nan")), time.perf_counter() - self.t0)
 
 
-class _DivergenceGuard(keras.callbacks.Callback):
-    """Stops the teacher's training at the first non-finite loss it sees (as trials' guard does):
-    one line, exit 2, nothing cached. Keras shows the loss every `steps_per_execution` batches."""
-
-    def __init__(self, cfg: StudyConfig, member: int, every: int):
-        super().__init__()
-        self.cfg, self.member, self.every, self.epoch = cfg, member, every, 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = float((logs or {}).get("loss", 0.0))
-        if not math.isfinite(loss):
-            raise ConfigError(self.cfg.source, "teacher", f"the teacher (member {self.member}) diverged: its training "
-                              f"loss became {loss} in epoch {self.epoch + 1}, at or before batch {batch} (the check "
-                              f"runs every {self.every} batches); nothing cached (lower teacher.learning_rate?)")
-
-
 def _train_member(cfg: StudyConfig, splits: sources.Splits, member: int) -> tuple[keras.Model, list]:
     t = cfg.teacher
     seed = cfg.seed + 1000 * member
@@ -116,10 +97,14 @@ def _train_member(cfg: StudyConfig, splits: sources.Splits, member: int) -> tupl
                               shuffle_seed=seed, max_shift=t.jitter)
     val = pipelines.pipeline(splits.validation.images, splits.validation.labels, 1024)
     cb = _EpochLog(f"teacher[{member}]", t.epochs)
-    guard = _DivergenceGuard(cfg, member, model.steps_per_execution)
     log.info("training teacher member %d: %s %s, %d epochs (%s, lr %g), XLA %s", member, t.family, t.widths,
              t.epochs, t.schedule, t.learning_rate, "on" if jit else "off")
-    model.fit(train, validation_data=val, epochs=t.epochs, verbose=0, callbacks=[guard, cb], shuffle=False)
+    try:  # one line, exit 2, nothing cached
+        model.fit(train, validation_data=val, epochs=t.epochs, verbose=0, shuffle=False,
+                  callbacks=[DivergenceGuard(setting=None), cb])
+    except Diverged as e:
+        raise ConfigError(cfg.source, "teacher", f"the teacher (member {member}) diverged: its {e}; nothing cached "
+                                                 "(lower teacher.learning_rate?)") from None
     return model, cb.history
 
 

@@ -175,7 +175,8 @@ class Context:
     @property
     def unlabeled_key(self) -> dict:
         """What a distilled student's cache key adds for its unlabeled images: their digest (their
-        content, not their path); nothing without them, so keys of before stay valid."""
+        content, not their path); nothing without them, so a study without unlabeled images keys
+        its runs as if the feature did not exist."""
         return {"unlabeled": self.unlabeled_digest} if self.unlabeled_examples else {}
 
     @property

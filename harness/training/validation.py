@@ -7,7 +7,7 @@ forward pass is about 3 GFLOP: some 15 ms). `Validation` keeps the validation im
 float32 tensor built once per process and runs one `tf.function` per student (traced once per
 student object; `compiled.py` reuses students across trials) over all of them, then puts
 `val_loss` and `val_accuracy` into the epoch's logs, where the pruner, MLflow's callback and
-`fit`'s history read them as before.
+`fit`'s history read them as if Keras had validated.
 
 The figures are the ones `evaluate` gave: accuracy is the share of argmax hits; the loss is
 the mean cross-entropy per example for a plainly compiled model (Keras weights its loss tracker
