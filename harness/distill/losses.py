@@ -25,7 +25,7 @@ the batch, so
 
 An unlabeled example's gradient therefore comes from the soft targets alone,
 and `alpha` keeps its meaning (the weight of the labeled examples' mean loss).
-Without `masked` the hard term is the plain batch mean, computed as before.
+Without `masked` the hard term is the plain batch mean: every label is a class id.
 """
 
 from __future__ import annotations
