@@ -25,7 +25,7 @@ the batch, so
 
 An unlabeled example's gradient therefore comes from the soft targets alone,
 and `alpha` keeps its meaning (the weight of the labeled examples' mean loss).
-Without `masked` the hard term is the plain batch mean.
+Without `masked` the hard term is the plain batch mean: every label is a class id.
 
 Every loss here takes one run's tensors (student logits [batch, classes], teacher logits
 [batch, classes] or [members, batch, classes], scalar parameters) or a population's (student
