@@ -129,7 +129,7 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
             with clock.part("mlflow"):
                 mlflow.log_params({"width": width, "seed": seed, "family": cfg.student.builder or cfg.student.family,
                                    "depth": cfg.student.depth, "precision": ctx.precision, **recipe.to_dict()})
-                ctx.log_transfer()
+                ctx.log_transfer(distilled=False)
             if pre is None:
                 t0 = time.perf_counter()
                 # Validated once, at the end: a twin is a reference point, never pruned.
