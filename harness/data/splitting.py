@@ -63,26 +63,36 @@ def stratified_test(labels: np.ndarray, fraction: float, seed: int) -> np.ndarra
     return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
 
 
-def stratified_limit(positions: np.ndarray, labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
-    """`limit` of `positions` (sorted), drawn so each class keeps its share: class k gets
-    `limit * n_k / n` of them, rounded by largest remainder (ties to the lower class id), and at
-    least one while the limit allows one per class present. Within a class the members are taken
-    in a seeded random order, so a folder or an .npz stored class by class gives every class its
-    share. `labels[i]` is the label at `positions[i]`. All of them when `limit` is None or not smaller.
+def stratified_limit(positions: np.ndarray, labels: np.ndarray, limit: int | None, seed: int,
+                     shares: np.ndarray | None = None) -> np.ndarray:
+    """`limit` of `positions` (sorted), drawn so each class keeps its share of the data: class k
+    gets `limit * shares[k] / sum(shares)` of them (`shares`: class counts of the whole source, by
+    default those of `positions`), rounded by largest remainder, at least one while the limit
+    allows one per class, and no more than `positions` hold (what one class lacks goes to the
+    others, largest share first). Within a class the members are taken in a seeded random order,
+    so a folder or an .npz stored class by class gives every class its share. `labels[i]` is the
+    label at `positions[i]`. All of them when `limit` is None or not smaller.
     """
     if limit is None or limit >= len(positions):
         return np.sort(positions)
-    ks, counts = np.unique(labels, return_counts=True)
-    share = limit * counts / counts.sum()
-    quota = np.floor(share).astype(int)
-    if limit >= len(ks):
-        quota = np.maximum(quota, 1)
-    while quota.sum() > limit:  # the floor of one per class overshot: take back from the largest
-        quota[np.argmax(quota - share)] -= 1
-    for i in np.argsort(-(share - quota), kind="stable")[:limit - quota.sum()]:
-        quota[i] += 1
+    labels = np.asarray(labels)
+    k = int(max(labels.max(initial=-1) + 1, 0 if shares is None else len(shares)))
+    have = np.bincount(labels, minlength=k)
+    weight = (have if shares is None else np.asarray(shares, float)[:k]).astype(float)
+    share = limit * weight / weight.sum()
+    quota = np.minimum(np.floor(share).astype(int), have)
+    if limit >= (have > 0).sum():
+        quota = np.maximum(quota, (have > 0).astype(int))
+    while quota.sum() > limit:  # the floor of one per class overshot: take back from the most over its share
+        quota[np.argmax(np.where(quota > 1, quota - share, -np.inf))] -= 1
+    for i in np.argsort(-(share - quota), kind="stable"):  # the rest, largest remainder first, within what is there
+        if quota.sum() >= limit:
+            break
+        quota[i] += min(have[i] - quota[i], max(0, int(np.ceil(share[i] - quota[i]))))
+    for i in np.argsort(-share, kind="stable"):  # what a class lacked: to the others, largest share first
+        quota[i] += min(have[i] - quota[i], limit - quota.sum())
     rng = np.random.default_rng([seed, LIMIT_STREAM])
-    picked = [rng.permutation(positions[labels == k])[:q] for k, q in zip(ks, quota)]
+    picked = [rng.permutation(positions[labels == c])[:q] for c, q in enumerate(quota) if q]
     return np.sort(np.concatenate(picked))
 
 
@@ -96,8 +106,10 @@ def partition(n_train: int, cfg: DatasetConfig, seed: int, labels: np.ndarray | 
     and `test_slice`, in which case it is a stratified `cfg.test_fraction` of train (`stratified_test`).
 
     Validation is `cfg.validation_fraction` of what remains, by a permutation seeded with `seed`
-    alone; with `cfg.limit`, each keeps `limit` positions: a seeded, class-stratified draw
-    (`stratified_limit`) where `labels` are given, else the first `limit` (sorted; see `limited`).
+    alone. With `cfg.limit` and `labels`, validation (at most `limit`, and no more than the
+    fraction gives) and transfer (`limit` of the rest) are seeded, class-stratified draws from
+    what remains (`stratified_limit`); without `labels`, each keeps its first `limit` (sorted; a
+    source read in part stratifies them itself: see `limited`).
     """
     pool = np.arange(n_train)
     test = None
@@ -107,9 +119,12 @@ def partition(n_train: int, cfg: DatasetConfig, seed: int, labels: np.ndarray | 
     order = pool[np.random.default_rng(seed).permutation(len(pool))]
     n_val = round(cfg.validation_fraction * len(pool))
     val, transfer = np.sort(order[:n_val]), np.sort(order[n_val:])
-    if cfg.limit is not None and labels is not None:
-        val, transfer = (stratified_limit(p, labels[p], cfg.limit, seed) for p in (val, transfer))
-        test = None if test is None else stratified_limit(test, labels[test], cfg.limit, seed)
+    if cfg.limit is not None and labels is not None:  # every split a draw to the whole data's class shares
+        shares = np.bincount(labels)
+        val = stratified_limit(pool, labels[pool], min(cfg.limit, n_val), seed, shares)
+        rest = np.setdiff1d(pool, val)
+        transfer = stratified_limit(rest, labels[rest], cfg.limit, seed, shares)
+        test = None if test is None else stratified_limit(test, labels[test], cfg.limit, seed, shares)
     elif cfg.limit is not None:
         val, transfer = val[:cfg.limit], transfer[:cfg.limit]
     return transfer, val, test

@@ -192,3 +192,5 @@ def _check_teacher(ctx: Context, twin: dict) -> None:
                f"{twin['width']} (val acc {twin['val_accuracy']:.4f}): distilling it is unlikely to help")
         log.warning("%s", why)
         MlflowClient().set_tag(ctx.parent_run_id, "harness.teacher_warning", why)
+        if isinstance(getattr(ctx.teacher, "warnings", None), list):  # repeated in the end-of-study summary
+            ctx.teacher.warnings.append(why)
