@@ -105,15 +105,19 @@ def test_images_too_small_for_the_pools_are_refused_before_anything_is_written(t
     _images(d / "images", size=4, per_class=6)
     (d / "pools3.py").write_text(POOLS3)
     work = d / "work"
+    work.mkdir()
     cases = [({"student": {"family": "cnn", "depth": 3}}, "student.depth", ["4x4", "smallest size that works is 8x8"]),
              ({"teacher": {"family": "cnn", "widths": [4, 4, 4], "epochs": 1}}, "teacher.widths",
               ["4x4", "smallest size that works is 8x8"]),
              ({"student": {"builder": "pools3:pools3"}}, "student.builder", ["smallest size that works is 8x8"])]
     for extra, field, words in cases:
-        study = _study(d, teacher={"widths": [8], "epochs": 1, **extra.get("teacher", {})},
+        teacher = {"widths": [32], "epochs": 30, "dropout": 0.0, "input_dropout": 0.0, "learning_rate": 0.01}
+        study = _study(d, teacher={**teacher, **extra.get("teacher", {})},
                        **{k: v for k, v in extra.items() if k != "teacher"})
         _refused(["study", study, "--workdir", work], capsys, field, words)
-        assert not work.exists()  # no store, no lock file, not even the folder it would have made
+        assert list(work.iterdir()) == []  # no MLflow or Optuna store, no teacher, no lock file
+    _refused(["study", study, "--workdir", d / "new"], capsys, "student.builder", [])
+    assert not (d / "new").exists()  # a --workdir made for a refused study is taken back
 
 
 def test_the_setup_installs_the_package_so_it_runs_from_any_folder(tmp_path):
