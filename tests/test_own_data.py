@@ -187,7 +187,7 @@ def test_a_stored_study_is_resumed_only_on_its_own_data(tmp_path):
 
     cfg = config.parse({"name": "s"}, str(tmp_path / "s.yaml"))
     ws = stores.Workspace.resolve(tmp_path)
-    a, b = SimpleNamespace(digest="a" * 64, image_shape=(4, 4, 1)), SimpleNamespace(digest="b" * 64, image_shape=(4, 4, 1))
+    a, b = (SimpleNamespace(digest=c * 64, image_shape=(4, 4, 1)) for c in "ab")
     now = stores.check_contents(cfg, ws, a)  # no study yet
     stores.record_contents(stores.create_study(cfg, ws), now)
     stores.check_contents(cfg, ws, a)

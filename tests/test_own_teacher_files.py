@@ -160,7 +160,8 @@ def test_a_near_miss_is_a_warning_kept_for_the_summary():
     predicted[(labels == 0)] = 1  # class 0 always read as 1, class 1 as 0 six times in ten
     predicted[np.flatnonzero(labels == 1)[:6]] = 0
     logits = np.eye(10, dtype=np.float32)[predicted]
-    note = class_order.check("s.yaml", "teacher.model", "the teacher t.keras", logits, labels, [str(i) for i in range(10)])
+    names = [str(i) for i in range(10)]
+    note = class_order.check("s.yaml", "teacher.model", "the teacher t.keras", logits, labels, names)
     assert note is not None and "0.84 as it is, 0.96 with its outputs reordered" in note
     assert "another order" in note and "0, 1" in note
     assert class_order.check("s.yaml", "teacher.model", "t", np.eye(10)[labels], labels, list("abcdefghij")) is None

@@ -147,8 +147,8 @@ def assemble(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.nd
         return (take(x, y, transfer), take(x, y, val), take(x, y, test_pos),
                 f"train (stratified {cfg.test_fraction:.0%})")
     tx, ty = test
-    return (take(x, y, transfer), take(x, y, val), take(tx, ty, stratified_limit(np.arange(len(ty)), ty, cfg.limit, seed)),
-            "test")
+    keep = stratified_limit(np.arange(len(ty)), ty, cfg.limit, seed)
+    return take(x, y, transfer), take(x, y, val), take(tx, ty, keep), "test"
 
 
 def check_classes(splits: dict[str, Split], num_classes: int, names: list[str], where: str) -> None:

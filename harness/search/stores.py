@@ -186,6 +186,10 @@ def contents(cfg: StudyConfig, splits) -> dict[str, str]:
 def check_contents(cfg: StudyConfig, ws: Workspace, splits) -> dict[str, str]:
     """A stored study is resumed only on the contents it was made with (`contents`): a changed file
     is refused in one line naming its field, before anything is written. Returns the contents."""
+    from harness.teacher import loaded
+
+    if cfg.teacher.model is not None:
+        loaded.use_store(cfg, ws.tracking_uri)  # a registry URI resolves in the study's own store
     now = contents(cfg, splits)
     study = existing_study(cfg, ws)
     if study is None:
