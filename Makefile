@@ -10,10 +10,13 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: study test bench data postgres ui mlflow-ui dashboard serve clean
 
-$(VENV)/.installed: requirements.txt
+# The pinned dependencies, then the harness itself (editable, without touching them): `.venv/bin/harness`
+# and `.venv/bin/python -m harness` work from any folder, on this checkout's code.
+$(VENV)/.installed: requirements.txt pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
 	@touch $@
 
 # Fashion-MNIST comes from Debian's package when there is no internet.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from harness import config, logs
 from harness.logs import configure_logging
@@ -253,15 +254,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _make_workdir(args) -> list[Path]:
+    """The commands that write a study's stores create a missing --workdir (and its parents); the
+    folders made, deepest first."""
+    if args.func not in (_cmd_study, _cmd_finish, _cmd_teacher) or not getattr(args, "workdir", None):
+        return []
+    w = Path(args.workdir).expanduser().absolute()
+    made = [d for d in [w, *w.parents] if not d.exists()]
+    w.mkdir(parents=True, exist_ok=True)
+    return made
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     saved = {k: os.environ.get(k) for k in (logs.VERBOSE_ENV, "MLFLOW_LOGGING_LEVEL")}
     os.environ[logs.VERBOSE_ENV] = "1" if args.verbose else "0"  # worker processes inherit it
     configure_logging()
     logs.quiet_tensorflow_import()
+    made = _make_workdir(args)
     try:
         return args.func(args)
     except config.UserError as e:
+        for d in made:  # a refused study leaves nothing behind, not even the folder it would have used
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

@@ -49,7 +49,7 @@ TENSORFLOW_BANNER = (
 # re-used model traces again), but a small study's fit is one call per epoch
 # (steps_per_execution 32 >= its batches), so the first traces of a few models (a twin and a
 # student per width) fill TensorFlow's window of 10 calls and it warns of "retracing" that is
-# not there. The validation's forward pass (`search/validation.py`, one tf.function per student,
+# not there. The validation's forward pass (`training/validation.py`, one tf.function per student,
 # traced once: `tests/test_validation.py`) is the same case. Only these false alarms are dropped:
 # a retracing warning about any other function shows.
 KERAS_STEP_RETRACING = re.compile(r"\d+ out of the last \d+ calls to <function (TensorFlowTrainer\."

@@ -27,7 +27,7 @@ from harness.confirm import confirmation as confirm, methods as confirm_methods,
 from harness.data import omitted, sources, unlabeled
 from harness.data.evaluate import ece
 from harness.deploy import champion as champion_mod
-from harness.distill import builder, methods
+from harness.distill import builder, methods, models
 from harness.distill.models import build_student
 from harness.logs import Progress
 from harness.record import TrialRecord
@@ -87,10 +87,11 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
     splits = sources.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
-    stores.check_data(cfg, ws, splits.digest)
+    contents = stores.check_contents(cfg, ws, splits)
     check_classes(cfg, splits.num_classes)
     builder.check(cfg.student.builder, cfg.source, widths_searched(cfg), splits.image_shape,
                   splits.num_classes)
+    models.check_fits(cfg, splits.image_shape)
     unlabeled.check(cfg, splits.image_shape)
     space.check_budget(cfg, splits.image_shape, splits.num_classes)
     for name in cfg.methods:  # a method's own demands on the models (a FitNets layer that exists)
@@ -102,7 +103,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
     experiment_id = tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
     tracking.close_orphans(experiment_id)
     study = stores.create_study(cfg, ws)
-    stores.record_data(study, splits.digest)
+    stores.record_contents(study, contents)
     optuna.storages.fail_stale_trials(study)
     done = stores.counted_trials(study)
     todo = n_trials if n_trials is not None else max(0, cfg.n_trials - done)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import time
 import warnings
@@ -33,6 +34,11 @@ def internal_uri(uri: str) -> str:
     if uri.startswith("sqlite:") and "?" not in uri:
         return uri + "?timeout=60"
     return uri
+
+
+def shown_uri(text: str) -> str:
+    """A URI (or a message holding one) as the user gave it: without `internal_uri`'s parameters."""
+    return re.sub(r"\?timeout=60\b", "", text)
 
 
 def setup(tracking_uri: str, workdir: Path, experiment: str) -> str:
@@ -184,3 +190,18 @@ def log_datasets(inputs: list[tuple]) -> None:
                 if attempt == 2 or "dataset_pk" not in str(e):
                     raise
                 time.sleep(0.2 * (attempt + 1))
+
+
+def register_model(model_uri: str, name: str):
+    """`mlflow.register_model`, its "Successfully registered model" and "Created version" lines (which
+    MLflow prints to stderr whatever its log level) logged at DEBUG instead: the harness says what it
+    registered in its own line."""
+    import contextlib
+    import io
+
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(printed):
+        mv = mlflow.register_model(model_uri, name)
+    for line in printed.getvalue().splitlines():
+        log.debug("mlflow: %s", line)
+    return mv

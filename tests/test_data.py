@@ -61,13 +61,21 @@ def test_a_seeded_jittered_pipeline_repeats_itself_but_not_across_epochs(small_s
     assert not np.array_equal(first[0], first[1])
 
 
-def test_a_limit_reads_a_prefix_of_the_same_splits(small_splits):
+def test_a_limit_draws_from_the_same_splits(small_splits):
+    """A limit is a stratified draw (tests/test_own_files.py) from the splits without one: the
+    validation slice stays the validation slice, and the same index holds the same image."""
+    from harness.data import splitting
+
     s = sources.load_splits(config.DatasetConfig(limit=500), seed=0)
+    transfer, val, _ = splitting.partition(60000, config.DatasetConfig(), 0)
+    assert set(s.transfer.index) <= set(transfer) and set(s.validation.index) <= set(val)
     for small, big in ((s.transfer, small_splits.transfer), (s.validation, small_splits.validation),
                        (s.test, small_splits.test)):
-        np.testing.assert_array_equal(small.index, big.index[:500])
-        np.testing.assert_array_equal(small.images, big.images[:500])
-        np.testing.assert_array_equal(small.labels, big.labels[:500])
+        assert len(small) == 500
+        common, a, b = np.intersect1d(small.index, big.index, return_indices=True)
+        assert len(common) > 100
+        np.testing.assert_array_equal(small.images[a], big.images[b])
+        np.testing.assert_array_equal(small.labels[a], big.labels[b])
 
 
 def test_tampered_debian_file_is_rejected(tmp_path):

@@ -181,15 +181,18 @@ def test_two_data_dirs_with_one_name_share_no_teacher_or_twin(tmp_path):
 
 
 def test_a_stored_study_is_resumed_only_on_its_own_data(tmp_path):
+    from types import SimpleNamespace
+
     from harness.search import stores
 
     cfg = config.parse({"name": "s"}, str(tmp_path / "s.yaml"))
     ws = stores.Workspace.resolve(tmp_path)
-    stores.check_data(cfg, ws, "a" * 64)  # no study yet
-    stores.record_data(stores.create_study(cfg, ws), "a" * 64)
-    stores.check_data(cfg, ws, "a" * 64)
-    with pytest.raises(stores.StudyError, match=r"s.yaml: dataset: study 's' already exists .* on other data"):
-        stores.check_data(cfg, ws, "b" * 64)
+    a, b = (SimpleNamespace(digest=c * 64, image_shape=(4, 4, 1)) for c in "ab")
+    now = stores.check_contents(cfg, ws, a)  # no study yet
+    stores.record_contents(stores.create_study(cfg, ws), now)
+    stores.check_contents(cfg, ws, a)
+    with pytest.raises(stores.StudyError, match=r"s.yaml: dataset: its data changed since study 's' .* new `name:`"):
+        stores.check_contents(cfg, ws, b)
 
 
 def test_a_tfds_dataset_without_a_test_split_gets_a_stratified_slice(tmp_path, caplog):

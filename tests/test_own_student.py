@@ -325,8 +325,8 @@ def test_an_unlabeled_folder_of_pngs_reads_as_the_arrays(rgb, tmp_path):
     (lambda d: (np.savez(d / "s.npz", x=np.zeros((3, 28, 28), np.uint8)), "s.npz")[1],
      "the images are 28x28x1, the dataset's are 32x32x3"),
     (lambda d: (np.savez(d / "f.npz", x=np.full((3, 32, 32, 3), 0.5)), "f.npz")[1], "whole values 0-255"),
-    (lambda d: ((d / "c" / "cats").mkdir(parents=True), "c")[1], "give a folder of images without class subfolders"),
-    (lambda d: ((d / "b").mkdir(), (d / "b" / "x.png").write_bytes(b"\x89PNG broken"), "b")[2], "cannot decode"),
+    (lambda d: ((d / "c" / "cats").mkdir(parents=True), "c")[1], "holds no image files"),  # read recursively
+    (lambda d: ((d / "b").mkdir(), (d / "b" / "x.png").write_bytes(b"\x89PNG broken"), "b")[2], "x.png: not a readable"),
     (lambda d: ((d / "t.txt").write_text("hi"), "t.txt")[1], "neither an .npz file nor a folder"),
 ])
 def test_bad_unlabeled_images_are_one_line(tmp_path, make, says):

@@ -230,7 +230,7 @@ def test_a_teacher_that_does_not_fit_is_one_line(case, bad_models, tmp_path, cap
 def test_a_teacher_of_another_size_is_resized_and_rescaled(bad_models, small_splits):
     cfg = _cfg(bad_models, model="gray32.keras", input={"scale": 2.0, "offset": -1.0, "size": [32, 32]})
     raw = keras.saving.load_model(bad_models / "gray32.keras")
-    model = loaded._adapt(cfg, raw, "gray32.keras", small_splits, "teacher_0")
+    model, _ = loaded._adapt(cfg, raw, "gray32.keras", small_splits, "teacher_0")
     x = small_splits.validation.images[:4].astype("float32")
     want = raw(keras.ops.image.resize(x, (32, 32)) * 2.0 - 1.0)  # what the user's model gets: resized, rescaled
     np.testing.assert_allclose(model(x), want, atol=1e-5)

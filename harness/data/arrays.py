@@ -79,6 +79,12 @@ def read(cfg: DatasetConfig, source: str) -> tuple[tuple, tuple | None, list[str
         fail(f"missing {', '.join(missing)} (has {', '.join(sorted(heads)) or 'no arrays'}); give x_train, "
              "y_train and, for a test split, x_test and y_test")
     parts = ["train"] + (["test"] if "x_test" in heads else [])
+    used = [f"{a}_{p}" for p in parts for a in ("x", "y")] + (["class_names"] if "class_names" in heads else [])
+    for key in used:
+        if heads[key][1].hasobject:  # np.load refuses it (allow_pickle=False): Python objects need pickle
+            fix = ("save the names as a string array: np.savez(..., class_names=np.array(names, dtype=str))"
+                   if key == "class_names" else "save it as a numeric array (uint8 images, integer labels)")
+            fail(f"{key} is an array of Python objects (dtype=object), which is not read without pickle; {fix}")
     for part in parts:
         (xs, _), (ys, _) = heads[f"x_{part}"], heads[f"y_{part}"]
         if len(xs) not in (3, 4) or (len(xs) == 4 and xs[3] not in (1, 3)):
@@ -93,7 +99,7 @@ def read(cfg: DatasetConfig, source: str) -> tuple[tuple, tuple | None, list[str
     splitting.check_memory(n, heads["x_train"][0][1:], cfg, source, itemsize=itemsize)
 
     with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in heads}
+        data = {k: z[k] for k in used}
     names = [str(c) for c in data["class_names"]] if "class_names" in data else None
     out = {}
     for part in parts:

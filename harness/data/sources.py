@@ -86,6 +86,9 @@ def load_splits(cfg: DatasetConfig, seed: int, source: str = "<dataset>") -> Spl
         splits = Splits(transfer, val, test_split, len(names), tuple(int(d) for d in train[0].shape[1:]),
                         where.stem, class_names=names, kind=cfg.kind, location=str(where.resolve()),
                         test_source=test_source)
+    splitting.check_classes({"transfer": splits.transfer, "validation": splits.validation, "test": splits.test},
+                            splits.num_classes, splits.class_names,
+                            f"data{f' (dataset.limit {cfg.limit})' if cfg.limit is not None else ''}")
     log.info("data %s: %d transfer, %d validation, %d test examples of %s, %d classes; test from %s; digest %s",
              splits.dataset, len(splits.transfer), len(splits.validation), len(splits.test),
              "x".join(map(str, splits.image_shape)), splits.num_classes, splits.test_source, splits.digest[:16])

@@ -10,6 +10,7 @@ test slice of `train`; one whose images vary in size needs `dataset.image_size`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import threading
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 # Where TFDS itself keeps datasets (`try_gcs`) and many datasets' files: reachable means online.
 PROBE_URL = "https://storage.googleapis.com/tfds-data/"
 PROBE_SECONDS = 5.0
+# With `dataset.limit`, each split's stratified draw is made among its first CANDIDATES x limit
+# examples (in index order): only that part of a large dataset is read and decoded. Class shares
+# are those of the candidates (a TFDS split stored class by class would need all of it read).
+CANDIDATES = 2
 
 
 @dataclass
@@ -147,18 +152,22 @@ def read(cfg: DatasetConfig, seed: int, source: str) -> Read:
     n_train = splits["train"].num_examples
     has_test = "test" in splits
     n_test = (splits["test"].num_examples if has_test else 0)
-    if cfg.limit is not None:
-        n_test = min(n_test, cfg.limit)
+    if cfg.limit is not None:  # candidates for the stratified draw, read in part (see CANDIDATES)
+        n_test = min(n_test, CANDIDATES * cfg.limit)
     needed = n_train
     if has_test:
-        transfer, val, _ = splitting.partition(n_train, cfg, seed)
+        transfer, val, _ = splitting.partition(n_train, dataclasses.replace(cfg, limit=None), seed)
+        if cfg.limit is not None:
+            transfer, val = transfer[:CANDIDATES * cfg.limit], val[:CANDIDATES * cfg.limit]
         needed = int(max(val.max(initial=-1), transfer.max(initial=-1))) + 1
     splitting.check_memory(needed + n_test, out_shape, cfg, source)
     if has_test:
         x, y = _read(builder, f"train[:{needed}]" if needed < n_train else "train", cfg, convert)
-        tx, ty = _read(builder, f"test[:{cfg.limit}]" if cfg.limit is not None else "test", cfg, convert)
-        parts = (splitting.take(x, y, transfer), splitting.take(x, y, val),
-                 splitting.Split(tx, ty, np.arange(len(ty))), "test")
+        tx, ty = _read(builder, f"test[:{n_test}]" if cfg.limit is not None else "test", cfg, convert)
+        keep = splitting.stratified_limit(np.arange(len(ty)), ty, cfg.limit, seed)
+        parts = (splitting.take(x, y, splitting.limited(transfer, y, cfg, seed)),
+                 splitting.take(x, y, splitting.limited(val, y, cfg, seed)),
+                 splitting.Split(tx[keep], ty[keep], keep), "test")
     else:
         x, y = _read(builder, "train", cfg, convert)
         parts = splitting.assemble((x, y), None, cfg, seed)

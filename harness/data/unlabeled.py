@@ -7,9 +7,11 @@ Scratch twins never see them.
 
 * `unlabeled: PATH` (relative to the study file): an `.npz` whose `x` (or
   `x_train`) holds images `[n, h, w, c]` or `[n, h, w]` with values 0-255, or a
-  folder of image files (PNG, JPEG, BMP, GIF) without class subfolders, each
-  decoded with `tf.io.decode_image`. Every image must have the dataset's
-  height, width and channels: nothing is resized silently.
+  folder of image files (PNG, JPEG, BMP, GIF), read with its subfolders (their
+  names do not matter: no labels), dot-folders and dot-files skipped, each
+  decoded by Pillow as a viewer shows it (EXIF orientation applied; `decode`).
+  Every image must have the dataset's height, width and channels: nothing is
+  resized silently.
 * `unlabeled_rest: true`: the examples of the transfer split that `fraction`
   leaves out, of the classes not omitted (an omitted class stays unseen),
   without their labels: the "few labels, many images" experiment on a labeled
@@ -22,12 +24,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from harness.config import ConfigError, TransferConfig
 
+log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
@@ -70,29 +74,30 @@ def _read_npz(p: Path, fail) -> np.ndarray:
 
 
 def _read_folder(p: Path, channels: int, fail) -> np.ndarray:
-    import tensorflow as tf
+    from harness.data import decode
 
-    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    files, hidden = decode.visible(p)
     if not files:
-        sub = [d.name for d in p.iterdir() if d.is_dir()]
-        fail(f"{p} holds no image files ({', '.join(IMAGE_SUFFIXES)})" +
-             (f"; it has subfolders ({', '.join(sub[:3])}...): give a folder of images without class "
-              "subfolders" if sub else ""))
-    images = []
+        fail(f"{p} holds no image files ({', '.join(IMAGE_SUFFIXES)}), in it or in its subfolders")
+    images, oriented = [], 0
     for f in files:
         try:
-            img = tf.io.decode_image(f.read_bytes(), channels=channels, expand_animations=False).numpy()
-        except Exception as e:  # noqa: BLE001 - unreadable or truncated
-            fail(f"cannot decode {f}: {type(e).__name__}: {str(e).strip().splitlines()[0][:150]}")
+            oriented += decode.header(f)[3]
+            img = decode.pixels(f, channels)
+        except decode.Unreadable as e:
+            fail(str(e))
         if images and img.shape != images[0].shape:
             fail(f"{f} is {'x'.join(map(str, img.shape))}, {files[0].name} is "
                  f"{'x'.join(map(str, images[0].shape))}: every image must have the dataset's size")
         images.append(img)
+    log.info("unlabeled images: %d files in %s and its subfolders%s%s", len(files), p,
+             f"; {hidden} hidden file(s) or folder(s) skipped" if hidden else "",
+             f"; {oriented} turned by their EXIF orientation" if oriented else "")
     return np.stack(images)
 
 
 @functools.lru_cache(maxsize=4)
-def _read(path: str, source: str, image_shape: tuple, field: str, mtime: float) -> np.ndarray:
+def _read(path: str, source: str, image_shape: tuple, field: str, stamp: str) -> np.ndarray:
     def fail(message: str):
         raise ConfigError(source, field, message)
 
@@ -121,8 +126,19 @@ def read(t: TransferConfig, source: str, image_shape, field: str = "transfer.unl
     if t.unlabeled is None:
         return None
     p = resolve_path(t.unlabeled, source)
-    mtime = p.stat().st_mtime if p.exists() else 0.0
-    return _read(t.unlabeled, source, tuple(int(d) for d in image_shape), field, mtime)
+    return _read(t.unlabeled, source, tuple(int(d) for d in image_shape), field, _stamp(p))
+
+
+def _stamp(p: Path) -> str:
+    """What changes when the file, or any file in the folder and its subfolders, changes."""
+    if not p.exists():
+        return ""
+    entries = sorted(p.rglob("*")) if p.is_dir() else [p]
+    h = hashlib.sha256()
+    for e in entries:
+        st = e.stat()
+        h.update(f"{e}\0{st.st_mtime_ns}\0{st.st_size}\n".encode())
+    return h.hexdigest()
 
 
 def rest_positions(labels: np.ndarray, t: TransferConfig, keep: np.ndarray) -> np.ndarray:

@@ -113,7 +113,7 @@ def test_and_register(cfg: StudyConfig, record: TrialRecord, splits: sources.Spl
         fixed = omitted.corrected_model(student, classes, metrics["bias_shift"])
         with mlflow.start_run(run_id=record.mlflow_run_id, nested=True):  # logged on the trial's own run
             uri = tracking.log_student(fixed, None, name="model_corrected").model_uri
-    mv = mlflow.register_model(uri, name)
+    mv = tracking.register_model(uri, name)
     client.set_registered_model_alias(name, ALIAS, mv.version)
     client.set_model_version_tag(name, mv.version, "optuna.trial", str(record.number))
     if splits.class_names:  # class id -> name, as a JSON list (also in the model's own metadata)

@@ -100,14 +100,40 @@ def build(name: str, source: str, width: int, input_shape, num_classes: int, dty
     except Exception as e:  # noqa: BLE001 - the user's code: its error, in one line
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         raise ConfigError(source, FIELD, f"{name}(width={width}, input_shape={input_shape}, "
-                                         f"num_classes={num_classes}) raised {type(e).__name__}: {first}") from None
+                                         f"num_classes={num_classes}) raised {type(e).__name__}: {first}"
+                                         f"{_size_hint(fn, width, input_shape, num_classes, dtype)}") from None
     if not isinstance(model, keras.Model):
         raise ConfigError(source, FIELD, f"{name} returned a {type(model).__name__}, not a keras.Model")
-    _check_shapes(name, source, model, width, input_shape, num_classes)
+    _check_shapes(name, source, model, width, input_shape, num_classes,
+                  lambda: _size_hint(fn, width, input_shape, num_classes, dtype))
     return model
 
 
-def _check_shapes(name: str, source: str, model, width: int, input_shape: tuple, num_classes: int) -> None:
+def _works(fn, width: int, shape: tuple, num_classes: int, dtype: str | None) -> bool:
+    try:
+        with _dtype_policy(dtype):
+            model = fn(width, shape, num_classes)
+            out = model(np.zeros((1, *shape), np.float32), training=False)
+        return tuple(out.shape) == (1, num_classes)
+    except Exception:  # noqa: BLE001 - any failure: this size does not work
+        return False
+
+
+def _size_hint(fn, width: int, input_shape: tuple, num_classes: int, dtype: str | None) -> str:
+    """Where the images are too small for the builder's model: the smallest size that works among
+    the image size times 2, 4, ... 64 (height and width scaled together), said in a clause."""
+    h, w, *rest = input_shape
+    if len(input_shape) != 3 or h * w > 64 * 64:  # large images: the failure is not their size
+        return ""
+    for f in (2, 4, 8, 16, 32, 64):
+        if _works(fn, width, (h * f, w * f, *rest), num_classes, dtype):
+            return (f"; the images ({h}x{w}) are too small for it: the smallest size that works is {h * f}x{w * f} "
+                    f"(give dataset.image_size: [{h * f}, {w * f}])")
+    return ""
+
+
+def _check_shapes(name: str, source: str, model, width: int, input_shape: tuple, num_classes: int,
+                  hint=lambda: "") -> None:
     import keras
 
     def fail(message: str):
@@ -117,7 +143,7 @@ def _check_shapes(name: str, source: str, model, width: int, input_shape: tuple,
         out = model(np.zeros((2, *input_shape), np.float32), training=False)
     except Exception as e:  # noqa: BLE001
         fail(f"the model cannot take float32 images [batch, {', '.join(map(str, input_shape))}]: "
-             f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}")
+             f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}{hint()}")
     if isinstance(out, (list, tuple, dict)):
         fail(f"the model has {len(out)} outputs; it must have one, the logits [batch, {num_classes}]")
     if tuple(out.shape) != (2, num_classes):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from harness.config import StudentConfig, TeacherConfig
+from harness.config import ConfigError, StudentConfig, TeacherConfig
 from harness.distill import builder as user_builder
 
 
@@ -115,6 +115,31 @@ def build_student(cfg: StudentConfig, width: int, input_shape, num_classes: int,
     extra = {} if cfg.family == "mlp" else _cnn_options(cfg)
     return builder_fn(input_shape, num_classes, student_widths(cfg, width), dropout=cfg.dropout,
                    input_dropout=cfg.input_dropout, name=f"student_w{width}", seed=seed, dtype=dtype, **extra)
+
+
+def smallest_side(pools: int) -> int:
+    """The smallest height or width a cnn with `pools` 2x2 max-pools (stride 2, valid padding) takes:
+    each pool floors the size to half, and the last must leave at least one pixel."""
+    return 2 ** pools
+
+
+def check_fits(cfg, image_shape) -> None:
+    """Before anything is written: the built-in cnn teacher and student fit images `image_shape`
+    [h, w, c]; ConfigError naming the field (`teacher.widths`, one pool per width; `student.depth`,
+    one pool per block), the image size and the smallest size that works. `cfg`: a StudyConfig."""
+    h, w = int(image_shape[0]), int(image_shape[1])
+    checks = []
+    if cfg.teacher.model is None and cfg.teacher.family == "cnn":
+        checks.append(("teacher.widths", len(cfg.teacher.widths), "the teacher's"))
+    if cfg.student.builder is None and cfg.student.family == "cnn":
+        checks.append(("student.depth", cfg.student.depth, "the student's"))
+    for field, pools, whose in checks:
+        side = smallest_side(pools)
+        if min(h, w) < side:
+            raise ConfigError(cfg.source, field, f"the images are {h}x{w}, too small for {whose} cnn with {pools} "
+                                                 f"2x2 max-pools ({field} {pools}): the smallest size that works is "
+                                                 f"{side}x{side}; give dataset.image_size: [{max(h, side)}, "
+                                                 f"{max(w, side)}] or fewer pools")
 
 
 def param_count(model: keras.Model) -> int:

@@ -126,6 +126,7 @@ def summary(cfg: StudyConfig, result, ws: Workspace | None = None) -> str:
            f"{states.count('fail')} failed",
            f"teacher: {result.teacher.params:,} params, val acc {result.teacher.val_accuracy:.4f}, "
            f"test acc {result.teacher.test_accuracy:.4f}"]
+    out += [f"warning: {w}" for w in getattr(result.teacher, "warnings", [])]  # e.g. a class order in doubt
     if result.confirmed:
         out.append(confirm.table(result.confirmed, result.teacher.test_accuracy, result.teacher_ece,
                                  _between_arms(study), _notes(study, result.confirmed)))

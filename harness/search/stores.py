@@ -139,20 +139,67 @@ def check_compatible(cfg: StudyConfig, ws: Workspace) -> None:
         "study, rename it (`name:`) or use another --workdir")
 
 
-def check_data(cfg: StudyConfig, ws: Workspace, digest: str) -> None:
-    """A stored study is resumed only on the data it was made on (their digest, `Splits.digest`)."""
+def contents(cfg: StudyConfig, splits) -> dict[str, str]:
+    """What the files a study reads hold, by the field that names them -> SHA-256 (hex): `dataset`
+    (`Splits.digest`: the images, labels and splits, whatever file or folder they came from),
+    `teacher.model` (each model file's or folder's content, or a registry URI's resolved version and
+    artifacts: `loaded.key_part`), `student.builder` (its source file) and each `transfer.unlabeled`
+    (the images' bytes). A trial depends on every one of them. Raises ConfigError where one cannot
+    be read (as the study would)."""
+    from harness import files
+    from harness.data import unlabeled
+    from harness.distill import builder
+    from harness.teacher import loaded
+
+    out = {"dataset": splits.digest}
+    if cfg.teacher.model is not None:
+        out["teacher.model"] = files.digest(json.dumps(loaded.key_part(cfg)["model"], sort_keys=True), 64)
+    if cfg.student.builder is not None:
+        out["student.builder"] = str(builder.identity(cfg.student.builder, cfg.source)["sha256"])
+    arms = [("transfer.unlabeled", cfg.transfer)] + [
+        (f"confirm.arms[{i}].transfer.unlabeled", a.transfer) for i, a in enumerate(cfg.confirm.arms or [])
+        if a.transfer is not None]
+    for name, t in arms:
+        images = unlabeled.read(t, cfg.source, splits.image_shape, name)
+        if images is not None:
+            out[name] = unlabeled.digest(images)
+    return out
+
+
+def check_contents(cfg: StudyConfig, ws: Workspace, splits) -> dict[str, str]:
+    """A stored study is resumed only on the contents it was made with (`contents`): a changed file
+    is refused in one line naming its field, before anything is written. Returns the contents."""
+    from harness.teacher import loaded
+
+    if cfg.teacher.model is not None:
+        loaded.use_store(cfg, ws.tracking_uri)  # a registry URI resolves in the study's own store
+    now = contents(cfg, splits)
     study = existing_study(cfg, ws)
-    stored = study.user_attrs.get("data_digest") if study is not None else None
-    if stored is not None and stored != digest[:16]:
+    if study is None:
+        return now
+    stored = study.user_attrs.get("contents")
+    if not isinstance(stored, dict):  # a study from before contents were stored: its data digest only
+        stored = {"dataset": study.user_attrs["data_digest"]} if "data_digest" in study.user_attrs else {}
+    for name in sorted(set(stored) | set(now)):
+        was, is_ = stored.get(name), now.get(name)
+        if was is None or is_ is None or is_.startswith(was) or was == is_:
+            continue
+        what = "data" if name == "dataset" else "content"
         raise StudyError(
-            f"{cfg.source}: dataset: study {cfg.name!r} already exists in {ws.storage} on other data (digest "
-            f"{stored}, these data {digest[:16]}); rename the study (`name:`) or use another --storage")
+            f"{cfg.source}: {name}: its {what} changed since study {cfg.name!r} in {ws.storage} was made "
+            f"(SHA-256 {was[:16]} then, {is_[:16]} now): the stored trials learned from the other; to start a "
+            "new study on it, give it a new `name:` (or use another --workdir)")
+    return now
 
 
-def record_data(study: optuna.Study, digest: str) -> None:
-    """Note the data's digest on a study that has none yet (see `check_data`)."""
+def record_contents(study: optuna.Study, now: dict[str, str]) -> None:
+    """Note the contents on a study (see `check_contents`), and the data's digest as older harnesses did."""
     if "data_digest" not in study.user_attrs:
-        study.set_user_attr("data_digest", digest[:16])
+        study.set_user_attr("data_digest", now["dataset"][:16])
+    stored = study.user_attrs.get("contents")
+    merged = {**now, **(stored if isinstance(stored, dict) else {})}
+    if merged != stored:
+        study.set_user_attr("contents", merged)
 
 
 def make_pruner(cfg: StudyConfig) -> optuna.pruners.BasePruner:

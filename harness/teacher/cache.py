@@ -40,6 +40,7 @@ class Teacher:
     train_seconds: float = 0.0
     trained: bool = True  # False: loaded from `teacher.model` (nothing of it was trained here)
     outputs: list[str] = field(default_factory=list)  # loaded: logits | probabilities, per member
+    warnings: list[str] = field(default_factory=list)  # one line each, repeated in the end-of-study summary
 
     @property
     def params(self) -> int:

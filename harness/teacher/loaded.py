@@ -35,7 +35,7 @@ from harness import files, tracking
 from harness.config import ConfigError, StudyConfig
 from harness.data import sources
 from harness.data.evaluate import ensemble_accuracy, ensemble_logits, predict_logits
-from harness.teacher import cache
+from harness.teacher import cache, class_order, signature
 from harness.teacher.cache import Teacher
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,8 @@ def _resolve(cfg: StudyConfig, uri: str) -> tuple[dict, Path]:
     except mlflow.exceptions.MlflowException as e:
         first = (e.message if hasattr(e, "message") else str(e)).strip().splitlines()[0][:200]
         raise ConfigError(cfg.source, FIELD, f"{uri}: does not resolve in the tracking store "
-                                             f"{mlflow.get_tracking_uri()} ({first})") from None
+                                             f"{tracking.shown_uri(mlflow.get_tracking_uri())} "
+                                             f"({tracking.shown_uri(first)})") from None
     what["sha256"] = folder_digest(local)
     _registry[memo] = (what, local)
     return what, local
@@ -173,26 +174,16 @@ def _read(cfg: StudyConfig, ref: str):
     except Exception as e:  # noqa: BLE001 - whatever the reader says, the file is not a usable model
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         field_name = "teacher.endpoint" if what["kind"] == "savedmodel" and "endpoint" in first else FIELD
-        raise ConfigError(cfg.source, field_name, f"{ref}: not a model Keras can load ({first})") from None
+        raise ConfigError(cfg.source, field_name, signature.load_error(ref, e)) from None
 
 
-def _expected_shape(raw) -> tuple | None:
-    """The input shape [h, w, c] a model expects (None for unknown dimensions), when it says."""
-    if isinstance(raw, keras.layers.TFSMLayer):
-        fn = raw.call_endpoint_fn
-        sig = getattr(fn, "structured_input_signature", None)
-        specs = tf.nest.flatten(sig if sig is not None else (getattr(fn, "input_signature", None) or []))
-    else:
-        specs = list(getattr(raw, "inputs", None) or [])
-    return tuple(specs[0].shape)[1:] if len(specs) == 1 else None
-
-
-def _adapt(cfg: StudyConfig, raw, ref: str, splits: sources.Splits, name: str) -> keras.Model:
-    """The model behind the harness's contract (see the module's docstring), its shapes checked."""
+def _adapt(cfg: StudyConfig, raw, ref: str, splits: sources.Splits, name: str) -> tuple[keras.Model, str]:
+    """The model behind the harness's contract (see the module's docstring), its shapes checked, fed
+    the dtype its signature takes; and the dtype it computes its output in."""
     inp = cfg.teacher.input
     h, w, c = splits.image_shape
     fed = (*(tuple(inp.size) if inp is not None and inp.size else (h, w)), c)
-    expected = _expected_shape(raw)
+    expected = signature.expected_shape(raw)
     if expected is not None and (len(expected) != 3 or any(e is not None and e != f
                                                            for e, f in zip(expected, fed))):
         fix = ("set teacher.input.size: [height, width] to resize them" if len(expected) == 3 and
@@ -205,6 +196,7 @@ def _adapt(cfg: StudyConfig, raw, ref: str, splits: sources.Splits, name: str) -
         y = keras.layers.Resizing(*fed[:2], name="resize")(y)
     if inp is not None:
         y = keras.layers.Rescaling(inp.scale, inp.offset, name="rescale")(y)
+    y = signature.cast_input(y, signature.input_dtype(raw))
     try:
         y = raw(y)
     except Exception as e:  # noqa: BLE001 - a model that cannot take these images
@@ -219,14 +211,17 @@ def _adapt(cfg: StudyConfig, raw, ref: str, splits: sources.Splits, name: str) -
     if len(y.shape) != 2 or y.shape[-1] != splits.num_classes:
         raise ConfigError(cfg.source, FIELD, f"{ref}: outputs shape {list(y.shape)}, the data have "
                                              f"{splits.num_classes} classes ([batch, {splits.num_classes}] expected)")
-    return keras.Model(x, keras.ops.cast(y, "float32"), name=name)
+    return keras.Model(x, keras.ops.cast(y, "float32"), name=name), str(getattr(y.dtype, "name", y.dtype))
 
 
-def _as_logits(cfg: StudyConfig, model: keras.Model, ref: str, images: np.ndarray) -> tuple[keras.Model, str]:
-    """The model returning logits, and what its outputs were (teacher.outputs, or found on `images`:
-    every row non-negative and summing to 1 within 1e-3 means probabilities)."""
+def _as_logits(cfg: StudyConfig, model: keras.Model, ref: str, images: np.ndarray, dtype: str = "float32"
+               ) -> tuple[keras.Model, str]:
+    """The model returning float32 logits, and what its outputs were (teacher.outputs, or found on
+    `images`: every row non-negative and summing to 1 within the precision of `dtype`, the dtype the
+    model computes its output in (`signature.sum_tolerance`), means probabilities)."""
     out = predict_logits(model, images)
-    probs = bool(np.all(out >= 0) and np.allclose(out.sum(axis=-1), 1.0, atol=1e-3))
+    tol = signature.sum_tolerance(dtype)
+    probs = bool(np.all(out >= 0) and np.allclose(out.sum(axis=-1), 1.0, rtol=0.0, atol=tol))
     kind = cfg.teacher.outputs
     if kind == "auto":
         kind = "probabilities" if probs else "logits"
@@ -234,7 +229,8 @@ def _as_logits(cfg: StudyConfig, model: keras.Model, ref: str, images: np.ndarra
                  "is non-negative and sums to 1" if probs else "is not a probability distribution")
     elif kind == "probabilities" and not probs:
         raise ConfigError(cfg.source, "teacher.outputs", f"probabilities, but {ref}'s outputs on validation are not "
-                                                         "(negative, or rows not summing to 1): use logits or auto")
+                                                         f"(negative, or rows not summing to 1 within {tol:g}, the "
+                                                         f"precision of its {dtype} outputs): use logits or auto")
     elif kind == "logits" and probs:
         log.warning("teacher %s: teacher.outputs is logits, but its outputs on validation look like probabilities"
                     " (a final softmax?): its soft targets will be wrong unless they are logits", ref)
@@ -252,8 +248,8 @@ def load(cfg: StudyConfig, splits: sources.Splits, cache_dir: str | Path, key: s
     are not what teacher.outputs says, non-finite logits or a teacher near chance."""
     members, kinds = [], []
     for i, ref in enumerate(references(cfg)):
-        model = _adapt(cfg, _read(cfg, ref), ref, splits, name=f"teacher_{i}")
-        model, kind = _as_logits(cfg, model, ref, splits.validation.images)
+        model, dtype = _adapt(cfg, _read(cfg, ref), ref, splits, name=f"teacher_{i}")
+        model, kind = _as_logits(cfg, model, ref, splits.validation.images, dtype)
         members.append(model)
         kinds.append(kind)
     entry = Path(cache_dir) / key
@@ -263,11 +259,16 @@ def load(cfg: StudyConfig, splits: sources.Splits, cache_dir: str | Path, key: s
             log.info("teacher: %s, logits from cache %s (val acc %.4f)", cfg.teacher.model, entry,
                      manifest["val_accuracy"])
             return Teacher(members, logits, manifest["val_accuracy"], manifest["test_accuracy"], key, entry,
-                           from_cache=True, trained=False, outputs=kinds)
+                           from_cache=True, trained=False, outputs=kinds, warnings=manifest.get("warnings", []))
         except Exception as e:  # noqa: BLE001 - any damage means: rebuild
             log.warning("teacher cache %s is damaged (%s); rebuilding it", entry, e)
     logits = ensemble_logits(members, splits.transfer.images)
-    val_acc = ensemble_accuracy(ensemble_logits(members, splits.validation.images), splits.validation.labels)
+    val_logits = ensemble_logits(members, splits.validation.images)
+    val_acc = ensemble_accuracy(val_logits, splits.validation.labels)
+    note = class_order.check(cfg.source, FIELD, f"the teacher {cfg.teacher.model}", val_logits,
+                             splits.validation.labels, splits.class_names)
+    if note:
+        log.warning("%s", note)
     test_acc = ensemble_accuracy(ensemble_logits(members, splits.test.images), splits.test.labels)
     what = f"the teacher {cfg.teacher.model}"
     cache.check_usable(cfg, FIELD, what, logits, val_acc, splits.validation.labels, splits.num_classes,
@@ -275,7 +276,9 @@ def load(cfg: StudyConfig, splits: sources.Splits, cache_dir: str | Path, key: s
                        "range? see teacher.input")
     with files.locked(Path(cache_dir) / f"{key}.lock"):
         cache.write(entry, key, [], logits, members=len(members), val_accuracy=val_acc, test_accuracy=test_acc,
-                    history=[], train_seconds=0.0, outputs=kinds, model=cfg.teacher.model)
+                    history=[], train_seconds=0.0, outputs=kinds, model=cfg.teacher.model,
+                    warnings=[note] if note else [])
     log.info("teacher: loaded %s (outputs: %s), val acc %.4f, test acc %.4f; logits cached at %s",
              cfg.teacher.model, ", ".join(kinds), val_acc, test_acc, entry)
-    return Teacher(members, logits, val_acc, test_acc, key, entry, from_cache=False, trained=False, outputs=kinds)
+    return Teacher(members, logits, val_acc, test_acc, key, entry, from_cache=False, trained=False, outputs=kinds,
+                   warnings=[note] if note else [])

@@ -29,7 +29,7 @@ from harness.data.evaluate import ensemble_accuracy, ensemble_logits
 from harness.distill import precision
 from harness.distill.distiller import compile_plain
 from harness.distill.guard import Diverged, DivergenceGuard
-from harness.distill.models import build_teacher
+from harness.distill.models import build_teacher, check_fits
 from harness.distill.recipe import Recipe
 from harness.teacher import cache, loaded
 from harness.teacher.cache import Teacher  # where the rest of the harness finds it
@@ -117,6 +117,7 @@ def load_or_train(cfg: StudyConfig, splits: sources.Splits, cache_dir: str | Pat
     if cfg.teacher.model is not None:
         loaded.use_store(cfg, tracking_uri)
         return loaded.load(cfg, splits, cache_dir, cache_key(cfg, splits.digest))
+    check_fits(cfg, splits.image_shape)
     key = cache_key(cfg, splits.digest)
     entry = Path(cache_dir) / key
     with files.locked(Path(cache_dir) / f"{key}.lock"):
@@ -191,6 +192,6 @@ def log_teacher(teacher: Teacher, cfg: StudyConfig, experiment_id: str, parent_r
             for i, m in enumerate(teacher.members):
                 info = tracking.log_student(m, sample, name="model" if len(teacher.members) == 1 else f"member_{i}")
             if len(teacher.members) == 1:
-                mv = mlflow.register_model(info.model_uri, registered_name(cfg.name))
+                mv = tracking.register_model(info.model_uri, registered_name(cfg.name))
                 log.info("teacher: registered as models:/%s/%s (models:/%s@latest)", mv.name, mv.version, mv.name)
         return run.info.run_id

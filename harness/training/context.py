@@ -184,12 +184,13 @@ class Context:
         """Classes the students never see (their bias is corrected after training)."""
         return list(self.cfg.transfer.omit_classes or [])
 
-    def log_transfer(self) -> None:
-        """The transfer set of the active run's student: params and the `transfer_examples` metric."""
+    def log_transfer(self, distilled: bool = True) -> None:
+        """The transfer set of the active run's student: params and the `transfer_examples` metric,
+        and the unlabeled images it learns from (a scratch twin, `distilled=False`, sees none: 0)."""
         mlflow.log_params(self.cfg.transfer.to_params())
         mlflow.log_metric("transfer_examples", self.transfer_examples)
         if self.unlabeled_examples:
-            mlflow.log_metric("unlabeled_examples", self.unlabeled_examples)
+            mlflow.log_metric("unlabeled_examples", self.unlabeled_examples if distilled else 0)
 
     def compile_key(self, kind: str, width: int, recipe, method: str = methods.DEFAULT) -> str:
         """What a compiled training graph depends on, beyond the study file's student section (a

@@ -93,7 +93,7 @@ def log_params(ctx: Context, spec: RunSpec) -> None:
     """The run's parameters and transfer set (and, for a trial, the dataset inputs) on the active run."""
     with ctx.clock.part("mlflow"):
         mlflow.log_params(spec.params)
-        ctx.log_transfer()
+        ctx.log_transfer(distilled=spec.method is not None)  # a twin never sees unlabeled images
         if spec.datasets:
             tracking.log_datasets(ctx.datasets)
 

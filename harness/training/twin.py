@@ -146,3 +146,4 @@ def _check_teacher(ctx: Context, width: int, val_accuracy: float) -> None:
                f"{width} (val acc {val_accuracy:.4f}): distilling it is unlikely to help")
         log.warning("%s", why)
         MlflowClient().set_tag(ctx.parent_run_id, "harness.teacher_warning", why)
+        ctx.teacher.warnings.append(why)  # repeated in the end-of-study summary
