@@ -83,7 +83,7 @@ def test_a_resumed_study_holds_the_contents_it_was_made_with(tmp_path, capsys):
     exp = client.get_experiment_by_name("own")
     runs = client.search_runs([exp.experiment_id], max_results=100)
     seen = {(r.data.tags.get("harness.role"), r.data.metrics.get("unlabeled_examples")) for r in runs}
-    assert ("baseline", 0.0) in seen and ("trial", 5.0) in seen, seen  # twins see none of the 5 images
+    assert ("twin", 0.0) in seen and ("trial", 5.0) in seen, seen  # twins see none of the 5 images
     n_runs = len(runs)
 
     def changed(path, write, field, words):

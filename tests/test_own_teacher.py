@@ -169,7 +169,7 @@ def test_a_teacher_no_better_than_the_first_twin_is_flagged(tmp_path, caplog):
     for teacher_acc, flagged in ((0.70, True), (0.90, False)):
         with tracking.start("study", "s", experiment_id=exp) as parent:
             ctx = types.SimpleNamespace(parent_run_id=parent.info.run_id,
-                                        teacher=types.SimpleNamespace(val_accuracy=teacher_acc))
+                                        teacher=types.SimpleNamespace(val_accuracy=teacher_acc, warnings=[]))
             twin._check_teacher(ctx, 16, 0.75)
             twin._check_teacher(ctx, 32, 0.95)  # only the first twin counts
         tags = mlflow.MlflowClient().get_run(parent.info.run_id).data.tags
