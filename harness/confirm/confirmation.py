@@ -16,10 +16,9 @@ import logging
 import math
 from dataclasses import dataclass
 
-import mlflow
 import optuna
 
-from harness import files
+from harness import files, tracking
 from harness.config import StudyConfig
 from harness.confirm import keys, population
 from harness.confirm.stats import Interval, mean_ci, paired_gain
@@ -98,12 +97,11 @@ def distilled(ctx: Context, r: TrialRecord, seed: int, arm: str = "", method: Me
                 "optuna.trial": str(r.number)}
         with ctx.start_run("confirm", f"confirm-t{r.number}-s{seed}" + (f"-{arm}" if arm else ""), tags=tags):
             recipe = recipe_of(ctx, r)
-            mlflow.log_params({"trial": r.number, "width": r.width, "seed": seed, "temperature": m.temperature,
-                               "alpha": m.alpha, "teacher_mode": ctx.cfg.distillation.teacher,
-                               "jitter": ctx.cfg.student.augment.jitter, **recipe.to_dict(), **m.params()})
-            ctx.log_transfer()
+            ctx.log_transfer({"trial": r.number, "width": r.width, "seed": seed, "temperature": m.temperature,
+                              "alpha": m.alpha, "teacher_mode": ctx.cfg.distillation.teacher,
+                              "jitter": ctx.cfg.student.augment.jitter, **recipe.to_dict(), **m.params()})
             student, history = train_distilled(ctx, r.width, seed, m.temperature, m.alpha, recipe,
-                                               [mlflow.keras.MlflowCallback()], every_epoch=False, method=m)
+                                               [tracking.EpochMetrics()], every_epoch=False, method=m)
             test_logits = predict_logits(student, ctx.splits.test.images)
             test = fidelity(test_logits, ctx.splits.test.labels, ctx.teacher_test_probs)
             fix = omitted.correct(student, ctx.splits, ctx.omitted, test_logits) if ctx.omitted else None
@@ -111,8 +109,9 @@ def distilled(ctx: Context, r: TrialRecord, seed: int, arm: str = "", method: Me
                       float(history["val_accuracy"][-1]), test["accuracy"], test["agreement"], test["ece"],
                       test["kl"], arm, ctx.transfer_examples, **(fix.summary() if fix else {}),
                       method="" if m.name == "kd" else m.label())
-            mlflow.log_metrics({"test_accuracy": row.test_accuracy, "agreement": row.agreement,
-                                "ece": row.ece, "kl": row.kl, "params": row.params, **(fix.metrics() if fix else {})})
+            tracking.log_run(metrics={"test_accuracy": row.test_accuracy, "agreement": row.agreement,
+                                      "ece": row.ece, "kl": row.kl, "params": row.params,
+                                      **(fix.metrics() if fix else {})})
         files.write_text(target, json.dumps(dataclasses.asdict(row)))
         return row
 

@@ -181,8 +181,12 @@ def export_trial(cfg: StudyConfig, ws: stores.Workspace, trial_number: int | Non
         builder.resolve(cfg.student.builder, cfg.source)
     if Path(record.model_path).exists():
         student = keras.models.load_model(record.model_path, safe_mode=True, compile=False)
-    else:  # trained on another machine: fetch it from MLflow
-        student = mlflow.keras.load_model(record.model_uri)
+    elif champion.logged_uri(record):  # trained on another machine: fetch it from MLflow
+        student = mlflow.keras.load_model(champion.logged_uri(record))
+    else:
+        raise ReportError(f"trial {record.number}'s student {record.model_path} is not on this machine, and "
+                          f"only the front's and the champion's are logged to MLflow: export it where it was "
+                          f"trained")
     splits = sources.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
     student = champion.deployable(cfg, student, splits)  # bias-corrected where classes were omitted
     figures = champion.export(cfg, record, {kind: Path(out)}, splits, student)[kind]

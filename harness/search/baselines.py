@@ -22,7 +22,7 @@ import mlflow
 import tensorflow as tf
 from mlflow.tracking import MlflowClient
 
-from harness import files
+from harness import files, tracking
 from harness.config import StudyConfig
 from harness.data import omitted
 from harness.data.evaluate import fidelity, predict_logits
@@ -127,9 +127,8 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
             run = ctx.start_run(role, f"{role}-w{width}-s{seed}", tags=tags)
         with run:
             with clock.part("mlflow"):
-                mlflow.log_params({"width": width, "seed": seed, "family": cfg.student.builder or cfg.student.family,
-                                   "depth": cfg.student.depth, "precision": ctx.precision, **recipe.to_dict()})
-                ctx.log_transfer()
+                ctx.log_transfer({"width": width, "seed": seed, "family": cfg.student.builder or cfg.student.family,
+                                  "depth": cfg.student.depth, "precision": ctx.precision, **recipe.to_dict()})
             if pre is None:
                 t0 = time.perf_counter()
                 # Validated once, at the end: a twin is a reference point, never pruned.
@@ -165,10 +164,8 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
                     result.update(fix.summary())
             check_finite(result, [float(v) for v in history["loss"]])
             with clock.part("mlflow"):
-                mlflow.log_metrics({k: result[k] for k in ("params", "flops", "test_accuracy", "agreement", "kl",
-                                                           "ece")})
-                if fix is not None:
-                    mlflow.log_metrics(fix.metrics())
+                tracking.log_run(metrics={**{k: result[k] for k in ("params", "flops", "test_accuracy", "agreement",
+                                                                      "kl", "ece")}, **(fix.metrics() if fix else {})})
                 mlflow.end_run()  # here, to be timed; the `with` then finds no run to end
         with clock.part("saving"):
             files.write_text(target, json.dumps(result))

@@ -148,11 +148,10 @@ class Objective:
         status, state, counter = "FAILED", "failed", EpochCounter()
         try:
             with clock.part("mlflow"):
-                mlflow.log_params({**recipe.to_dict(), **p, **space.method_of(p).params(),
-                                   "family": cfg.student.builder or cfg.student.family,
-                                   "depth": cfg.student.depth, "seed": cfg.seed, "teacher_key": ctx.teacher.key,
-                                   "precision": ctx.precision})
-                ctx.log_transfer()
+                ctx.log_transfer({**recipe.to_dict(), **p, **space.method_of(p).params(),
+                                  "family": cfg.student.builder or cfg.student.family,
+                                  "depth": cfg.student.depth, "seed": cfg.seed, "teacher_key": ctx.teacher.key,
+                                  "precision": ctx.precision})
                 tracking.log_datasets(ctx.datasets)
             if twin_diverged is not None:
                 raise Diverged(str(twin_diverged))
@@ -169,17 +168,15 @@ class Objective:
             with clock.part("deployed_cost"):  # latency and size of the deployed (TFLite) student, if an objective
                 deployed = deployed_cost(trial, student, ctx.splits.validation.images[0]) if cfg.cost != "params" else {}
             with clock.part("mlflow"):
-                mlflow.log_metrics({"params": params, "flops": flops, "distillation_gain": gain,
-                                    "baseline_val_accuracy": twin["val_accuracy"], **deployed})
-            with clock.part("mlflow_model"):
-                info = tracking.log_student(student, ctx.splits.validation.images[:2],
-                                             class_names=ctx.splits.class_names)
+                tracking.log_run(metrics={"params": params, "flops": flops, "distillation_gain": gain,
+                                          "baseline_val_accuracy": twin["val_accuracy"], **deployed})
+            # Logged as an MLflow model only if it reaches the front (champion.log_front_models).
             local = ctx.ws.workdir / "trials" / cfg.name / f"trial-{trial.number}.keras"
             with clock.part("saving"), files.replacing(local, suffix=".keras") as tmp:
                 student.save(tmp)
             record = TrialRecord(val_accuracy=val_acc, params=params, flops=flops, distillation_gain=gain,
                                  baseline_val_accuracy=twin["val_accuracy"],
-                                 baseline_test_accuracy=twin["test_accuracy"], model_uri=info.model_uri,
+                                 baseline_test_accuracy=twin["test_accuracy"],
                                  model_path=str(local), **deployed)
             with clock.part("optuna"):
                 record.save(trial)
@@ -205,6 +202,5 @@ class Objective:
             with clock.part("optuna"):
                 TrialRecord(epochs_run=counter.epochs).save(trial)
             with clock.part("mlflow"):
-                mlflow.log_metric("epochs_run", counter.epochs)
-                mlflow.set_tag("state", state)
+                tracking.log_run(metrics={"epochs_run": counter.epochs}, tags={"state": state})
                 mlflow.end_run(status)
