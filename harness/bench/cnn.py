@@ -126,12 +126,12 @@ def _rows(family: str, size, examples, n: int, shape, num_classes: int, repeats:
 
 
 def _population_row(family: str, size, examples, n: int, shape, num_classes: int, repeats: int, jit: bool,
-                    product) -> dict:
-    """K members together against K lone runs (each on its own seeded batches); s per epoch of all K."""
-    seeds = list(range(1, K + 1))
+                    product, k: int = K) -> dict:
+    """k members together against k lone runs (each on its own seeded batches); s per epoch of all k."""
+    seeds = list(range(1, k + 1))
     streams = _streams(examples, seeds)
     lone = [(_distiller(student(family, size, s, shape, num_classes), jit), ds) for s, ds in zip(seeds, streams)]
-    pop = Population([student(family, size, s, shape, num_classes) for s in seeds], [4.0] * K, [0.1] * K)
+    pop = Population([student(family, size, s, shape, num_classes) for s in seeds], [4.0] * k, [0.1] * k)
     pop.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit, steps_per_execution=STEPS_PER_EXECUTION)
     stacked = tf.data.Dataset.zip(tuple(_streams(examples, seeds))).map(
         lambda *xy: (tf.stack([x for x, _ in xy]),
@@ -146,17 +146,23 @@ def _population_row(family: str, size, examples, n: int, shape, num_classes: int
     model = lone[0][0].student
     flops = 3 * models.flops_per_example(model)
     matmul = 2 * MATMUL_N**3 * MATMUL_PRODUCTS / t["matmul"] / 1e9
-    g = K * flops * n / t["together"] / 1e9
-    return {"family": family, "size": size, "params": models.param_count(model), "k": K, "xla": jit,
+    g = k * flops * n / t["together"] / 1e9
+    return {"family": family, "size": size, "params": models.param_count(model), "k": k, "xla": jit,
             "examples": n, "batch_size": BATCH_SIZE, "epoch_s": t["together"], "lone_epoch_s": t["lone"],
             "speedup": t["lone"] / t["together"], "gflops": g, "matmul_gflops": matmul, "share": g / matmul}
 
 
 def run_cnn(families=tuple(SIZES), repeats: int = 3, limit: int = 10_000, population_limit: int = 2_000,
-            population: bool = True) -> list[dict]:
+            population: bool = True, sizes: dict | None = None, k: int = K) -> list[dict]:
     """The `cnn_students` rows (see the module docstring): one per (family, size, XLA), then one
-    per stackable (family, size) population at the faster XLA setting of its lone rows (by
-    seconds per example)."""
+    per stackable (family, size) population of `k` at the faster XLA setting of its lone rows (by
+    seconds per example). `sizes`: {family: knobs} instead of `SIZES` (tests use small ones).
+
+    Each row: family, size (the knob), params, train_flops_per_example, xla, examples, batch_size,
+    epoch_s (median seconds per epoch over `examples`; a population's: of all its members), gflops,
+    matmul_gflops (float32, alternated with it), share (gflops / matmul_gflops); a population row
+    also k, lone_epoch_s (k lone runs one after another) and speedup (lone / together)."""
+    sizes = sizes or SIZES
     splits = sources.load_splits(DatasetConfig(limit=limit), seed=0)
     images, labels = splits.transfer.images[:limit], splits.transfer.labels[:limit]
     logits = np.random.default_rng(0).normal(0, 4, (len(labels), splits.num_classes)).astype(np.float32)
@@ -168,14 +174,14 @@ def run_cnn(families=tuple(SIZES), repeats: int = 3, limit: int = 10_000, popula
     product = _matmul(MATMUL_N)
     rows = []
     for family in families:
-        for size in SIZES[family]:
+        for size in sizes[family]:
             lone = _rows(family, size, examples, len(images), shape, classes, repeats, product)
             rows += lone
             keras.backend.clear_session()
             if population and plan(student(family, size, 0, shape, classes))[1] is None:
                 jit = min(lone, key=lambda r: r["epoch_s"] / r["examples"])["xla"]
                 rows.append(_population_row(family, size, examples(population_limit), population_limit, shape,
-                                            classes, repeats, jit, product))
+                                            classes, repeats, jit, product, k))
                 keras.backend.clear_session()
     return rows
 
