@@ -147,7 +147,8 @@ def _population_row(family: str, size, examples, n: int, shape, num_classes: int
     flops = 3 * models.flops_per_example(model)
     matmul = 2 * MATMUL_N**3 * MATMUL_PRODUCTS / t["matmul"] / 1e9
     g = k * flops * n / t["together"] / 1e9
-    return {"family": family, "size": size, "params": models.param_count(model), "k": k, "xla": jit,
+    return {"family": family, "size": size, "params": models.param_count(model),
+            "train_flops_per_example": float(flops), "k": k, "xla": jit,
             "examples": n, "batch_size": BATCH_SIZE, "epoch_s": t["together"], "lone_epoch_s": t["lone"],
             "speedup": t["lone"] / t["together"], "gflops": g, "matmul_gflops": matmul, "share": g / matmul}
 
