@@ -109,18 +109,6 @@ def population_loss(labels, student_logits, teacher_logits, temperature, alpha):
     return total, hard, soft
 
 
-def _to_channels(x):
-    """[K, B, h, w, c] -> [B, h, w, K*c], member-major on the channel axis."""
-    shape = tf.shape(x)
-    return tf.reshape(tf.transpose(x, [1, 2, 3, 0, 4]), tf.concat([shape[1:4], [-1]], 0))
-
-
-def _to_members(x, k: int):
-    """[B, h, w, K*c] -> [K, B, h, w, c] (the inverse of `_to_channels`)."""
-    shape = tf.shape(x)
-    return tf.transpose(tf.reshape(x, tf.concat([shape[:3], [k, -1]], 0)), [3, 0, 1, 2, 4])
-
-
 class _VectorMean(keras.metrics.Metric):
     """A per-member running mean ([K]): of batch means (as Keras' `Mean` of a loss) or of hits."""
 
@@ -177,47 +165,36 @@ class Population(keras.Model):
         return [self.loss_tracker, self.member_loss, self.member_hard, self.member_soft, self.member_accuracy]
 
     def call(self, x, training=False):
-        """x: float32 [K, B, h, w, c] -> logits [K, B, classes].
-
-        Convolutions run on the members' feature maps stacked on the channel axis ([B, h, w, K*c],
-        member-major), as one grouped convolution (`tf.nn.conv2d` with a kernel of c input channels
-        over K*c: K groups, one per member) instead of K convolutions; pooling works on that layout
-        as it is; flatten and global pooling bring the members back to the leading axis."""
-        k, stacked = self.k, False  # stacked: x is [B, h, w, K*c]
+        """x: float32 [K, B, h, w, c] -> logits [K, B, classes]."""
+        k = self.k
         for step, weights in zip(self._steps, self._stacked):
             if step.kind == "rescaling":  # as Keras' Rescaling: cast, times scale, plus offset
                 x = tf.cast(x, tf.float32) * tf.cast(step.scale, tf.float32) + tf.cast(step.offset, tf.float32)
-            elif step.kind == "conv":
-                if not stacked:
-                    x, stacked = _to_channels(x), True
-                kernel = weights[0]  # [K, kh, kw, cin, cout] -> [kh, kw, cin, K*cout]
-                kernel = tf.reshape(tf.transpose(kernel, [1, 2, 3, 0, 4]),
-                                    tf.concat([tf.shape(kernel)[1:4], [-1]], 0))
-                x = tf.nn.conv2d(x, kernel, strides=list(step.strides), padding=step.padding)
-                if step.use_bias:
-                    x = x + tf.reshape(weights[1], [-1])
-                x = step.activation(x)
-            elif step.kind == "max_pool":
-                if stacked:  # pooling is per channel: the stacked maps pool as they are
-                    x = tf.nn.max_pool2d(x, list(step.pool), list(step.strides), step.padding)
-                else:  # the members' batches as one batch
-                    shape = tf.shape(x)
-                    y = tf.nn.max_pool2d(tf.reshape(x, tf.concat([[k * shape[1]], shape[2:]], 0)), list(step.pool),
-                                         list(step.strides), step.padding)
-                    x = tf.reshape(y, tf.concat([[k, shape[1]], tf.shape(y)[1:]], 0))
-            elif step.kind == "gap":
-                x = tf.reduce_mean(x, axis=[1, 2] if stacked else [2, 3])
-                if stacked:  # [B, K*c] -> [K, B, c]
-                    x, stacked = tf.transpose(tf.reshape(x, [tf.shape(x)[0], k, -1]), [1, 0, 2]), False
             elif step.kind == "flatten":
-                if stacked:
-                    x, stacked = _to_members(x, k), False
                 x = tf.reshape(x, [k, tf.shape(x)[1], -1])
-            else:  # dense
+            elif step.kind == "dense":
                 x = tf.einsum("kbi,kio->kbo", x, weights[0])
                 if step.use_bias:
                     x = x + weights[1][:, None, :]
                 x = step.activation(x)
+            elif step.kind == "conv":
+                # One convolution per member; still one step, one dispatch and one optimizer update
+                # for all K. A grouped convolution (members stacked on the channel axis, one
+                # `tf.nn.conv2d` of K groups, which oneDNN runs without XLA) was measured slower:
+                # K = 10 together / lone 0.93x against 0.92x at 4.5 K params, about 0.5x against
+                # 0.67x at 20 K (`harness bench --only cnn`, docs/performance.md).
+                x = tf.stack([tf.nn.conv2d(x[m], weights[0][m], strides=list(step.strides), padding=step.padding)
+                              for m in range(k)])
+                if step.use_bias:
+                    x = x + weights[1][:, None, None, None, :]
+                x = step.activation(x)
+            elif step.kind == "max_pool":  # the members' batches as one batch
+                shape = tf.shape(x)
+                y = tf.nn.max_pool2d(tf.reshape(x, tf.concat([[k * shape[1]], shape[2:]], 0)), list(step.pool),
+                                     list(step.strides), step.padding)
+                x = tf.reshape(y, tf.concat([[k, shape[1]], tf.shape(y)[1:]], 0))
+            else:  # global average pooling
+                x = tf.reduce_mean(x, axis=[2, 3])
         return x
 
     def train_step(self, data):
