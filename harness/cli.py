@@ -239,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="also write the figures to this file")
     b.add_argument("--no-study", action="store_true", help="skip the small-study part")
     b.add_argument("--no-population", action="store_true", help="skip the population rows (K students together)")
+    b.add_argument("--no-cnn", action="store_true", help="skip the CNN student rows (`cnn_students`)")
+    b.add_argument("--only", choices=["cnn"], default=None,
+                   help="run only this part: cnn = the CNN student rows (families x sizes, XLA on/off, K=10)")
     b.add_argument("--precision-accuracy", action="store_true",
                    help="instead: the default study's 2x256 student distilled in float32 and bfloat16, 3 seeds "
                         "(test accuracy and epoch time; its teacher from WORKDIR/teacher_cache when there)")

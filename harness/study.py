@@ -142,6 +142,8 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
         confirm_seconds, confirm_flops = time.perf_counter() - t0, ctx.train_flops - search_flops
         champ = _champion(study, cfg, configs, summary) if finish else None
         test_acc = exports = None
+        if finish:
+            champion_mod.log_front_models(study, cfg, splits.class_names)
         if champ is not None:
             test_acc = champion_mod.test_and_register(cfg, champ, splits)
             if export:

@@ -1,5 +1,7 @@
 import math
 
+import pytest
+
 from harness.bench import pairs as bench
 from harness.distill import precision
 
@@ -35,18 +37,64 @@ def test_command_line_prints_the_table_and_writes_json(monkeypatch, tmp_path, ca
     import json
 
     from harness import cli
-    from harness.bench import population
+    from harness.bench import cnn, population
 
     fake = {"mlp": {k: 1.0 for k in bench.KEYS}}
     rows = [{"k": 2, "width": 16, "lone_epoch_s": 2.0, "together_epoch_s": 1.0, "speedup": 2.0}]
+    cnn_rows = [{"family": "separable", "params": 5162, "xla": False, "examples": 10, "epoch_s": 1.0, "gflops": 3.0,
+                 "matmul_gflops": 100.0, "share": 0.03},
+                {"family": "cnn", "params": 4466, "xla": False, "examples": 10, "epoch_s": 1.0, "gflops": 3.0,
+                 "matmul_gflops": 100.0, "share": 0.03, "k": 10, "speedup": 3.25}]
     monkeypatch.setattr(bench, "run_pairs", lambda pairs, repeats: fake)
     monkeypatch.setattr(population, "run_population", lambda repeats: rows)
+    monkeypatch.setattr(cnn, "run_cnn", lambda repeats: cnn_rows)
     out = tmp_path / "bench.json"
     args = cli.build_parser().parse_args(["bench", "--pair", "mlp", "--no-study", "--json", str(out)])
     assert args.func(args) == 0
     printed = capsys.readouterr().out
-    assert "scratch_epoch_s" in printed and "2.00x" in printed
-    assert json.loads(out.read_text()) == {"pairs": fake, "population": rows}
+    assert "scratch_epoch_s" in printed and "2.00x" in printed and "separable" in printed and "3.25x" in printed
+    assert json.loads(out.read_text()) == {"pairs": fake, "population": rows, "cnn_students": cnn_rows}
+    # --only cnn: that part alone; --no-cnn: every part but it
+    args = cli.build_parser().parse_args(["bench", "--only", "cnn", "--json", str(out)])
+    assert args.func(args) == 0 and json.loads(out.read_text()) == {"cnn_students": cnn_rows}
+    args = cli.build_parser().parse_args(["bench", "--no-cnn", "--no-study", "--json", str(out)])
+    assert args.func(args) == 0 and "cnn_students" not in json.loads(out.read_text())
+
+
+def test_cnn_rows_time_each_family_with_xla_on_and_off_and_a_population():
+    """The smallest real run (one small plain CNN, 256 examples, K 2): the shape of the rows, not their speed."""
+    from harness.bench import cnn
+
+    lone_on, lone_off, pop = cnn.run_cnn(families=("cnn",), sizes={"cnn": (2,)}, repeats=1, limit=256,
+                                         population_limit=256, k=2)
+    assert (lone_on["xla"], lone_off["xla"]) == (True, False) and pop["k"] == 2
+    for row in (lone_on, lone_off, pop):
+        assert row["family"] == "cnn" and row["params"] > 0 and row["matmul_gflops"] > 0
+        assert row["gflops"] == pytest.approx(row["k"] * row["train_flops_per_example"] * row["examples"]
+                                              / row["epoch_s"] / 1e9 if "k" in row else
+                                              row["train_flops_per_example"] * row["examples"] / row["epoch_s"] / 1e9)
+        assert row["share"] == pytest.approx(row["gflops"] / row["matmul_gflops"])
+    assert pop["speedup"] == pop["lone_epoch_s"] / pop["epoch_s"] > 0
+
+
+def test_flops_count_depthwise_separable_and_batch_norm_from_their_shapes():
+    import keras
+
+    from harness.bench.cnn import separable_cnn
+    from harness.distill import models
+
+    x = keras.Input((8, 8, 4))
+    dw = keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)
+    sep = keras.layers.SeparableConv2D(5, 3, padding="same")
+    bn = keras.layers.BatchNormalization()
+    model = keras.Model(x, bn(sep(dw(x))))
+    assert models.flops_per_example(model) == (2 * 64 * 9 * 4 * 2            # depthwise: 3x3 per channel, x2
+                                               + 2 * 64 * (9 * 8 + 8 * 5)     # separable: depthwise + pointwise
+                                               + 2 * 64 * 5)                  # batch norm: scale and shift
+    # the bench's separable students: depthwise and pointwise layers all counted, between 5 K and 60 K params
+    small, large = (separable_cnn((28, 28, 1), 10, a) for a in (0.3, 1.15))
+    assert 4_000 < small.count_params() < large.count_params() < 60_000
+    assert models.flops_per_example(large) > 3 * models.flops_per_example(small)
 
 
 def test_population_rows_time_lone_against_together():

@@ -40,3 +40,35 @@ def test_parts_count_only_inside_a_trial_and_the_gap_between_trials_is_optuna_s(
     first, second = clock.trials
     assert first == {"mlflow": 1.0, "saving": 2.5, "wall": 5.0}
     assert second == {"optuna": 2.0, "wall": 3.0}
+
+
+def test_a_runs_bookkeeping_is_batched_and_its_curves_and_params_arrive(tmp_path):
+    """`tracking.log_run` (params, metrics, tags: one request) and the per-epoch callback: what the
+    MLflow UI shows of a run, per-epoch steps included, and the callback's time on the clock."""
+    import keras
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+
+    from harness import tracking
+    from harness.training.clock import TimedMlflowCallback
+
+    exp = tracking.setup(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path, "bookkeeping")
+    clock = TrialClock()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32), np.arange(64) % 3
+    with tracking.start("trial", "t", experiment_id=exp) as run:
+        tracking.log_run(params={"width": 16, "temperature": 2.5}, metrics={"params": 15}, tags={"state": "x"})
+        clock.begin()
+        model.fit(x, y, epochs=3, verbose=0, callbacks=[TimedMlflowCallback(clock)])
+        clock.end()
+        tracking.log_curves({"loss": [3.0, 2.0], "val_accuracy": [0.1, 0.5]})  # a population member's, later
+    data = MlflowClient().get_run(run.info.run_id).data
+    assert {k: data.params[k] for k in ("width", "temperature")} == {"width": "16", "temperature": "2.5"}
+    assert data.params["optimizer_name"] == "adam" and data.tags["state"] == "x" and data.metrics["params"] == 15
+    history = MlflowClient().get_metric_history(run.info.run_id, "loss")
+    assert sorted(m.step for m in history) == [0, 0, 1, 1, 2]  # three epochs, then the curve logged after
+    (val,) = MlflowClient().get_metric_history(run.info.run_id, "val_accuracy")
+    assert (val.step, val.value) == (1, 0.5)  # validated once, at the last epoch
+    assert clock.trials[0]["mlflow_epoch"] > 0

@@ -27,6 +27,8 @@ def _build(family, seed):
     keras.utils.set_random_seed(seed)
     if family == "mlp":
         return mlp(SHAPE, CLASSES, [24, 24], name="s", seed=seed)
+    if family == "cnn_gap":  # two convolutions in a row, then global pooling: the stacked layout's other exits
+        return cnn(SHAPE, CLASSES, [4, 6], head=16, pooling="gap", convs_per_block=2, name="s", seed=seed)
     return cnn(SHAPE, CLASSES, [4], head=16, name="s", seed=seed)
 
 
@@ -63,7 +65,7 @@ def _together(family, ds, epochs):
     return [pop.copy_into(m, _build(family, 99)) for m in range(len(MEMBERS))], pop, hist
 
 
-@pytest.mark.parametrize("family", ["mlp", "cnn"])
+@pytest.mark.parametrize("family", ["mlp", "cnn", "cnn_gap"])
 def test_members_equal_their_lone_runs_after_an_epoch(data, family):
     ds, images = data
     together, pop, _ = _together(family, ds, epochs=1)

@@ -145,7 +145,7 @@ def test_a_nan_learning_rate_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_a_non_finite_scratch_twin_is_never_cached(small_splits, tmp_path):
-    from harness import tracking
+    from harness import registry, tracking
     from harness.data.evaluate import predict_logits
     from harness.distill import models
     from harness.search import stores
@@ -295,7 +295,7 @@ def test_the_logged_student_predicts_uint8_and_float64_images_through_pyfunc(tmp
     import keras
     import mlflow
 
-    from harness import tracking
+    from harness import registry, tracking
     from harness.distill import models
 
     exp = tracking.setup(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path, "pyfunc")  # artifacts under tmp_path
@@ -303,7 +303,7 @@ def test_the_logged_student_predicts_uint8_and_float64_images_through_pyfunc(tmp
     student = models.mlp((28, 28, 1), 10, [8], seed=0)
     x = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1)).astype(np.uint8)
     with mlflow.start_run(experiment_id=exp):
-        info = tracking.log_student(student, x)
+        info = registry.log_student(student, x)
     model = mlflow.pyfunc.load_model(info.model_uri)
     want = student(x.astype(np.float32), training=False).numpy()
     for dtype in (np.uint8, np.float64, np.float32):  # before: only float32 passed the logged schema
@@ -316,7 +316,7 @@ def test_the_logged_student_predicts_uint8_and_float64_images_through_pyfunc(tmp
 def test_with_omitted_classes_the_registered_champion_is_the_bias_corrected_student(small_splits, tmp_path):
     import mlflow
 
-    from harness import tracking
+    from harness import registry, tracking
     from harness.data import omitted
     from harness.deploy import champion
     from harness.record import TrialRecord
@@ -336,7 +336,7 @@ def test_with_omitted_classes_the_registered_champion_is_the_bias_corrected_stud
     exp = tracking.setup(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path, cfg.name)
     with tracking.start("study", "parent", experiment_id=exp) as parent:
         with tracking.start("trial", "trial-0", parent_run_id=parent.info.run_id, experiment_id=exp) as run:
-            info = tracking.log_student(student, None)
+            info = registry.log_student(student, None)
         record = TrialRecord(number=0, mlflow_run_id=run.info.run_id, model_uri=info.model_uri,
                              model_path=str(path))
         champion.test_and_register(cfg, record, small_splits)

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import mlflow
 import numpy as np
 import pytest
 from helpers import SMOKE, harness, load_study, mlflow_client, run_cli, runs_by_role, workdir_with_teacher, write_study
@@ -53,6 +54,13 @@ def test_mlflow_holds_every_run_with_metrics_and_artifacts(smoke):
     assert parent.data.metrics["train_flops"] > 0 and trial.data.params["precision"] == "float32"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"config.yaml", "trials.csv", "plots"} <= artifacts
+    # MLflow models: the front's students only (logged at the end from their .keras files), and loadable
+    front = {r.number for r in champion.front(load_study(workdir), cfg)}
+    for r in roles["trial"]:
+        uri = r.data.tags.get(champion.MODEL_URI_TAG)
+        assert (uri is not None) == (int(r.data.tags["optuna.trial"]) in front)
+    uri = next(r.data.tags[champion.MODEL_URI_TAG] for r in roles["trial"] if champion.MODEL_URI_TAG in r.data.tags)
+    assert mlflow.keras.load_model(uri).count_params() > 0
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert {"plots/pareto_front.png", "plots/temperature_alpha.png", "plots/optimization_history.png",
             "plots/param_importances.png"} <= plots

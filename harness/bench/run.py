@@ -1,24 +1,30 @@
-"""`python -m harness bench`: the pairs table, the population rows, then the study part."""
+"""`python -m harness bench`: the pairs table, the population rows, the CNN student rows, then the study part."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from harness.bench import pairs, population
+from harness.bench import cnn, pairs, population
 from harness.bench.study import format_study, run_study_bench
 
 
 def main(args) -> int:
-    """Each part unless its `--no-...` flag; `--json` writes every figure."""
-    names = tuple(pairs.PAIRS) if args.pair == "all" else (args.pair,)
-    result = {"pairs": pairs.run_pairs(names, repeats=args.repeats)}
-    print(pairs.format_table(result["pairs"]))
-    print("\n".join(f"{name}: {r['bf16_note']}" for name, r in result["pairs"].items() if r.get("bf16_note")))
-    if not args.no_population:
+    """Each part unless its `--no-...` flag (or `--only` names another); `--json` writes every figure."""
+    only = getattr(args, "only", None)
+    result = {}
+    if only is None:
+        names = tuple(pairs.PAIRS) if args.pair == "all" else (args.pair,)
+        result["pairs"] = pairs.run_pairs(names, repeats=args.repeats)
+        print(pairs.format_table(result["pairs"]))
+        print("\n".join(f"{name}: {r['bf16_note']}" for name, r in result["pairs"].items() if r.get("bf16_note")))
+    if only is None and not args.no_population:
         result["population"] = population.run_population(repeats=args.repeats)
         print(population.format_population(result["population"]))
-    if not args.no_study:
+    if only == "cnn" or (only is None and not getattr(args, "no_cnn", False)):
+        result["cnn_students"] = cnn.run_cnn(repeats=args.repeats)
+        print(cnn.format_cnn(result["cnn_students"]))
+    if only is None and not args.no_study:
         result["study"] = run_study_bench()
         print(format_study(result["study"]))
     if args.json:

@@ -15,7 +15,7 @@ import optuna
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from harness import tracking
+from harness import registry, tracking
 from harness.config import ChampionConfig, StudyConfig
 from harness.data import omitted, sources
 from harness.data.evaluate import accuracy, predict_logits
@@ -26,6 +26,7 @@ from harness.record import TrialRecord, complete_records
 
 log = logging.getLogger(__name__)
 ALIAS = "champion"
+MODEL_URI_TAG = "harness.model_uri"  # on a trial's run: its student logged as an MLflow model
 C = TypeVar("C")  # anything with `val_accuracy` and `params`
 
 
@@ -71,13 +72,17 @@ def current(cfg: StudyConfig):
 
 def load_student(record: TrialRecord, cfg: StudyConfig | None = None) -> keras.Model:
     """The trial's saved student: its local `.keras` file, or, trained on another machine, its
-    logged model from MLflow. With a user's builder (`cfg.student.builder`), its module is imported
+    logged model from MLflow (only the front's and the champion's are logged: `model_uri`). With a user's builder (`cfg.student.builder`), its module is imported
     first, so the custom layers it registers load."""
     if cfg is not None and cfg.student.builder is not None:
         builder.resolve(cfg.student.builder, cfg.source)
     if record.model_path and Path(record.model_path).exists():
         return keras.models.load_model(record.model_path, safe_mode=True, compile=False)
-    return mlflow.keras.load_model(record.model_uri)
+    uri = logged_uri(record)
+    if uri is None:
+        raise ExportError(f"trial {record.number}'s student {record.model_path} is not on this machine, and only "
+                          f"the front's and the champion's are logged to MLflow: export it where it was trained")
+    return mlflow.keras.load_model(uri)
 
 
 def registered_trial(cfg: StudyConfig) -> int | None:
@@ -86,6 +91,37 @@ def registered_trial(cfg: StudyConfig) -> int | None:
     if v is None:
         return None
     return int(v.tags["optuna.trial"]) if "optuna.trial" in v.tags else None
+
+
+def logged_uri(record: TrialRecord) -> str | None:
+    """The trial's student as an MLflow model, if it was logged (`model_uri`), else None."""
+    if record.model_uri:  # a trial of a study run before only the front's students were logged
+        return record.model_uri
+    return MlflowClient().get_run(record.mlflow_run_id).data.tags.get(MODEL_URI_TAG)
+
+
+def model_uri(cfg: StudyConfig, record: TrialRecord, class_names: list[str] | None = None) -> str:
+    """The trial's student as an MLflow model on the trial's own run: logged once, from its `.keras`
+    file, the first time the front or the champion needs it (a trial saves the file but logs no
+    model: it cost about 0.2 s a trial), and its URI kept as the run's tag `harness.model_uri`.
+
+    Raises OSError (or Keras' ValueError) when the `.keras` file cannot be read."""
+    uri = logged_uri(record)
+    if uri:
+        return uri
+    student = load_student(record, cfg)
+    with mlflow.start_run(run_id=record.mlflow_run_id, nested=True):
+        uri = registry.log_student(student, None, class_names=class_names).model_uri
+    MlflowClient().set_tag(record.mlflow_run_id, MODEL_URI_TAG, uri)
+    return uri
+
+
+def log_front_models(study: optuna.Study, cfg: StudyConfig, class_names: list[str] | None = None) -> list[str]:
+    """Every Pareto-front student (two objectives) as an MLflow model on its trial's run; none for
+    one objective, where the champion alone is logged (`test_and_register`). Returns their URIs."""
+    if not cfg.multi_objective:
+        return []
+    return [model_uri(cfg, r, class_names) for r in front(study, cfg)]
 
 
 def test_and_register(cfg: StudyConfig, record: TrialRecord, splits: sources.Splits) -> float:
@@ -108,12 +144,12 @@ def test_and_register(cfg: StudyConfig, record: TrialRecord, splits: sources.Spl
                else omitted.scores(logits, splits.test.labels, [], splits.num_classes))
     client.log_batch(record.mlflow_run_id, metrics=[Metric(k, v, int(time.time() * 1000), 0)
                                                     for k, v in metrics.items()])
-    uri = record.model_uri
+    uri = model_uri(cfg, record, splits.class_names)
     if classes:  # registered: the bias-corrected student, the model every export holds (`deployable`)
         fixed = omitted.corrected_model(student, classes, metrics["bias_shift"])
         with mlflow.start_run(run_id=record.mlflow_run_id, nested=True):  # logged on the trial's own run
-            uri = tracking.log_student(fixed, None, name="model_corrected").model_uri
-    mv = tracking.register_model(uri, name)
+            uri = registry.log_student(fixed, None, name="model_corrected").model_uri
+    mv = registry.register_model(uri, name)
     client.set_registered_model_alias(name, ALIAS, mv.version)
     client.set_model_version_tag(name, mv.version, "optuna.trial", str(record.number))
     if splits.class_names:  # class id -> name, as a JSON list (also in the model's own metadata)

@@ -149,22 +149,40 @@ def param_count(model: keras.Model) -> int:
 def flops_per_example(model: keras.Model) -> int:
     """Forward-pass FLOPs of one example (a multiply-add counts 2), from layer shapes.
 
-    Dense and convolution layers only: activations, pooling and dropout are
-    a rounding error beside them. Training costs about 3x this (forward,
-    gradient of inputs, gradient of weights).
+    Dense, convolution (Conv2D, DepthwiseConv2D: 2 x kh x kw x channels x multiplier per output
+    position; SeparableConv2D: that plus its pointwise 1x1 product) and batch normalization
+    (a scale and a shift per output element: 2) layers; activations, pooling and dropout are a
+    rounding error beside them. Training costs about 3x this (forward, gradient of inputs,
+    gradient of weights). A subclassed model's layers, which have no symbolic output, count
+    their dense layers only.
     """
     total = 0
     for layer in model.layers:
         if isinstance(layer, keras.Model):  # a model nested in a user's student
             total += flops_per_example(layer)
-        elif isinstance(layer, keras.layers.Dense):
-            fan_in = layer.kernel.shape[0]
-            total += 2 * fan_in * layer.units
-        elif isinstance(layer, keras.layers.Conv2D):
+            continue
+        if isinstance(layer, keras.layers.Dense):
+            total += 2 * layer.kernel.shape[0] * layer.units
+            continue
+        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D,
+                                  keras.layers.BatchNormalization)):
+            continue
+        try:
+            out = layer.output.shape
+        except (AttributeError, ValueError):  # a subclassed model's layer has no symbolic output
+            continue
+        positions = 1
+        for d in out[1:-1]:
+            positions *= d
+        if isinstance(layer, keras.layers.BatchNormalization):
+            total += 2 * positions * out[-1]
+        elif isinstance(layer, keras.layers.SeparableConv2D):
+            kh, kw, cin, mult = layer.depthwise_kernel.shape
+            total += 2 * positions * (kh * kw * cin * mult + cin * mult * layer.pointwise_kernel.shape[-1])
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            kh, kw, cin, mult = layer.kernel.shape
+            total += 2 * positions * kh * kw * cin * mult
+        else:
             kh, kw, cin, cout = layer.kernel.shape
-            try:
-                _, oh, ow, _ = layer.output.shape
-            except (AttributeError, ValueError):  # a subclassed model's layer has no symbolic output
-                continue
-            total += 2 * kh * kw * cin * cout * oh * ow
+            total += 2 * positions * kh * kw * cin * cout
     return int(total)

@@ -178,8 +178,11 @@ class Population(keras.Model):
                     x = x + weights[1][:, None, :]
                 x = step.activation(x)
             elif step.kind == "conv":
-                # One convolution per member (CPU kernels have no grouped form to batch them into);
-                # still one step, one dispatch and one optimizer update for all K.
+                # One convolution per member; still one step, one dispatch and one optimizer update
+                # for all K. A grouped convolution (members stacked on the channel axis, one
+                # `tf.nn.conv2d` of K groups, which oneDNN runs without XLA) was measured slower:
+                # K = 10 together / lone 0.93x against 0.92x at 4.5 K params, about 0.5x against
+                # 0.67x at 20 K (`harness bench --only cnn`, docs/performance.md).
                 x = tf.stack([tf.nn.conv2d(x[m], weights[0][m], strides=list(step.strides), padding=step.padding)
                               for m in range(k)])
                 if step.use_bias:

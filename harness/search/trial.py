@@ -106,16 +106,15 @@ class Objective:
             with clock.part("deployed_cost"):  # latency and size of the deployed (TFLite) student, if an objective
                 deployed = deployed_cost(trial, student, ctx.splits.validation.images[0]) if cfg.cost != "params" else {}
             with clock.part("mlflow"):
-                mlflow.log_metrics({"distillation_gain": gain, "twin_val_accuracy": scratch.val_accuracy, **deployed})
-            with clock.part("mlflow_model"):
-                info = tracking.log_student(student, ctx.splits.validation.images[:2],
-                                             class_names=ctx.splits.class_names)
+                tracking.log_run(metrics={"distillation_gain": gain, "twin_val_accuracy": scratch.val_accuracy,
+                                          **deployed})
+            # Logged as an MLflow model only if it reaches the front (champion.log_front_models).
             local = ctx.ws.workdir / "trials" / cfg.name / f"trial-{trial.number}.keras"
             with clock.part("saving"), files.replacing(local, suffix=".keras") as tmp:
                 student.save(tmp)
             record = TrialRecord(val_accuracy=val_acc, params=result.params, flops=result.flops,
                                  distillation_gain=gain, baseline_val_accuracy=scratch.val_accuracy,
-                                 baseline_test_accuracy=scratch.test_accuracy, model_uri=info.model_uri,
+                                 baseline_test_accuracy=scratch.test_accuracy,
                                  model_path=str(local), **deployed)
             with clock.part("optuna"):
                 record.save(trial)
@@ -141,6 +140,5 @@ class Objective:
             with clock.part("optuna"):
                 TrialRecord(epochs_run=counter.epochs).save(trial)
             with clock.part("mlflow"):
-                mlflow.log_metric("epochs_run", counter.epochs)
-                mlflow.set_tag("state", state)
+                tracking.log_run(metrics={"epochs_run": counter.epochs}, tags={"state": state})
                 mlflow.end_run(status)

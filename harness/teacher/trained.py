@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from harness import files, tracking
+from harness import files, registry, tracking
 from harness.config import ConfigError, StudyConfig
 from harness.data import pipelines, sources
 from harness.data.evaluate import ensemble_accuracy, ensemble_logits
@@ -190,8 +190,8 @@ def log_teacher(teacher: Teacher, cfg: StudyConfig, experiment_id: str, parent_r
                             "train_seconds": teacher.train_seconds})
         if teacher.trained:
             for i, m in enumerate(teacher.members):
-                info = tracking.log_student(m, sample, name="model" if len(teacher.members) == 1 else f"member_{i}")
+                info = registry.log_student(m, sample, name="model" if len(teacher.members) == 1 else f"member_{i}")
             if len(teacher.members) == 1:
-                mv = tracking.register_model(info.model_uri, registered_name(cfg.name))
+                mv = registry.register_model(info.model_uri, registered_name(cfg.name))
                 log.info("teacher: registered as models:/%s/%s (models:/%s@latest)", mv.name, mv.version, mv.name)
         return run.info.run_id

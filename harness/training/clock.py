@@ -6,10 +6,10 @@ are not counted. The parts:
 
 * fit            each `fit` call, whole (the distilled student's and a new twin's);
 * validation     inside fit: the validation passes (`validation.Validation`);
-* mlflow_epoch   inside fit: MLflow's per-epoch metric logging (`TimedMlflowCallback`);
+* mlflow_epoch   inside fit: the per-epoch curves logged to MLflow (`TimedMlflowCallback`);
 * build_compile  a fresh student and its compiled model (built, or re-armed);
 * mlflow         runs started and ended, params, metrics, tags;
-* mlflow_model   the student logged as an MLflow model;
+* mlflow_model   the student logged as an MLflow model (front and champion only, at the end);
 * saving         the student's `.keras` file and the twin's JSON;
 * evaluation     the twin's test-split scoring;
 * optuna         suggestions and user attributes, and the gap since the previous
@@ -26,7 +26,7 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 
-import mlflow
+from harness import tracking
 
 PARTS = ("build_compile", "validation", "mlflow", "mlflow_epoch", "mlflow_model", "saving", "evaluation", "optuna",
          "deployed_cost")
@@ -82,28 +82,9 @@ def overhead(trials: list[dict[str, float]]) -> dict:
     return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
 
 
-class TimedMlflowCallback(mlflow.keras.MlflowCallback):
-    """MLflow's Keras callback, its time inside `fit` on the clock."""
+class TimedMlflowCallback(tracking.EpochMetrics):
+    """The per-epoch curves of the active run (`tracking.EpochMetrics`), their time inside `fit` on
+    the clock as `mlflow_epoch`."""
 
-    def __init__(self, clock: TrialClock, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.clock = clock
-
-    def _timed(self, method, *args, **kwargs):
-        t0 = time.perf_counter()
-        try:
-            return method(*args, **kwargs)
-        finally:
-            self.clock.add("mlflow_epoch", time.perf_counter() - t0)
-
-    def on_train_begin(self, logs=None):
-        return self._timed(super().on_train_begin, logs)
-
-    def on_epoch_end(self, epoch, logs=None):
-        return self._timed(super().on_epoch_end, epoch, logs)
-
-    def on_batch_end(self, batch, logs=None):
-        return self._timed(super().on_batch_end, batch, logs)
-
-    def on_test_end(self, logs=None):
-        return self._timed(super().on_test_end, logs)
+    def __init__(self, clock: TrialClock):
+        super().__init__(clock=clock)

@@ -130,10 +130,7 @@ class Context:
         logs a lone run's (validation figures: at the last epoch, where they were measured)."""
         if mlflow.active_run() is None:
             return
-        epochs = len(history["loss"])
-        for epoch in range(epochs):
-            mlflow.log_metrics({k: v[epoch] for k, v in history.items() if not k.startswith("val_")}, step=epoch)
-        mlflow.log_metrics({k: v[-1] for k, v in history.items() if k.startswith("val_")}, step=epochs - 1)
+        tracking.log_curves(history)
 
     @cached_property
     def stackable(self) -> str | None:
@@ -184,13 +181,14 @@ class Context:
         """Classes the students never see (their bias is corrected after training)."""
         return list(self.cfg.transfer.omit_classes or [])
 
-    def log_transfer(self, distilled: bool = True) -> None:
-        """The transfer set of the active run's student: params and the `transfer_examples` metric,
-        and the unlabeled images it learns from (a scratch twin, `distilled=False`, sees none: 0)."""
-        mlflow.log_params(self.cfg.transfer.to_params())
-        mlflow.log_metric("transfer_examples", self.transfer_examples)
+    def log_transfer(self, params: dict | None = None, tags: dict | None = None, distilled: bool = True) -> None:
+        """The transfer set of the active run's student (params and the `transfer_examples` metric, and
+        the unlabeled images it learns from: a scratch twin, `distilled=False`, sees none, 0), with the
+        caller's own `params` and `tags`, in one request (`tracking.log_run`)."""
+        metrics = {"transfer_examples": self.transfer_examples}
         if self.unlabeled_examples:
-            mlflow.log_metric("unlabeled_examples", self.unlabeled_examples if distilled else 0)
+            metrics["unlabeled_examples"] = self.unlabeled_examples if distilled else 0
+        tracking.log_run(params={**(params or {}), **self.cfg.transfer.to_params()}, metrics=metrics, tags=tags)
 
     def compile_key(self, kind: str, width: int, recipe, method: str = methods.DEFAULT) -> str:
         """What a compiled training graph depends on, beyond the study file's student section (a

@@ -92,8 +92,8 @@ def recipe_of(ctx: Context, r: TrialRecord) -> Recipe:
 def log_params(ctx: Context, spec: RunSpec) -> None:
     """The run's parameters and transfer set (and, for a trial, the dataset inputs) on the active run."""
     with ctx.clock.part("mlflow"):
-        mlflow.log_params(spec.params)
-        ctx.log_transfer(distilled=spec.method is not None)  # a twin never sees unlabeled images
+        # with the transfer set's, in one request; a twin never sees unlabeled images
+        ctx.log_transfer(spec.params, distilled=spec.method is not None)
         if spec.datasets:
             tracking.log_datasets(ctx.datasets)
 
@@ -136,7 +136,7 @@ def train_run(ctx: Context, spec: RunSpec) -> RunResult:
             result.omitted = fix.summary()
             metrics.update(fix.metrics())
     with clock.part("mlflow"):
-        mlflow.log_metrics(metrics)
+        tracking.log_run(metrics=metrics)
     return result
 
 
