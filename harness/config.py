@@ -20,12 +20,15 @@ from typing import Any
 import yaml
 
 FAMILIES = ("mlp", "cnn")
+# Students only: depthwise-separable blocks with a width multiplier, and Keras' MobileNetV3Small
+# (distill/families.py).
+STUDENT_FAMILIES = (*FAMILIES, "separable", "mobilenet_v3_small")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "linear_warmup_cosine")  # see schedules.py
 OBJECTIVES = ("val_accuracy", "params", "latency_ms", "size_bytes")  # the second one is minimised
 EXPORT_FORMATS = ("savedmodel", "tflite", "tflite-int8")
 PRUNERS = ("median", "hyperband", "successive_halving", "none")
-CHAMPION_RULES = ("smallest_within", "best")
+CHAMPION_RULES = ("smallest_within", "best", "within_teacher")
 PRECISIONS = ("float32", "bfloat16", "auto")  # see precision.py
 METHODS = ("kd", "dkd", "logit_std")  # distillation losses: see distill/losses.py, distill/methods.py
 
@@ -186,6 +189,9 @@ class StudentConfig:
     pooling: str = "flatten"  # cnn only: flatten | gap
     convs_per_block: int = 1  # cnn only
     augment: AugmentConfig = AugmentConfig()
+    # separable only: the channels of every block times this (MobileNet's width multiplier), on top
+    # of the searched width (distill/families.py).
+    width_multiplier: float = 1.0
     # "package.module:function" (the study file's folder importable), called as
     # function(width, input_shape, num_classes) -> a Keras model that outputs logits; replaces
     # `family` and its options (docs/own-student.md).
@@ -270,6 +276,9 @@ class SearchConfig:
     method: MethodSpace | None = None
     dkd: DKDSpace | None = None
     logit_std: LogitStdSpace | None = None
+    # The student's depth as a search dimension (null: student.depth for every trial): mlp layers,
+    # cnn / separable blocks (search/depth.py).
+    depth: EpochSpace | None = None
 
 
 @dataclass(frozen=True)
@@ -282,7 +291,9 @@ class PrunerConfig:
 @dataclass(frozen=True)
 class ChampionConfig:
     rule: str = "smallest_within"
-    tolerance: float = 0.5  # accuracy points below the best validation accuracy
+    # accuracy points below the best confirmed validation mean (smallest_within), or below the
+    # teacher's validation accuracy (within_teacher: deploy/compression.py)
+    tolerance: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -523,10 +534,10 @@ def _check(cfg: StudyConfig, path: str) -> None:
     if cfg.dataset.limit is not None and cfg.dataset.limit < 10:
         fail("dataset.limit", "must be at least 10 (or null for the whole split)")
     _check_dataset(cfg.dataset, fail)
-    for section in ("teacher", "student"):
+    for section, allowed in (("teacher", FAMILIES), ("student", STUDENT_FAMILIES)):
         m = getattr(cfg, section)
-        if m.family not in FAMILIES:
-            fail(f"{section}.family", f"unknown model family {m.family!r}; allowed: {', '.join(FAMILIES)}")
+        if m.family not in allowed:
+            fail(f"{section}.family", f"unknown model family {m.family!r}; allowed: {', '.join(allowed)}")
         for name in ("dropout", "input_dropout"):
             if not 0.0 <= getattr(m, name) < 1.0:
                 fail(f"{section}.{name}", "must be in [0, 1)")
@@ -547,6 +558,10 @@ def _check(cfg: StudyConfig, path: str) -> None:
                                      "unaugmented images, so they would not match the student's batches")
     if cfg.student.depth < 1:
         fail("student.depth", "must be at least 1")
+    if not (math.isfinite(cfg.student.width_multiplier) and cfg.student.width_multiplier > 0):
+        fail("student.width_multiplier", "must be a finite number greater than 0")
+    if cfg.search.depth is not None and (not cfg.search.depth.choices or any(d < 1 for d in cfg.search.depth.choices)):
+        fail("search.depth.choices", "give one or more depths, each at least 1")
     if cfg.student.builder is not None and not _builder_syntax(cfg.student.builder):
         fail("student.builder", f"expected \"package.module:function\", got {cfg.student.builder!r}")
     for section in ("teacher", "student"):
@@ -625,8 +640,8 @@ def _check(cfg: StudyConfig, path: str) -> None:
         fail("n_trials", "must be at least 1")
     if cfg.champion.rule not in CHAMPION_RULES:
         fail("champion.rule", f"unknown rule {cfg.champion.rule!r}; allowed: {', '.join(CHAMPION_RULES)}")
-    if cfg.champion.tolerance < 0:
-        fail("champion.tolerance", "must be 0 or more accuracy points")
+    if not math.isfinite(cfg.champion.tolerance) or cfg.champion.tolerance < 0:
+        fail("champion.tolerance", f"must be a finite number of accuracy points, 0 or more (got {cfg.champion.tolerance})")
     if cfg.confirm.seeds < 0 or cfg.confirm.seeds == 1:
         fail("confirm.seeds", "must be 0 (off) or at least 2 (an interval needs two seeds)")
     names = set()

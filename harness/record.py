@@ -22,6 +22,7 @@ class TrialRecord:
     temperature: float | None = None  # suggested parameters (not stored: Optuna has them)
     alpha: float | None = None
     width: int | None = None
+    depth: int | None = None  # only when the search suggests it (search.depth; else student.depth)
     learning_rate: float | None = None  # only when the search suggests it (else the file's)
     epochs: int | None = None  # likewise
     method: str | None = None  # kd | dkd | logit_std; None: kd (a study that neither searches nor sets it)
@@ -44,7 +45,7 @@ class TrialRecord:
     fail_reason: str | None = None
     diverged: str | None = None  # set (with the reason) when the loss became NaN or infinite
 
-    SUGGESTED = ("temperature", "alpha", "width", "learning_rate", "epochs", "method", "dkd_alpha", "dkd_beta",
+    SUGGESTED = ("temperature", "alpha", "width", "depth", "learning_rate", "epochs", "method", "dkd_alpha", "dkd_beta",
                  "dkd_warmup", "logit_std_weight")
 
     @classmethod

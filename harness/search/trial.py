@@ -25,7 +25,7 @@ from harness.distill.methods import Method
 from harness.distill.models import flops_per_example, param_count
 from harness.distill.recipe import Recipe
 from harness.record import TrialRecord
-from harness.search import baselines, interrupt, space
+from harness.search import baselines, depth, interrupt, space
 from harness.search.clock import TimedMlflowCallback
 from harness.search.context import Context
 
@@ -104,9 +104,9 @@ def deployed_cost(trial: optuna.Trial, student: keras.Model, image) -> dict:
     earlier complete trial of the study is not measured again. Otherwise the noise between two
     measurements (10-30% at these microsecond scales) would rank equal students apart and put
     several copies of one width on the front."""
-    width = trial.params["width"]
+    arch = (trial.params["width"], trial.params.get("depth"))
     for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if t.params.get("width") == width and t.user_attrs.get("latency_ms") is not None:
+        if (t.params.get("width"), t.params.get("depth")) == arch and t.user_attrs.get("latency_ms") is not None:
             return {"size_bytes": t.user_attrs["size_bytes"], "latency_ms": t.user_attrs["latency_ms"]}
     model = tflite.convert(student, "tflite")
     return {"size_bytes": len(model), "latency_ms": latency.tflite_ms(model, image)}
@@ -132,6 +132,13 @@ class Objective:
         cfg, tr, clock = ctx.cfg, ctx.cfg.training, ctx.clock
         with clock.part("optuna"):
             p = space.suggest(trial, cfg, ctx.splits.image_shape, ctx.splits.num_classes)
+        try:  # a searched depth trains in its own context (search/depth.py)
+            return self._trial(trial, depth.context(ctx, p.get("depth")), p)
+        finally:
+            depth.settle(ctx)
+
+    def _trial(self, trial: optuna.Trial, ctx: Context, p: dict):
+        cfg, tr, clock = ctx.cfg, ctx.cfg.training, ctx.clock
         recipe = Recipe.of(tr, p.get("learning_rate"), p.get("epochs"))
         twin_diverged = None
         try:
