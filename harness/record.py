@@ -42,6 +42,7 @@ class TrialRecord:
     model_uri: str | None = None  # the logged model in MLflow
     model_path: str | None = None  # the same student as a local .keras file
     epochs_run: int | None = None
+    fit_seconds: float | None = None  # the distilled student's `fit` (what the confirmation's estimate reads)
     fail_reason: str | None = None
     diverged: str | None = None  # set (with the reason) when the loss became NaN or infinite
 

@@ -10,7 +10,7 @@ import optuna
 
 from harness import tracking
 from harness.config import StudyConfig, UserError
-from harness.confirm import confirmation as confirm, reference
+from harness.confirm import compression as compress_stage, confirmation as confirm, reference
 from harness.data import omitted, sources
 from harness.deploy import champion
 from harness.deploy.export import ExportError
@@ -108,7 +108,8 @@ def _notes(study: optuna.Study, summary: list) -> list[str]:
     omitted classes before and after the bias correction."""
     refs = [{**d, "test_gain": confirm.Interval.from_dict(d["test_gain"])}
             for d in study.user_attrs.get("against_reference", [])]
-    return reference.lines(refs) + omitted.lines(summary, study.user_attrs.get("teacher_test", {}).get("omitted"))
+    return reference.lines(refs) + omitted.lines(summary, study.user_attrs.get("teacher_test", {}).get("omitted")) + \
+        compress_stage.lines(study, summary)
 
 
 def browse_line(ws: stores.Workspace | None, experiment_id: str | None = None) -> str:
@@ -169,7 +170,9 @@ def export_trial(cfg: StudyConfig, ws: stores.Workspace, trial_number: int | Non
     if trial_number is None:
         trial_number = _champion_trial_number(cfg)
         if trial_number is None:
-            champ = champion.select(champion.front(study, cfg), cfg.champion, champion.cost_of(cfg, records))
+            teacher_val = ((study.user_attrs.get("compression") or {}).get("teacher") or {}).get("val_accuracy")
+            champ = champion.select(champion.front(study, cfg), cfg.champion, champion.cost_of(cfg, records),
+                                    teacher_val=teacher_val, source=cfg.source)
             if champ is None:
                 raise ReportError(f"{cfg.source}: the study has no complete trial to export")
             trial_number = champ.number

@@ -164,6 +164,10 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
                     fix = omitted.correct(student, ctx.splits, ctx.omitted, test_logits)
                     result.update(fix.summary())
             check_finite(result, [float(v) for v in history["loss"]])
+            if role == "confirm":  # kept, so a twin better than its distilled student can be registered
+                with clock.part("saving"), files.replacing(target.with_suffix(".keras"), suffix=".keras") as tmp:
+                    student.save(tmp)
+                result["model_path"] = str(target.with_suffix(".keras"))
             with clock.part("mlflow"):
                 mlflow.log_metrics({k: result[k] for k in ("params", "flops", "test_accuracy", "agreement", "kl",
                                                            "ece")})

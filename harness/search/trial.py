@@ -168,8 +168,10 @@ class Objective:
                 callbacks.append(KerasPruningCallback(trial, "val_accuracy"))
             log.info("trial %3d distilling: T=%.2f alpha=%.2f width=%d, %d epochs", trial.number, p["temperature"],
                      p["alpha"], p["width"], recipe.epochs)
+            fit0 = ctx.fit_seconds
             student, history = train_distilled(ctx, p["width"], cfg.seed, p["temperature"], p["alpha"], recipe,
                                                callbacks, method=space.method_of(p))
+            fit_seconds = ctx.fit_seconds - fit0
             params, flops = param_count(student), flops_per_example(student)
             val_acc = float(history["val_accuracy"][-1])
             gain = val_acc - twin["val_accuracy"]
@@ -187,7 +189,7 @@ class Objective:
             record = TrialRecord(val_accuracy=val_acc, params=params, flops=flops, distillation_gain=gain,
                                  baseline_val_accuracy=twin["val_accuracy"],
                                  baseline_test_accuracy=twin["test_accuracy"], model_uri=info.model_uri,
-                                 model_path=str(local), **deployed)
+                                 model_path=str(local), fit_seconds=fit_seconds, **deployed)
             with clock.part("optuna"):
                 record.save(trial)
             status, state = "FINISHED", "complete"
