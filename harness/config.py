@@ -198,10 +198,13 @@ class StudentConfig:
     builder: str | None = None
 
     def key_dict(self) -> dict:
-        """The section as cache keys hold it: without `builder` when unset (keys of before)."""
+        """The section as cache keys hold it: without `builder` when unset, nor `width_multiplier`
+        when 1 (keys of before)."""
         d = dataclasses.asdict(self)
         if d["builder"] is None:
             d.pop("builder")
+        if d["width_multiplier"] == 1.0:
+            d.pop("width_multiplier")
         return d
 
 

@@ -42,6 +42,7 @@ WHEN_NULL = {
     "search.width.high": 64,
     "search.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
     "search.epochs": {"choices": [2, 3]},
+    "search.depth": {"choices": [2, 3]},
     "max_params": 100_000,
     "distillation.dkd": {"alpha": 1.0, "beta": 2.0, "warmup": 1},
     "distillation.logit_std": {"weight": 3.0},
@@ -307,7 +308,8 @@ def test_a_run_s_own_values_change_its_keys():
         assert baselines.key(cfg, 64, 3, other, data=DATA) != baselines.key(cfg, 64, 3, base, data=DATA), f.name
     assert baselines.key(cfg, 32, 3, data=DATA) != baselines.key(cfg, 64, 3, data=DATA) \
         != baselines.key(cfg, 64, 4, data=DATA)
-    own = {"method": "dkd", "dkd_alpha": 2.0, "dkd_beta": 3.0, "dkd_warmup": 2, "logit_std_weight": 4.0}
+    own = {"method": "dkd", "dkd_alpha": 2.0, "dkd_beta": 3.0, "dkd_warmup": 2, "logit_std_weight": 4.0,
+           "depth": 3}  # the default student has depth 2
     needs = {k: "dkd" for k in own if k.startswith("dkd_")} | {"logit_std_weight": "logit_std"}
     for name in TrialRecord.SUGGESTED:
         value = getattr(RECORD, name)

@@ -8,18 +8,19 @@ from pathlib import Path
 from harness import files
 from harness.distill.methods import Method
 from harness.record import TrialRecord
-from harness.search import baselines
+from harness.search import baselines, depth
 from harness.search.context import Context
 from harness.search.trial import recipe_of
 
 
 def key(ctx: Context, r: TrialRecord, seed: int, m: Method) -> str:
     """What determines a confirmation run: its twin's key (data digest, student, recipe, width, seed,
-    teacher; trained together or not), the teacher's key and mode, the method's T and alpha (and,
+    teacher; trained together or not; the trial's depth when searched), the teacher's key and mode, the method's T and alpha (and,
     for another method than kd, its name and own parameters), and the unlabeled images' digest when
     there are some. Fields absent by default keep the keys of before."""
     loss = {} if m.name == "kd" else {"method": m.name, **m.own()}
-    what = {"twin": baselines.key(ctx.cfg, r.width, seed, recipe_of(ctx, r), ctx.together(), data=ctx.splits.digest),
+    cfg = depth.at_depth(ctx.cfg, r.depth)  # a searched depth is the student's (search/depth.py)
+    what = {"twin": baselines.key(cfg, r.width, seed, recipe_of(ctx, r), ctx.together(), data=ctx.splits.digest),
             "teacher": ctx.teacher.key, "mode": ctx.cfg.distillation.teacher, "temperature": m.temperature,
             "alpha": m.alpha, **loss, **ctx.unlabeled_key}
     return files.digest(json.dumps(what, sort_keys=True))
