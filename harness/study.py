@@ -60,6 +60,7 @@ class StudyResult:
     precision: str = "float32"
     search_flops: float = 0.0  # training FLOPs of the search (its students and twins)
     confirm_flops: float = 0.0  # and of the confirmation
+    champion_scratch: bool = False  # the registered champion is the scratch twin (confirm/compression.py)
 
 
 def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url: str | None = None,
@@ -155,7 +156,8 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
                             "search_train_flops": search_flops, "confirm_train_flops": confirm_flops})
         return StudyResult(study, champ, exports, test_acc, teacher, parent.info.run_id, seconds,
                            ctx.fit_seconds, todo, summary, teacher_ece, search_seconds, confirm_seconds,
-                           train_flops, ctx.clock.trials, ctx.precision, search_flops, confirm_flops)
+                           train_flops, ctx.clock.trials, ctx.precision, search_flops, confirm_flops,
+                           champion_scratch=scratch)
     except KeyboardInterrupt:
         status = "KILLED"
         raise
@@ -171,7 +173,7 @@ def _confirm(ctx: Context, study: optuna.Study, configs: list[TrialRecord], teac
         log.warning("no confirmation (confirm.seeds: %d): every gain below is one seed, a search result",
                     cfg.confirm.seeds)
         return []
-    log.info("%s", compress_stage.estimate(ctx, configs))
+    log.info("%s", compress_stage.estimate(ctx, study, configs))
     rows = confirm.run(ctx, configs, progress or (lambda *_: None))
     summary = confirm.summarise(rows)
     comparisons = confirm.between_arms(rows) + confirm_methods.between_methods(rows)  # arms; dkd - kd, ...

@@ -182,7 +182,7 @@ def test_compress_end_to_end_with_lineage_from_a_file_and_from_the_registry(tmp_
 
     code, out, err = run_cli(argv, capsys)
     assert code == 0, err
-    assert "about" in out and "min of training" in out  # the confirmation's estimate, before it starts
+    assert "about" in out and "min one run at a time" in out  # the confirmation's estimate, before it starts
     assert "against the teacher" in out and "ratio = student / teacher" in out
     client = mlflow_client(work)
     mv = client.get_model_version_by_alias("images-compress-student", "champion")

@@ -127,20 +127,25 @@ def register(ctx: Context, record: TrialRecord, scratch: bool = False) -> float:
     return test_acc
 
 
-def estimate(ctx: Context, configs: list[TrialRecord]) -> str:
-    """What the confirmation will train and about how long (one by one; trained together as a
-    population it takes less), from the search's `fit` seconds per epoch of each configuration."""
+def estimate(ctx: Context, study: optuna.Study, configs: list[TrialRecord]) -> str:
+    """What the confirmation will train and about how long, one run at a time (trained together as a
+    population it takes less): each configuration's `fit` seconds per epoch in the search, plus a run's
+    time outside `fit` (model building, scoring, MLflow), the median over the search's trials of half a
+    trial's wall time (its distilled run and its twin) minus its distilled `fit`."""
     n_seeds, n_arms = len(seeds(ctx.cfg)), len(arms(ctx))
+    outside = [t.duration.total_seconds() / 2 - t.user_attrs["fit_seconds"] for t in study.trials
+               if t.duration is not None and t.user_attrs.get("fit_seconds")]
+    per_run = max(0.0, float(np.median(outside))) if outside else 0.0
     total, parts = 0.0, []
     for r in configs:
         epochs = recipe_of(ctx, r).epochs
         per_epoch = (r.fit_seconds / r.epochs_run) if r.fit_seconds and r.epochs_run else None
         runs = 2 * n_seeds * n_arms  # distilled and scratch
         if per_epoch is not None:
-            total += runs * epochs * per_epoch
+            total += runs * (epochs * per_epoch + per_run)
         parts.append(f"trial {r.number} (width {r.width}" + (f", depth {r.depth}" if r.depth else "") +
                      f", {r.params:,} params): {runs} runs x {epochs} epochs" +
                      (f" at {per_epoch:.1f} s/epoch" if per_epoch is not None else " (no measured epoch time)"))
     return (f"confirmation: {len(configs)} configuration(s) x {n_seeds} seeds x {n_arms} arm(s), distilled and "
-            f"scratch: " + "; ".join(parts) +
-            f"; about {total / 60:.1f} min of training one run at a time (search epoch times)")
+            f"scratch: " + "; ".join(parts) + f"; about {total / 60:.1f} min one run at a time (the search's epoch "
+            f"times, plus {per_run:.0f} s a run outside training)")

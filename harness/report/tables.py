@@ -151,7 +151,9 @@ def summary(cfg: StudyConfig, result, ws: stores.Workspace | None = None) -> str
         out += [f"champion: trial {c.number}, width {c.width} ({c.params:,} params), "
                 f"T={c.temperature:.2f}, alpha={c.alpha:.2f}" + (f", {Method.of(c).label()}" if c.method else ""),
                 f"          {how}",
-                f"          its search student (seed {cfg.seed}): test acc {result.test_accuracy:.4f}",
+                (f"          its scratch twin (seed {cfg.seed + 1}), registered: better than distilled, "
+                 f"test acc {result.test_accuracy:.4f}" if getattr(result, "champion_scratch", False) else
+                 f"          its search student (seed {cfg.seed}): test acc {result.test_accuracy:.4f}"),
                 f"          registered as models:/{champion.registered_name(cfg.name)}@{champion.ALIAS}"]
     for kind, f in (result.exports or {}).items():
         out.append(f"{LABELS[kind]}: " + (f["refused"] if "refused" in f else
