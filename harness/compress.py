@@ -28,12 +28,12 @@ REGISTRY = ("models:/", "runs:/")
 DEFAULTS = {
     "seed": 0,
     "student": {"family": "separable", "depth": 2, "batch_norm": False},
-    "training": {"epochs": 8, "batch_size": 64, "optimizer": "adam", "learning_rate": 0.003,
+    "training": {"epochs": 12, "batch_size": 64, "optimizer": "adam", "learning_rate": 0.003,
                  "schedule": "cosine", "jit_compile": False},
     "search": {"temperature": {"low": 1.0, "high": 8.0, "log": True}, "alpha": {"low": 0.0, "high": 1.0},
                "width": {"choices": [8, 16, 32]}, "depth": {"choices": [2, 3]}},
     "objectives": ["val_accuracy", "params"],
-    "n_trials": 8,
+    "n_trials": 10,
     "confirm": {"seeds": 3},
     "exports": ["savedmodel", "tflite", "tflite-int8"],
 }

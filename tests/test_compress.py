@@ -161,13 +161,13 @@ def _tiny_teacher(folder, path):
 def _tiny(path):
     """Cut the written study to a smoke-sized run (the command then runs the edited file as it is)."""
     d = yaml.safe_load(path.read_text())
-    d.update(n_trials=2, confirm={"seeds": 2}, exports=[])
+    d.update(n_trials=1, confirm={"seeds": 2}, exports=["savedmodel"])
     d["training"].update(epochs=1, batch_size=32)
-    d["search"].update(width={"choices": [4]}, depth={"choices": [1, 2]})
+    d["search"].update(width={"choices": [4]}, depth={"choices": [1]})
     path.write_text(yaml.safe_dump(d, sort_keys=False))
 
 
-def test_compress_end_to_end_with_lineage_from_a_file_and_from_the_registry(tmp_path, capsys):
+def test_compress_end_to_end_with_lineage_from_a_file_and_from_the_registry(tmp_path, capsys, monkeypatch):
     folder = _png_folder(tmp_path / "images")
     teacher = _tiny_teacher(folder, tmp_path / "teacher.keras")
     work = tmp_path / "work"
@@ -180,8 +180,14 @@ def test_compress_end_to_end_with_lineage_from_a_file_and_from_the_registry(tmp_
     assert d["student"]["family"] == "separable" and d["teacher"]["model"] == str(teacher)
     _tiny(written)
 
+    # the first study takes the twin-better path (its condition is tested above), so the model registered
+    # is the confirmation's scratch twin, saved by the twin's own run
+    monkeypatch.setattr(compression, "twin_better", lambda c: True)
     code, out, err = run_cli(argv, capsys)
+    monkeypatch.undo()
     assert code == 0, err
+    assert "scratch twin is significantly better" in out and "its scratch twin (seed 1), registered" in out
+    assert list((work / "baselines").glob("*.keras"))
     assert "about" in out and "min one run at a time" in out  # the confirmation's estimate, before it starts
     assert "against the teacher" in out and "ratio = student / teacher" in out
     client = mlflow_client(work)
@@ -190,7 +196,8 @@ def test_compress_end_to_end_with_lineage_from_a_file_and_from_the_registry(tmp_
     assert mv.tags["harness.teacher_sha256"] == files.sha256(teacher)
     assert mv.tags["harness.study"] == "images-compress" and len(mv.tags["harness.data_digest"]) > 8
     assert mv.tags["harness.study_sha256"] == files.sha256(written)
-    assert mv.tags["harness.trained_as"] in ("distilled", "scratch")
+    assert mv.tags["harness.trained_as"] == "scratch"
+    assert client.get_run(mv.run_id).data.tags["harness.role"] == "confirm"  # the twin's own run
 
     # the same teacher from the registry, for a second study in the same store
     import keras

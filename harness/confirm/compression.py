@@ -85,7 +85,7 @@ def choose(ctx: Context, study: optuna.Study, configs: list[TrialRecord],
     record = next(r for r in configs if r.number == pick.trial)
     if not compression.twin_better(pick):
         return record, False
-    twin = _twin_record(ctx, record)
+    twin = _twin_record(ctx, record, pick.arm)
     note = compression.twin_line(pick) if twin is not None else (
         compression.twin_line(pick).split(";")[0] + "; its model was not saved (a twin trained before twins were "
         "kept), so the distilled student is registered")
@@ -94,10 +94,12 @@ def choose(ctx: Context, study: optuna.Study, configs: list[TrialRecord],
     return (twin, True) if twin is not None else (record, False)
 
 
-def _twin_record(ctx: Context, r: TrialRecord) -> TrialRecord | None:
-    """The first confirmation seed's scratch twin of `r` as a record the champion code registers and
-    exports: its saved .keras file, logged as a model on the twin's own MLflow run. None: not saved."""
-    dctx = depth.context(arms(ctx)[0][1], r.depth)
+def _twin_record(ctx: Context, r: TrialRecord, arm: str = "") -> TrialRecord | None:
+    """The first confirmation seed's scratch twin of `r` (in confirmation arm `arm`) as a record the
+    champion code registers and exports: its saved .keras file, logged as a model on the twin's own
+    MLflow run. None: not saved."""
+    actx = next((a for name, a, _ in arms(ctx) if name == arm), ctx)
+    dctx = depth.context(actx, r.depth)
     seed = seeds(ctx.cfg)[0]
     target = baselines.path(ctx.ws.workdir, dctx.cfg, r.width, seed, recipe_of(dctx, r), dctx.together(),
                             data=ctx.splits.digest)
