@@ -113,7 +113,7 @@ def _ratio(a, b) -> str:
 
 def table_lines(summary: Sequence, figures: dict, teacher: dict | None) -> list[str]:
     """The compression columns of every confirmed configuration. `figures`: trial number (as a str or
-    int) -> Cost dict; `teacher`: {"test_accuracy", "val_accuracy", "cost": Cost dict}. Empty
+    int) -> Cost dict (with `depth` when searched); `teacher`: {"test_accuracy", "val_accuracy", "cost": Cost dict}. Empty
     without a teacher's figures."""
     if not teacher or not summary:
         return []
@@ -123,12 +123,13 @@ def table_lines(summary: Sequence, figures: dict, teacher: dict | None) -> list[
     lines = [f"against the teacher (test {100 * teacher['test_accuracy']:.2f}, validation "
              f"{100 * teacher['val_accuracy']:.2f}; {t['params']:,} params, {tsize}, {tms}; float TFLite, 1 image, "
              "1 thread); ratio = student / teacher:",
-             f"{'trial':>5} {'width':>5} {'params':>9} {'test gap (points)':>19} {'params':>9} {'size':>9} "
+             f"{'trial':>5} {'width':>7} {'params':>9} {'test gap (points)':>19} {'params':>9} {'size':>9} "
              f"{'latency':>9}"]
     for c in summary:
         f = figures.get(str(c.trial)) or figures.get(c.trial) or {}
         g = 100 * (c.test.mean - teacher["test_accuracy"])
-        lines.append(f"{c.trial:>5} {c.width:>5} {c.params:>9,} {g:>+10.2f} ± {100 * c.test.half_width:<6.2f} "
+        arch = f"{c.width}" + (f"/d{f['depth']}" if f.get("depth") else "")  # width/depth when searched
+        lines.append(f"{c.trial:>5} {arch:>7} {c.params:>9,} {g:>+10.2f} ± {100 * c.test.half_width:<6.2f} "
                      f"{_ratio(c.params, t['params'])} {_ratio(f.get('size_bytes'), t.get('size_bytes'))} "
                      f"{_ratio(f.get('latency_ms'), t.get('latency_ms'))}")
     return lines
