@@ -30,7 +30,7 @@ from harness import tracking
 from harness.confirm.confirmation import Confirmed, arms, seeds
 from harness.deploy import champion as champion_mod, compression, lineage
 from harness.record import TrialRecord
-from harness.search import baselines, depth
+from harness.search import baselines, clock, depth
 from harness.search.context import Context
 from harness.search.trial import recipe_of
 
@@ -132,12 +132,16 @@ def register(ctx: Context, record: TrialRecord, scratch: bool = False) -> float:
 def estimate(ctx: Context, study: optuna.Study, configs: list[TrialRecord]) -> str:
     """What the confirmation will train and about how long, one run at a time (trained together as a
     population it takes less): each configuration's `fit` seconds per epoch in the search, plus a run's
-    time outside `fit` (model building, scoring, MLflow), the median over the search's trials of half a
-    trial's wall time (its distilled run and its twin) minus its distilled `fit`."""
+    time outside training (model building, scoring, MLflow): the median per search trial of this
+    process (`search/clock.py`; a trial that trained its twin counts both), else of a trial's wall time
+    minus its distilled `fit`."""
     n_seeds, n_arms = len(seeds(ctx.cfg)), len(arms(ctx))
-    outside = [t.duration.total_seconds() / 2 - t.user_attrs["fit_seconds"] for t in study.trials
-               if t.duration is not None and t.user_attrs.get("fit_seconds")]
-    per_run = max(0.0, float(np.median(outside))) if outside else 0.0
+    if ctx.clock.trials:  # this process's search: seconds outside the training epochs, median per trial
+        per_run = clock.overhead(ctx.clock.trials)["total"]
+    else:  # a resumed study: a trial's wall time minus its distilled student's fit
+        outside = [t.duration.total_seconds() - t.user_attrs["fit_seconds"] for t in study.trials
+                   if t.duration is not None and t.user_attrs.get("fit_seconds")]
+        per_run = max(0.0, float(np.median(outside))) if outside else 0.0
     total, parts = 0.0, []
     for r in configs:
         epochs = recipe_of(ctx, r).epochs
