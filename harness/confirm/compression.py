@@ -53,8 +53,9 @@ def figures(ctx: Context, study: optuna.Study, configs: list[TrialRecord], summa
     for c in summary:
         key = str(c.trial)
         if key not in out:
-            out[key] = done.get(key) or {**compression.measure(
-                [champion_mod.load_student(by_trial[c.trial], ctx.cfg)], image).to_dict(), "depth": by_trial[c.trial].depth}
+            r = by_trial[c.trial]
+            out[key] = done.get(key) or {
+                **compression.measure([champion_mod.load_student(r, ctx.cfg)], image).to_dict(), "depth": r.depth}
     result = {"teacher": teacher, "configs": out}
     study.set_user_attr("compression", result)
     return result

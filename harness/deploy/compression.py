@@ -113,8 +113,8 @@ def _ratio(a, b) -> str:
 
 def table_lines(summary: Sequence, figures: dict, teacher: dict | None) -> list[str]:
     """The compression columns of every confirmed configuration. `figures`: trial number (as a str or
-    int) -> Cost dict (with `depth` when searched); `teacher`: {"test_accuracy", "val_accuracy", "cost": Cost dict}. Empty
-    without a teacher's figures."""
+    int) -> Cost dict (with `depth` when searched); `teacher`: {"test_accuracy", "val_accuracy",
+    "cost": Cost dict}. Empty without a teacher's figures."""
     if not teacher or not summary:
         return []
     t = teacher["cost"]
