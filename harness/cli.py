@@ -1,4 +1,4 @@
-"""`python -m harness study|teacher|report|export|bench|data`: the command line.
+"""`python -m harness study|finish|compress|teacher|report|export|bench|data`: the command line.
 
 User mistakes (a bad study file, an unreachable store, a clashing study) print
 one line and exit with code 2 before anything is written.
@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness import config, logs
+from harness import compress, config, logs
 from harness.logs import configure_logging
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -106,6 +106,16 @@ def _cmd_study(args) -> int:
     if args.workers < 1:
         raise config.ConfigError(args.study_file, "--workers", "must be at least 1")
     return _run_study(args, cfg, args.n_trials, args.workers, finish=not args.search_only)
+
+
+def _cmd_compress(args) -> int:
+    import time
+
+    path = compress.write(args.teacher, args.data, args.tolerance, args.name, args.workdir,
+                          time.strftime("%Y-%m-%d %H:%M"))
+    print(f"study file: {path} (edit it and run the same command again to resume)", flush=True)
+    args.study_file, args.n_trials, args.workers, args.no_export, args.search_only = str(path), None, 1, False, False
+    return _cmd_study(args)
 
 
 def _cmd_finish(args) -> int:
@@ -206,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--search-only", action="store_true",
                    help="run trials only; confirmation, champion and exports: `finish`, once (several machines)")
     s.set_defaults(func=_cmd_study)
+
+    c = sub.add_parser("compress", parents=[common],
+                       help="write and run a study: the smallest student within --tolerance points of the teacher")
+    compress.arguments(c)
+    c.set_defaults(func=_cmd_compress)
 
     f = sub.add_parser("finish", parents=[common],
                        help="no new trials: confirm, pick, register and export the champion, once")

@@ -24,6 +24,7 @@ class TrialRecord:
     temperature: float | None = None  # suggested parameters (not stored: Optuna has them)
     alpha: float | None = None
     width: int | None = None
+    depth: int | None = None  # only when the search suggests it (search.depth; else student.depth)
     learning_rate: float | None = None  # only when the search suggests it (else the file's)
     epochs: int | None = None  # likewise
     method: str | None = None  # a registered method's name; None: kd (a study that neither searches nor sets it)
@@ -44,10 +45,11 @@ class TrialRecord:
     model_uri: str | None = None  # the logged model in MLflow
     model_path: str | None = None  # the same student as a local .keras file
     epochs_run: int | None = None
+    fit_seconds: float | None = None  # the distilled student's `fit` (what the confirmation's estimate reads)
     fail_reason: str | None = None
     diverged: str | None = None  # set (with the reason) when the loss became NaN or infinite
 
-    SUGGESTED = ("temperature", "alpha", "width", "learning_rate", "epochs", "method")
+    SUGGESTED = ("temperature", "alpha", "width", "depth", "learning_rate", "epochs", "method")
 
     @classmethod
     def from_trial(cls, trial: optuna.trial.FrozenTrial) -> "TrialRecord":

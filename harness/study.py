@@ -23,10 +23,11 @@ import optuna
 
 from harness import tracking
 from harness.config import StudyConfig, check_classes, widths_searched
-from harness.confirm import confirmation as confirm, methods as confirm_methods, reference
+from harness.confirm import compression as compress_stage, confirmation as confirm, methods as confirm_methods, \
+    reference
 from harness.data import omitted, sources, unlabeled
 from harness.data.evaluate import ece
-from harness.deploy import champion as champion_mod
+from harness.deploy import champion as champion_mod, compression
 from harness.distill import builder, methods, models
 from harness.distill.models import build_student
 from harness.logs import Progress
@@ -35,7 +36,7 @@ from harness.report import plots
 from harness.search import space, stores
 from harness.search.workers import optimize, run_workers
 from harness.teacher.trained import Teacher, layered as teacher_models, load_or_train, log_teacher
-from harness.training import interrupt
+from harness.training import depth, interrupt
 from harness.training.context import Context
 from harness.training.workspace import Workspace
 
@@ -62,6 +63,7 @@ class StudyResult:
     precision: str = "float32"
     search_flops: float = 0.0  # training FLOPs of the search (its students and twins)
     confirm_flops: float = 0.0  # and of the confirmation
+    champion_scratch: bool = False  # the registered champion is the scratch twin (confirm/compression.py)
 
 
 def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url: str | None = None,
@@ -99,7 +101,9 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
             cfg, lambda: build_student(cfg.student, min(widths_searched(cfg)), splits.image_shape,
                                        splits.num_classes, source=cfg.source),
             lambda: teacher_models(cfg, splits.image_shape, splits.num_classes))
+    depth.check(cfg, splits.image_shape)
     teacher = load_or_train(cfg, splits, ws.teacher_cache, ws.tracking_uri)
+    compression.check_teacher_accuracy(cfg, teacher.val_accuracy)
     experiment_id = tracking.setup(ws.tracking_uri, ws.workdir, cfg.name)
     tracking.close_orphans(experiment_id)
     study = stores.create_study(cfg, ws)
@@ -140,12 +144,12 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
                      "finish %s` (once, when every machine is done)", cfg.source)
         summary = _confirm(ctx, study, configs, teacher_ece, progress) if finish else []
         confirm_seconds, confirm_flops = time.perf_counter() - t0, ctx.train_flops - search_flops
-        champ = _champion(study, cfg, configs, summary) if finish else None
+        champ, scratch = _champion(ctx, study, configs, summary) if finish else (None, False)
         test_acc = exports = None
         if finish:
             champion_mod.log_front_models(study, cfg, splits.class_names)
         if champ is not None:
-            test_acc = champion_mod.test_and_register(cfg, champ, splits)
+            test_acc = compress_stage.register(ctx, champ, scratch)
             if export:
                 deployed = champion_mod.deployable(cfg, champion_mod.load_student(champ, cfg), splits)
                 exports = champion_mod.export(cfg, champ, champion_mod.export_paths(cfg, ws.workdir / "exports"),
@@ -166,7 +170,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
                            new_trials=todo, confirmed=summary, teacher_ece=teacher_ece,
                            search_seconds=search_seconds, confirm_seconds=confirm_seconds, train_flops=train_flops,
                            trial_times=ctx.clock.trials, precision=ctx.precision, search_flops=search_flops,
-                           confirm_flops=confirm_flops)
+                           confirm_flops=confirm_flops, champion_scratch=scratch)
     except KeyboardInterrupt:
         status = "KILLED"
         raise
@@ -182,6 +186,7 @@ def _confirm(ctx: Context, study: optuna.Study, configs: list[TrialRecord], teac
         log.warning("no confirmation (confirm.seeds: %d): every gain below is one seed, a search result",
                     cfg.confirm.seeds)
         return []
+    log.info("%s", compress_stage.estimate(ctx, study, configs))
     rows = confirm.run(ctx, configs, progress or (lambda *_: None))
     summary = confirm.summarise(rows)
     comparisons = confirm.between_arms(rows) + confirm_methods.between_methods(rows)  # arms; dkd - kd, ...
@@ -206,16 +211,20 @@ def _confirm(ctx: Context, study: optuna.Study, configs: list[TrialRecord], teac
              "between_arms": as_dicts, "against_reference": plain(references)}, indent=1))
         plots.confirmed(summary, ctx.teacher.test_accuracy, cfg.name, d / "confirmed.png")
         mlflow.log_artifacts(str(d), "confirm")
-    notes = reference.lines(references) + omitted.lines(summary, ctx.teacher_omitted_accuracy)
+    compress_stage.figures(ctx, study, configs, summary)  # sizes and latencies against the teacher's
+    notes = reference.lines(references) + omitted.lines(summary, ctx.teacher_omitted_accuracy) + \
+        compress_stage.lines(study, summary)
     log.info("%s", confirm.table(summary, ctx.teacher.test_accuracy, teacher_ece, comparisons, notes))
     return summary
 
 
-def _champion(study: optuna.Study, cfg: StudyConfig, configs: list[TrialRecord],
-              summary: list[confirm.Confirmed]) -> TrialRecord | None:
-    """The rule applied to the confirmed validation means, or to the search's front without them."""
-    cost = champion_mod.cost_of(cfg, configs)
+def _champion(ctx: Context, study: optuna.Study, configs: list[TrialRecord],
+              summary: list[confirm.Confirmed]) -> tuple[TrialRecord | None, bool]:
+    """The rule applied to the confirmed validation means (confirm/compression.py: possibly nothing,
+    possibly the scratch twin), or to the search's front without them; and whether it is a twin."""
+    cfg = ctx.cfg
     if not summary:
-        return champion_mod.select(champion_mod.front(study, cfg), cfg.champion, cost)
-    pick = champion_mod.select(summary, cfg.champion, cost)
-    return next(r for r in configs if r.number == pick.trial)
+        cost = champion_mod.cost_of(cfg, configs)
+        return champion_mod.select(champion_mod.front(study, cfg), cfg.champion, cost,
+                                   teacher_val=ctx.teacher.val_accuracy, source=cfg.source), False
+    return compress_stage.choose(ctx, study, configs, summary)

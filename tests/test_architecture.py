@@ -7,7 +7,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "harness"
 
 # Lowest first. A module may import its own unit and the units before it, never one after it.
 # The base modules are the top-level files every concept shares; `study` (the story) uses every
-# concept; `bench` runs the story; the command line sits above all.
+# concept; `bench` and `compress` (the command that writes and runs a study) run the story; the
+# command line sits above all.
 ORDER = [
     {"config", "files", "logs", "tracking", "record", "methods"},
     {"distill"},
@@ -19,7 +20,7 @@ ORDER = [
     {"confirm"},
     {"report"},
     {"study"},
-    {"bench"},
+    {"bench", "compress"},
     {"cli", "__main__"},
 ]
 

@@ -44,6 +44,7 @@ WHEN_NULL = {
     "search.width.high": 64,
     "search.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
     "search.epochs": {"choices": [2, 3]},
+    "search.depth": {"choices": [2, 3]},
     "max_params": 100_000,
     "search.method": {"choices": ["kd", "dkd"]},
     "confirm.arms": [{"name": "a"}],
@@ -314,9 +315,10 @@ def test_a_run_s_own_values_change_its_keys():
         assert twin.key(cfg, 64, 3, other, data=DATA) != twin.key(cfg, 64, 3, base, data=DATA), f.name
     assert twin.key(cfg, 32, 3, data=DATA) != twin.key(cfg, 64, 3, data=DATA) \
         != twin.key(cfg, 64, 4, data=DATA)
+    changed = {"method": "dkd", "depth": 3}  # the default student has depth 2
     for name in TrialRecord.SUGGESTED:
         value = getattr(RECORD, name)
-        other = dataclasses.replace(RECORD, **{name: "dkd" if name == "method" else (value or 1) * 2})
+        other = dataclasses.replace(RECORD, **{name: changed[name] if name in changed else (value or 1) * 2})
         assert _confirm_key(cfg, other) != _confirm_key(cfg), name
     for spec in map(methods.get, methods.names()):  # every method's own parameters, under that method
         base = dataclasses.replace(RECORD, method=spec.name)

@@ -17,7 +17,7 @@ from harness.config.errors import ConfigError, UserError
 from harness.config.methods import DistillationConfig, MethodSpace
 from harness.config.ranges import EpochSpace, FloatRange, WidthSpace
 from harness.config.search import OBJECTIVES, PRUNERS, HeartbeatConfig, PrunerConfig, SearchConfig, widths_searched
-from harness.config.student import FAMILIES, AugmentConfig, StudentConfig
+from harness.config.student import FAMILIES, STUDENT_FAMILIES, AugmentConfig, StudentConfig
 from harness.config.study import (FINGERPRINT_SECTIONS, FINGERPRINT_SPEED_ONLY, StudyConfig, check_classes,
                                   fingerprint_differences, load, parse, study_fingerprint)
 from harness.config.teacher import TEACHER_OUTPUTS, TeacherConfig, TeacherInputConfig
@@ -28,7 +28,7 @@ __all__ = [
     "DatasetConfig", "DistillationConfig", "EXPORT_FORMATS", "EpochSpace", "FAMILIES",
     "FINGERPRINT_SECTIONS", "FINGERPRINT_SPEED_ONLY", "FloatRange", "HeartbeatConfig",
     "MethodSpace", "OBJECTIVES", "OPTIMIZERS", "PRECISIONS", "PRUNERS", "PrunerConfig",
-    "SCHEDULES", "SearchConfig", "StudentConfig", "StudyConfig", "TEACHER_OUTPUTS", "TeacherConfig",
+    "SCHEDULES", "STUDENT_FAMILIES", "SearchConfig", "StudentConfig", "StudyConfig", "TEACHER_OUTPUTS", "TeacherConfig",
     "TeacherInputConfig", "TrainingConfig", "TransferConfig", "UserError", "WidthSpace", "check_classes",
     "fingerprint_differences", "load", "parse", "study_fingerprint", "widths_searched",
 ]

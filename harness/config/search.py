@@ -25,6 +25,9 @@ class _SearchConfig:
     # each method's own parameters searched under it (a conditional search space): `<method>`, that
     # method's search section (config/methods.py adds one field per method that has one).
     method: MethodSpace | None = None
+    # The student's depth as a search dimension (null: student.depth for every trial): mlp layers,
+    # cnn / separable blocks (training/depth.py).
+    depth: EpochSpace | None = None
 
 
 SearchConfig = with_method_sections(_SearchConfig, "Space")
@@ -66,6 +69,8 @@ def check_search(cfg, fail) -> None:
             fail("search.learning_rate", "needs 0 < low <= high")
     if sp.epochs is not None and any(e < 1 for e in sp.epochs.choices):
         fail("search.epochs.choices", "every epoch count must be at least 1")
+    if sp.depth is not None and (not sp.depth.choices or any(d < 1 for d in sp.depth.choices)):
+        fail("search.depth.choices", "give one or more depths, each at least 1")
     if sp.temperature.low <= 0:
         fail("search.temperature.low", "temperature must be greater than 0")
     if sp.alpha is not None and (sp.alpha.low < 0 or sp.alpha.high > 1):

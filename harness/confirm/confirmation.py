@@ -27,7 +27,7 @@ from harness.distill import methods
 from harness.distill.methods import Method, for_arm
 from harness.logs import Progress
 from harness.record import TrialRecord, complete_records
-from harness.training import interrupt, twin
+from harness.training import depth, interrupt, twin
 from harness.training.context import Context
 from harness.training.run import RunResult, RunSpec, recipe_of, train_run
 
@@ -135,6 +135,7 @@ def run(ctx: Context, configs: list[TrialRecord], progress: Progress = lambda ph
              len(configs), len(seeds(ctx.cfg)), len(contexts))
     progress("confirmation", 0, len(todo))
     for i, (r, seed, (arm, actx, a)) in enumerate(todo, 1):
+        actx = depth.context(actx, r.depth)  # a searched depth: its own context (training/depth.py)
         m = for_arm(Method.of(r), a, ctx.cfg.distillation)
         if seed == seeds(ctx.cfg)[0]:  # a configuration's runs in an arm: together, unless cached or refused
             population.prepare(actx, r, seeds(ctx.cfg), m)
@@ -146,6 +147,8 @@ def run(ctx: Context, configs: list[TrialRecord], progress: Progress = lambda ph
                  "%.4f scratch", i, len(todo), r.number, r.width, m.temperature, m.alpha, m.label(),
                  f" arm {arm}" if arm else "", seed, pair[0].test_accuracy, pair[1].test_accuracy)
         progress("confirmation", i, len(todo))
+    for _, a, _ in contexts:
+        depth.settle(a)
     ctx.fit_seconds += sum(a.fit_seconds for _, a, _ in contexts if a is not ctx)
     ctx.train_flops += sum(a.train_flops for _, a, _ in contexts if a is not ctx)
     return rows

@@ -19,7 +19,7 @@ from harness import registry, tracking
 from harness.config import ChampionConfig, StudyConfig
 from harness.data import omitted, sources
 from harness.data.evaluate import accuracy, predict_logits
-from harness.deploy import export as export_mod, tflite
+from harness.deploy import compression, export as export_mod, tflite
 from harness.deploy.export import ExportError
 from harness.distill import builder
 from harness.record import TrialRecord, complete_records
@@ -30,12 +30,17 @@ MODEL_URI_TAG = "harness.model_uri"  # on a trial's run: its student logged as a
 C = TypeVar("C")  # anything with `val_accuracy` and `params`
 
 
-def select(candidates: Sequence[C], rule: ChampionConfig, cost: Callable[[C], float] | None = None) -> C | None:
+def select(candidates: Sequence[C], rule: ChampionConfig, cost: Callable[[C], float] | None = None,
+           teacher_val: float | None = None, source: str = "") -> C | None:
     """`smallest_within`: the cheapest candidate within `tolerance` points of the best
-    validation accuracy (ties: the more accurate); `best`: the most accurate (ties: the cheaper).
+    validation accuracy (ties: the more accurate); `best`: the most accurate (ties: the cheaper);
+    `within_teacher`: the cheapest within `tolerance` points of `teacher_val` (the teacher's
+    validation accuracy), or None (`deploy/compression.py`; ConfigError naming `source` without it).
     Cheapest: by `cost` (the study's second objective), by parameters when not given."""
     if not candidates:
         return None
+    if rule.rule == "within_teacher":
+        return compression.within_teacher(candidates, rule.tolerance, teacher_val, cost, source)
     cost = cost or (lambda c: c.params)
     if rule.rule == "best":
         return max(candidates, key=lambda c: (c.val_accuracy, -cost(c)))
@@ -226,7 +231,9 @@ def export_trial(cfg: StudyConfig, study: optuna.Study, trial_number: int | None
     if trial_number is None:
         trial_number = registered_trial(cfg)
         if trial_number is None:
-            champ = select(front(study, cfg), cfg.champion, cost_of(cfg, records))
+            teacher_val = ((study.user_attrs.get("compression") or {}).get("teacher") or {}).get("val_accuracy")
+            champ = select(front(study, cfg), cfg.champion, cost_of(cfg, records), teacher_val=teacher_val,
+                           source=cfg.source)
             if champ is None:
                 raise ExportError(f"{cfg.source}: the study has no complete trial to export")
             trial_number = champ.number

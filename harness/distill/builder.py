@@ -84,8 +84,23 @@ def _dtype_policy(dtype: str | None):
         keras.config.set_dtype_policy(before)
 
 
-def build(name: str, source: str, width: int, input_shape, num_classes: int, dtype: str | None = None):
-    """The user's student at `width`: the function's model, its output shape checked.
+def _extra(fn: Callable, depth: int | None, width: int) -> dict:
+    """The keyword arguments the function's signature accepts among `depth` (student.depth, or the
+    trial's searched depth) and `width_multiplier` (width / 100, for a builder whose knob is a
+    multiplier such as MobileNet's alpha): passed only when named, or when it takes **kwargs."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
+    anything = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    offered = {"depth": depth, "width_multiplier": width / 100.0}
+    return {k: v for k, v in offered.items() if v is not None and (anything or k in params)}
+
+
+def build(name: str, source: str, width: int, input_shape, num_classes: int, dtype: str | None = None,
+          depth: int | None = None):
+    """The user's student at `width`: the function's model, its output shape checked. `depth` and
+    `width_multiplier` are passed as keywords where the signature takes them (`_extra`).
 
     `dtype` (a Keras dtype policy, e.g. "mixed_bfloat16"; None: float32) is Keras' global
     policy while the function runs, then put back. Raises ConfigError (see the module).
@@ -96,7 +111,7 @@ def build(name: str, source: str, width: int, input_shape, num_classes: int, dty
     input_shape = tuple(int(d) for d in input_shape)
     try:
         with _dtype_policy(dtype):
-            model = fn(width, input_shape, num_classes)
+            model = fn(width, input_shape, num_classes, **_extra(fn, depth, width))
     except Exception as e:  # noqa: BLE001 - the user's code: its error, in one line
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         raise ConfigError(source, FIELD, f"{name}(width={width}, input_shape={input_shape}, "

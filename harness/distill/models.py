@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from harness.config import ConfigError, StudentConfig, TeacherConfig
-from harness.distill import builder as user_builder
+from harness.distill import builder as user_builder, families
 
 
 def _policy(dtype: str | None) -> dict:
@@ -110,7 +110,10 @@ def build_student(cfg: StudentConfig, width: int, input_shape, num_classes: int,
     """The student at `width`: the built-in family's, or `cfg.builder`'s (the user's function,
     resolved next to the study file `source`; its weights drawn from Keras' global seed)."""
     if cfg.builder is not None:
-        return user_builder.build(cfg.builder, source, width, input_shape, num_classes, dtype=dtype)
+        return user_builder.build(cfg.builder, source, width, input_shape, num_classes, dtype=dtype,
+                                  depth=cfg.depth)
+    if cfg.family in ("separable", "mobilenet_v3_small"):
+        return families.build(cfg, width, input_shape, num_classes, name=f"student_w{width}", seed=seed, dtype=dtype)
     builder_fn = mlp if cfg.family == "mlp" else cnn
     extra = {} if cfg.family == "mlp" else _cnn_options(cfg)
     return builder_fn(input_shape, num_classes, student_widths(cfg, width), dropout=cfg.dropout,

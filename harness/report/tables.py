@@ -7,7 +7,7 @@ import optuna
 
 from harness import tracking
 from harness.config import StudyConfig, UserError
-from harness.confirm import confirmation as confirm, reference
+from harness.confirm import compression as compress_stage, confirmation as confirm, reference
 from harness.data import omitted
 from harness.deploy import champion
 from harness.distill import methods
@@ -98,7 +98,8 @@ def _notes(study: optuna.Study, summary: list) -> list[str]:
     omitted classes before and after the bias correction."""
     refs = [{**d, "test_gain": confirm.Interval.from_dict(d["test_gain"])}
             for d in study.user_attrs.get("against_reference", [])]
-    return reference.lines(refs) + omitted.lines(summary, study.user_attrs.get("teacher_test", {}).get("omitted"))
+    return reference.lines(refs) + omitted.lines(summary, study.user_attrs.get("teacher_test", {}).get("omitted")) + \
+        compress_stage.lines(study, summary)
 
 
 def browse_line(ws: Workspace | None, experiment_id: str | None = None) -> str:
@@ -141,7 +142,9 @@ def summary(cfg: StudyConfig, result, ws: Workspace | None = None) -> str:
         out += [f"champion: trial {c.number}, width {c.width} ({c.params:,} params), "
                 f"T={c.temperature:.2f}, alpha={c.alpha:.2f}" + (f", {Method.of(c).label()}" if c.method else ""),
                 f"          {how}",
-                f"          its search student (seed {cfg.seed}): test acc {result.test_accuracy:.4f}",
+                (f"          its scratch twin (seed {cfg.seed + 1}), registered: better than distilled, "
+                 f"test acc {result.test_accuracy:.4f}" if getattr(result, "champion_scratch", False) else
+                 f"          its search student (seed {cfg.seed}): test acc {result.test_accuracy:.4f}"),
                 f"          registered as models:/{champion.registered_name(cfg.name)}@{champion.ALIAS}"]
     for kind, f in (result.exports or {}).items():
         out.append(f"{LABELS[kind]}: " + (f["refused"] if "refused" in f else

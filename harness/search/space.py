@@ -9,6 +9,8 @@ fits (found by bisection: parameters grow with width).
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 
 from harness.config import ConfigError, StudyConfig
@@ -32,6 +34,8 @@ def suggest(trial: optuna.Trial, cfg: StudyConfig, image_shape, num_classes: int
     else:
         hi = max_width_in_budget(cfg, image_shape, num_classes)
         params["width"] = trial.suggest_int("width", s.width.low, hi, log=s.width.log)
+    if s.depth is not None:
+        params["depth"] = trial.suggest_categorical("depth", s.depth.choices)
     if s.learning_rate is not None:
         params["learning_rate"] = trial.suggest_float("learning_rate", s.learning_rate.low, s.learning_rate.high,
                                                       log=s.learning_rate.log)
@@ -78,7 +82,12 @@ def check_budget(cfg: StudyConfig, image_shape, num_classes: int) -> None:
 
 
 def params_at(cfg: StudyConfig, width: int, image_shape, num_classes: int) -> int:
-    return param_count(build_student(cfg.student, width, image_shape, num_classes, source=cfg.source))
+    """Parameters of the student at `width`; with `search.depth`, at its deepest choice, so every
+    (width, depth) a trial may suggest fits the budget."""
+    student = cfg.student
+    if cfg.search.depth is not None:
+        student = dataclasses.replace(student, depth=max(cfg.search.depth.choices))
+    return param_count(build_student(student, width, image_shape, num_classes, source=cfg.source))
 
 
 def allowed_widths(cfg: StudyConfig, image_shape, num_classes: int) -> list[int]:

@@ -21,7 +21,7 @@ from harness.distill.guard import Diverged
 from harness.distill.recipe import Recipe
 from harness.record import TrialRecord
 from harness.search import space
-from harness.training import interrupt, twin
+from harness.training import depth, interrupt, twin
 from harness.training.context import Context
 from harness.training.run import RunSpec, log_params, train_run
 
@@ -45,9 +45,9 @@ def deployed_cost(trial: optuna.Trial, student: keras.Model, image) -> dict:
     earlier complete trial of the study is not measured again. Otherwise the noise between two
     measurements (10-30% at these microsecond scales) would rank equal students apart and put
     several copies of one width on the front."""
-    width = trial.params["width"]
+    arch = (trial.params["width"], trial.params.get("depth"))
     for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if t.params.get("width") == width and t.user_attrs.get("latency_ms") is not None:
+        if (t.params.get("width"), t.params.get("depth")) == arch and t.user_attrs.get("latency_ms") is not None:
             return {"size_bytes": t.user_attrs["size_bytes"], "latency_ms": t.user_attrs["latency_ms"]}
     model = tflite.convert(student, "tflite")
     return {"size_bytes": len(model), "latency_ms": latency.tflite_ms(model, image)}
@@ -73,6 +73,13 @@ class Objective:
         cfg, tr, clock = ctx.cfg, ctx.cfg.training, ctx.clock
         with clock.part("optuna"):
             p = space.suggest(trial, cfg, ctx.splits.image_shape, ctx.splits.num_classes)
+        try:  # a searched depth trains in its own context (training/depth.py)
+            return self._trial(trial, depth.context(ctx, p.get("depth")), p)
+        finally:
+            depth.settle(ctx)
+
+    def _trial(self, trial: optuna.Trial, ctx: Context, p: dict):
+        cfg, tr, clock = ctx.cfg, ctx.cfg.training, ctx.clock
         recipe = Recipe.of(tr, p.get("learning_rate"), p.get("epochs"))
         twin_diverged = None
         try:
@@ -100,7 +107,9 @@ class Objective:
                 raise Diverged(str(twin_diverged))
             log.info("trial %3d distilling: T=%.2f alpha=%.2f width=%d, %d epochs", trial.number, p["temperature"],
                      p["alpha"], p["width"], recipe.epochs)
+            fit0 = ctx.fit_seconds
             result = train_run(ctx, spec)
+            fit_seconds = ctx.fit_seconds - fit0
             student, val_acc = result.student, result.val_accuracy
             gain = val_acc - scratch.val_accuracy
             with clock.part("deployed_cost"):  # latency and size of the deployed (TFLite) student, if an objective
@@ -115,7 +124,7 @@ class Objective:
             record = TrialRecord(val_accuracy=val_acc, params=result.params, flops=result.flops,
                                  distillation_gain=gain, baseline_val_accuracy=scratch.val_accuracy,
                                  baseline_test_accuracy=scratch.test_accuracy,
-                                 model_path=str(local), **deployed)
+                                 model_path=str(local), fit_seconds=fit_seconds, **deployed)
             with clock.part("optuna"):
                 record.save(trial)
             status, state = "FINISHED", "complete"

@@ -88,7 +88,8 @@ class Context:
                  "teacher_logits": np.concatenate([logits, extra_logits])}))
         self.val_images = tf.constant(self.splits.validation.images, tf.float32)
         # A user's builder may hold anything: treated as the family XLA suits least on a CPU (a cnn's).
-        self.jit = resolve_jit(tr.jit_compile, "cnn" if st.builder else st.family, st.dropout, st.input_dropout)
+        self.jit = resolve_jit(tr.jit_compile, "cnn" if st.builder or st.family != "mlp" else st.family,
+                               st.dropout, st.input_dropout)
         self.precision = precision.resolved(self.cfg)
         if self.online and tr.jit_compile is None:  # the teacher runs in the step too
             tc = self.cfg.teacher

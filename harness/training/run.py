@@ -68,6 +68,7 @@ class RunResult:
     kl: float | None = None  # KL(teacher || student) at T = 1, test split
     ece: float | None = None
     omitted: dict = field(default_factory=dict)  # with omitted classes: `omitted.Correction.summary()`
+    model_path: str | None = None  # a confirmation twin's saved .keras file (`baselines/KEY.keras`)
     history: dict = field(default_factory=dict, repr=False, compare=False)  # the fit's per-epoch figures
     student: keras.Model | None = field(default=None, repr=False, compare=False)
 
@@ -75,13 +76,18 @@ class RunResult:
                "epochs", "learning_rate", "mlflow_run_id")
 
     def to_dict(self) -> dict:
-        """The scratch twin's JSON file (`baselines/KEY.json`): these keys, the omitted-class ones last."""
-        return {**{k: getattr(self, k) for k in self._STORED}, **self.omitted}
+        """The scratch twin's JSON file (`baselines/KEY.json`): these keys, the omitted-class ones last
+        (then a confirmation twin's `model_path`)."""
+        out = {**{k: getattr(self, k) for k in self._STORED}, **self.omitted}
+        if self.model_path is not None:
+            out["model_path"] = self.model_path
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunResult":
         """A twin's JSON file back (every file written with `to_dict`'s keys)."""
-        return cls(**{k: d[k] for k in cls._STORED}, omitted={k: d[k] for k in omitted.FIELDS if k in d})
+        return cls(**{k: d[k] for k in cls._STORED}, omitted={k: d[k] for k in omitted.FIELDS if k in d},
+                   model_path=d.get("model_path"))
 
 
 def recipe_of(ctx: Context, r: TrialRecord) -> Recipe:

@@ -121,6 +121,10 @@ def train_or_load(ctx: Context, width: int, seed: int | None = None, recipe: Rec
             except Diverged as e:
                 raise TwinDiverged(f"scratch twin w={width} seed={seed}: {e}; it is not cached") from None
             check_finite(result.to_dict(), [float(v) for v in result.history["loss"]])
+            if role == "confirm":  # kept, so a twin better than its distilled student can be registered
+                with ctx.clock.part("saving"), files.replacing(target.with_suffix(".keras"), suffix=".keras") as tmp:
+                    result.student.save(tmp)
+                result.model_path = str(target.with_suffix(".keras"))
             with ctx.clock.part("mlflow"):
                 mlflow.end_run()  # here, to be timed; the `with` then finds no run to end
         with ctx.clock.part("saving"):
