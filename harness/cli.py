@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness import compress, config, logs
+from harness import compress, config, files, logs
 from harness.logs import configure_logging
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -272,30 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _make_workdir(args) -> list[Path]:
-    """The commands that write a study's stores create a missing --workdir (and its parents); the
-    folders made, deepest first."""
-    if args.func not in (_cmd_study, _cmd_finish, _cmd_teacher) or not getattr(args, "workdir", None):
-        return []
-    w = Path(args.workdir).expanduser().absolute()
-    made = [d for d in [w, *w.parents] if not d.exists()]
-    w.mkdir(parents=True, exist_ok=True)
-    return made
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     saved = {k: os.environ.get(k) for k in (logs.VERBOSE_ENV, "MLFLOW_LOGGING_LEVEL")}
     os.environ[logs.VERBOSE_ENV] = "1" if args.verbose else "0"  # worker processes inherit it
     configure_logging()
     logs.quiet_tensorflow_import()
-    made = _make_workdir(args)
+    # The commands that write a study's stores create a missing --workdir (taken back if refused).
+    writes = args.func in (_cmd_study, _cmd_finish, _cmd_teacher) and getattr(args, "workdir", None)
+    made = files.make_folder(args.workdir) if writes else []
     try:
         return args.func(args)
     except config.UserError as e:
-        for d in made:  # a refused study leaves nothing behind, not even the folder it would have used
-            if d.is_dir() and not any(d.iterdir()):
-                d.rmdir()
+        files.remove_empty(made)  # a refused study leaves nothing behind, not even its folder
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

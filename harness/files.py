@@ -79,3 +79,18 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists():
         path.unlink()
+
+
+def make_folder(path) -> list[Path]:
+    """Create `path` and its missing parents; the folders made, deepest first (for `remove_empty`)."""
+    w = Path(path).expanduser().absolute()
+    made = [d for d in [w, *w.parents] if not d.exists()]
+    w.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove those of `folders` (deepest first) that are still empty."""
+    for d in folders:
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
