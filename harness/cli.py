@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from harness import compress, config, files, logs
 from harness.logs import configure_logging

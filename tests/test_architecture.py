@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "harness"
 # concept; `bench` and `compress` (the command that writes and runs a study) run the story; the
 # command line sits above all.
 ORDER = [
-    {"config", "files", "logs", "tracking", "record", "methods"},
+    {"config", "files", "logs", "tracking", "registry", "record", "methods"},
     {"distill"},
     {"data"},
     {"teacher"},
