@@ -52,3 +52,23 @@ def register_model(model_uri: str, name: str):
     for line in printed.getvalue().splitlines():
         log.debug("mlflow: %s", line)
     return mv
+
+
+def set_version_tags(name: str, version: str, tags: dict[str, str]) -> None:
+    """Tags on a registered model version. Two machines finishing one shared study can set the same
+    tag at once; on PostgreSQL the loser's insert violates `model_version_tag_pk` (seen in
+    tests/test_multi_machine.py), and its retry finds the row and updates it."""
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    for k, v in tags.items():
+        for attempt in range(3):
+            try:
+                client.set_model_version_tag(name, version, k, v)
+                break
+            except mlflow.exceptions.MlflowException as e:
+                if attempt == 2 or "model_version_tag_pk" not in str(e):
+                    raise
+                time.sleep(0.2 * (attempt + 1))

@@ -170,7 +170,10 @@ class EpochMetrics(keras.callbacks.Callback):
             self._run = self.run_id or mlflow.active_run().info.run_id
             self._last = time.perf_counter()
             optimizer = getattr(self.model, "optimizer", None)
-            self._params = {f"optimizer_{k}": v for k, v in (optimizer.get_config() if optimizer else {}).items()}
+            config = dict(optimizer.get_config()) if optimizer else {}
+            if optimizer:  # its class, not Keras' per-process numbered name (adam_19)
+                config["name"] = type(optimizer).__name__.lower()
+            self._params = {f"optimizer_{k}": v for k, v in config.items()}
         self._timed(begin)
 
     def on_epoch_end(self, epoch, logs=None):

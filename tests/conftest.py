@@ -39,3 +39,15 @@ def random_data():
     x = rng.integers(0, 256, size=(256, 28, 28, 1)).astype(np.uint8)
     y = rng.integers(0, 10, size=256).astype(np.int64)
     return x, y
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """A test that runs `harness.cli.main` in-process points the root logger at its captured stdout;
+    put back the handlers of before, so a later test never logs to that closed stream."""
+    import logging
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -24,9 +24,8 @@ import keras
 import mlflow
 import numpy as np
 import optuna
-from mlflow.tracking import MlflowClient
 
-from harness import tracking
+from harness import registry
 from harness.confirm.confirmation import Confirmed, arms, seeds
 from harness.deploy import champion as champion_mod, compression, lineage
 from harness.record import TrialRecord
@@ -110,7 +109,7 @@ def _twin_record(ctx: Context, r: TrialRecord, arm: str = "") -> TrialRecord | N
         return None
     model = keras.models.load_model(path, safe_mode=True, compile=False)
     with mlflow.start_run(run_id=twin["mlflow_run_id"], nested=True):
-        info = tracking.log_student(model, None, class_names=ctx.splits.class_names)
+        info = registry.log_student(model, None, class_names=ctx.splits.class_names)
     return dataclasses.replace(r, mlflow_run_id=twin["mlflow_run_id"], model_uri=info.model_uri, model_path=path,
                                val_accuracy=twin["val_accuracy"], params=twin["params"])
 
@@ -123,9 +122,7 @@ def register(ctx: Context, record: TrialRecord, scratch: bool = False) -> float:
     if mv is not None:
         tags = lineage.tags(ctx.cfg, ctx.teacher.key, ctx.splits.digest)
         tags["harness.trained_as"] = "scratch" if scratch else "distilled"
-        client = MlflowClient()
-        for k, v in tags.items():
-            client.set_model_version_tag(mv.name, mv.version, k, v)
+        registry.set_version_tags(mv.name, mv.version, tags)
         lineage.tag_teacher(ctx.cfg, f"models:/{mv.name}/{mv.version}")
     return test_acc
 

@@ -19,9 +19,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
 
-from harness import files
+from harness import files, registry
 from harness.config import StudyConfig
 from harness.teacher import loaded
 
@@ -57,8 +56,7 @@ def tags(cfg: StudyConfig, teacher_key: str, data_digest: str) -> dict[str, str]
 
 def tag_teacher(cfg: StudyConfig, student_uri: str) -> None:
     """Tag each registry teacher's model version with the student version it taught (see the module)."""
-    client = MlflowClient()
     for _, what in _identities(cfg):
         if what.get("kind") == "mlflow" and "version" in what:
-            client.set_model_version_tag(what["name"], what["version"], f"harness.student.{cfg.name}", student_uri)
+            registry.set_version_tags(what["name"], what["version"], {f"harness.student.{cfg.name}": student_uri})
             log.info("teacher %s/%s tagged with its student %s", what["name"], what["version"], student_uri)
