@@ -56,12 +56,17 @@ def separable(input_shape, num_classes: int, width: int, depth: int = 2, *, widt
             x = keras.layers.MaxPooling2D(2, name=f"pool_{i}", **p)(x)
             h, w = h // 2, w // 2
     x = keras.layers.GlobalAveragePooling2D(name="gap", **p)(x)
+    return keras.Model(inputs, _logits(x, num_classes, dropout, seed, p), name=name)
+
+
+def _logits(x, num_classes: int, dropout: float, seed, p: dict):
+    """The families' head: dropout, then the logits layer, cast back to float32 under a bfloat16 policy `p`."""
     if dropout:
         x = keras.layers.Dropout(dropout, seed=seed, **p)(x)
     logits = keras.layers.Dense(num_classes, name="logits", **p)(x)
     if p:
         logits = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(logits)
-    return keras.Model(inputs, logits, name=name)
+    return logits
 
 
 def mobilenet_input_problem(input_shape) -> str | None:
@@ -92,12 +97,7 @@ def mobilenet_v3_small(input_shape, num_classes: int, width: int, *, dropout: fl
     body = keras.applications.MobileNetV3Small(input_shape=(h, w, 3), alpha=width / 100.0, weights=None,
                                                include_top=False, pooling="avg", include_preprocessing=True)
     x = body(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, seed=seed, **p)(x)
-    logits = keras.layers.Dense(num_classes, name="logits", **p)(x)
-    if p:
-        logits = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(logits)
-    return keras.Model(inputs, logits, name=name)
+    return keras.Model(inputs, _logits(x, num_classes, dropout, seed, p), name=name)
 
 
 def build(cfg, width: int, input_shape, num_classes: int, *, name: str, seed: int | None = None,
