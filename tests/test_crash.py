@@ -4,7 +4,7 @@ import signal
 
 import optuna
 from helpers import (
-    harness,
+    cli,
     load_study,
     mlflow_client,
     popen_harness,
@@ -44,7 +44,7 @@ def test_sigkill_mid_trial_then_resume_loses_nothing(tmp_path, smoke_teacher_cac
     left_running = {r.info.run_id for r in runs if r.info.status == "RUNNING"}
     assert left_running  # the crash really left runs open
 
-    again = harness("study", study_file, "--workdir", workdir, "--no-export")
+    again = cli("study", study_file, "--workdir", workdir, "--no-export")
     assert "training teacher" not in again.stdout
     study = load_study(workdir, "crash")
     states = [t.state for t in study.trials]

@@ -3,7 +3,7 @@
 import re
 
 import optuna
-from helpers import harness, load_study, mlflow_client, runs_by_role, workdir_with_teacher, write_study
+from helpers import cli, harness, load_study, mlflow_client, runs_by_role, workdir_with_teacher, write_study
 
 TS = optuna.trial.TrialState
 
@@ -41,7 +41,7 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path,
     study_file = write_study(tmp_path, name="diverge", n_trials=2,
                              **{"training.optimizer": "sgd", "training.learning_rate": 1.0e30})
     workdir = workdir_with_teacher(tmp_path / "work", smoke_teacher_cache)
-    out = harness("study", study_file, "--workdir", workdir).stdout
+    out = cli("study", study_file, "--workdir", workdir).stdout
     study = load_study(workdir, "diverge")
     assert [t.state for t in study.trials] == [TS.FAIL, TS.FAIL]  # both ran: the study went on
     for t in study.trials:

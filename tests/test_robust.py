@@ -356,19 +356,19 @@ def test_make_ui_is_lean():
 
 
 def test_several_machines_search_only_and_one_finish_confirms_and_registers_once(tmp_path, smoke_teacher_cache):
-    from helpers import harness, load_study, mlflow_client, workdir_with_teacher, write_study
+    from helpers import cli, load_study, mlflow_client, workdir_with_teacher, write_study
 
     study_file = write_study(tmp_path, name="finish", n_trials=2, **{"confirm.seeds": 0})
     workdir = workdir_with_teacher(tmp_path / "work", smoke_teacher_cache)
     for _ in range(2):  # two "machines", one trial each, on the same stores
-        out = harness("study", study_file, "--workdir", workdir, "--n-trials", 1, "--search-only").stdout
+        out = cli("study", study_file, "--workdir", workdir, "--n-trials", 1, "--search-only").stdout
         assert "harness finish" in out and "champion:" not in out
     study = load_study(workdir, "finish")
     assert len(study.trials) == 2 and "confirmed" not in study.user_attrs
     client = mlflow_client(workdir)
     students = "name='finish-student'"
     assert client.search_registered_models(students) == []  # no champion yet (the teacher is registered)
-    out = harness("finish", study_file, "--workdir", workdir, "--no-export").stdout
+    out = cli("finish", study_file, "--workdir", workdir, "--no-export").stdout
     assert "champion: trial" in out and "0 new trial(s)" in out
     assert len(load_study(workdir, "finish").trials) == 2
     (model,) = client.search_registered_models(students)
