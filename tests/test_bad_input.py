@@ -79,6 +79,13 @@ CASES = {
                            "distillation.fitnets.student_layer", "has no layer 'nope'; its layers: "),
     "hint_from_a_feature_map_to_an_mlp": ({**_with("teacher.family", "cnn"), "distillation": {"method": "fitnets"}},
                                           [], "distillation.fitnets.teacher_layer", "no 1x1 convolution or dense"),
+    # unlabeled images teach by soft targets alone: only a method registered `masked` (kd) takes them
+    "unlabeled_under_fitnets": ({**BASE, "distillation": {"method": "fitnets"},
+                                 "transfer": {"fraction": 0.5, "unlabeled_rest": True}}, [],
+                                "transfer.unlabeled_rest", "method fitnets does not take; methods that do: kd"),
+    "unlabeled_under_a_searched_method": ({**BASE, "search": {**BASE["search"], "method": {"choices": ["kd", "dkd"]}},
+                                           "transfer": {"unlabeled": "more.npz"}}, [],
+                                          "transfer.unlabeled", "method dkd does not take"),
 }
 
 

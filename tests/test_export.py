@@ -78,3 +78,25 @@ def test_a_refused_export_leaves_nothing_at_its_path(student_and_data, tmp_path,
     assert "wrong signature" in figures["tflite"]["refused"] and not outs["tflite"].exists()
     assert outs["tflite-int8"].is_file() and figures["tflite-int8"]["size_bytes"] == outs["tflite-int8"].stat().st_size
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m-int8.tflite"]  # no temporary left either
+
+
+@pytest.mark.parametrize("kind", export.FORMATS)
+def test_every_format_round_trips_and_refuses_another_format_s_file(kind, student_and_data, tmp_path):
+    """Each format, written and checked in this process by the fresh process's own checker: it gives the
+    student's test accuracy (int8 within 1 point), and a file of another format under its name is refused."""
+    from harness.deploy import verify
+
+    student, data = student_and_data
+    d = {"x": data.validation, "want": student.predict(data.validation.astype(np.float32), verbose=0),
+         "test_x": data.test_images, "test_y": data.test_labels, "runs": 5}
+    accuracy = float(np.mean(student.predict(data.test_images.astype(np.float32), verbose=0).argmax(-1)
+                             == data.test_labels))
+    path = tmp_path / kind
+    export._write(student, kind, path, data)
+    figures = verify.check(kind, str(path), d)
+    assert figures["test_accuracy"] == pytest.approx(accuracy, abs=0.01 if kind == "tflite-int8" else 1e-9)
+    assert figures["p50_ms"] > 0
+    other = next(k for k in export.FORMATS[::-1] if k != kind)  # savedmodel <- tflite-int8, tflites <- savedmodel
+    export._write(student, other, tmp_path / other, data)
+    with pytest.raises(Exception):  # noqa: B017 - any failure to load or to match is a refusal
+        verify.check(kind, str(tmp_path / other), d)

@@ -116,3 +116,28 @@ def test_the_study_file_s_layer_errors_are_config_errors(tmp_path):
         fitnets.FitNets.check_study(cfg, lambda: _cnn([4, 4], 1, "s"), lambda: [_cnn([6, 12], 2, "t")])
     with pytest.raises(config.ConfigError, match="fitnets.hint_weight: must be 0 or more"):
         config.parse({"name": "f", "distillation": {"method": "fitnets", "fitnets": {"hint_weight": -1}}}, "s.yaml")
+
+
+def test_a_registered_teacher_s_layers_are_checked_before_anything_is_written(tmp_path):
+    """A `models:/` teacher is read from the registry for the check (not left to the Distiller, mid-run)."""
+    import mlflow
+
+    from harness.teacher import loaded
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow.start_run():
+        mlflow.keras.log_model(_cnn([6, 12], 2, "t"), name="model", registered_model_name="hint-teacher")
+    mlflow.MlflowClient().set_registered_model_alias("hint-teacher", "prod", "1")
+
+    def study(teacher_layer):
+        return config.parse({"name": "f", "teacher": {"model": "models:/hint-teacher@prod"},
+                             "student": {"family": "cnn"},
+                             "distillation": {"method": "fitnets", "fitnets": {"teacher_layer": teacher_layer}}},
+                            str(tmp_path / "study.yaml"))
+
+    def check(cfg):
+        fitnets.FitNets.check_study(cfg, lambda: _cnn([4, 4], 1, "s"), lambda: loaded.layered(cfg))
+
+    check(study("pool_1"))  # a layer the registered model has
+    with pytest.raises(config.ConfigError, match="distillation.fitnets.teacher_layer: the teacher has no layer 'nope'"):
+        check(study("nope"))

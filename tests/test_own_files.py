@@ -47,7 +47,42 @@ def _counts(split, k=4):
 # ---------------------------------------------------------------- 2. limit: a stratified draw
 
 
-@pytest.mark.parametrize("kind", ["arrays", "folder"])
+def _arrays(root, images, labels, names):
+    np.savez(root / "d.npz", x_train=images, y_train=labels, class_names=np.array(names))
+    return root / "d.npz"
+
+
+def _png_folder(root, images, labels, names):
+    for i, (x, y) in enumerate(zip(images, labels)):
+        _save(root / "images" / names[y] / f"{i:03d}.png", x)
+    return root / "images"
+
+
+# One writer per reader in `sources.READERS` (a new reader gets its writer here): the contract tests
+# run over every registered reader.
+WRITERS = {"arrays": _arrays, "folder": _png_folder}
+
+
+def test_every_reader_has_a_writer_here():
+    assert set(WRITERS) == set(sources.READERS)
+
+
+@pytest.mark.parametrize("kind", sorted(sources.READERS))
+def test_every_reader_gives_back_the_images_and_classes_it_was_given(kind, tmp_path):
+    images = np.stack([_image(k, seed=i) for k in range(4) for i in range(10)])
+    labels = np.repeat(np.arange(4), 10)
+    where = WRITERS[kind](tmp_path, images, labels, CLASSES)
+    s = _load(tmp_path, **{kind: str(where)})
+    assert s.kind == kind and s.class_names == CLASSES and s.image_shape == (8, 12, 1) and s.num_classes == 4
+    got = np.concatenate([s.transfer.images, s.validation.images, s.test.images])
+    got_labels = np.concatenate([s.transfer.labels, s.validation.labels, s.test.labels])
+    assert got.dtype == np.uint8 and got_labels.dtype == np.int64
+    # every image once, with its own class (the splits are disjoint and cover the data)
+    written = sorted((int(y), x.tobytes()) for x, y in zip(images, labels))
+    assert sorted((int(y), x.tobytes()) for x, y in zip(got, got_labels)) == written
+
+
+@pytest.mark.parametrize("kind", sorted(sources.READERS))
 def test_limit_draws_a_seeded_class_stratified_subset_of_data_stored_by_class(kind, tmp_path, caplog):
     if kind == "arrays":
         x = np.stack([_image(k, seed=i) for k in range(4) for i in range(40)])

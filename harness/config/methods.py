@@ -104,3 +104,22 @@ def check_methods(cfg, fail) -> None:
             fail(f"{where}.alpha", "alpha must lie in [0, 1]")
         if arm.alpha not in (None, 0.0) and not cfg.transfer.labels:
             fail(f"{where}.alpha", "transfer.labels: false trains on soft targets only (alpha is 0)")
+    _check_unlabeled(cfg, fail)
+
+
+def _check_unlabeled(cfg, fail) -> None:
+    """Unlabeled transfer images (label -1) teach through the soft targets alone: only a method that
+    takes them (`masked` in its registration) may train on them, the file's and each arm's."""
+    takes = [n for n in methods.names() if methods.get(n).masked]
+
+    def refuse(transfer, where: str, chosen, whose: str) -> None:
+        bad = [m for m in chosen if m in methods.names() and not methods.get(m).masked]
+        if transfer is not None and transfer.has_unlabeled and bad:
+            field = f"{where}.{'unlabeled' if transfer.unlabeled is not None else 'unlabeled_rest'}"
+            fail(field, f"unlabeled images teach through the soft targets alone, which {whose} method "
+                        f"{' and '.join(bad)} does not take; methods that do: {', '.join(takes)}")
+
+    refuse(cfg.transfer, "transfer", cfg.methods, "the study's")
+    for i, arm in enumerate(cfg.confirm.arms or []):
+        refuse(arm.transfer or cfg.transfer, f"confirm.arms[{i}].transfer" if arm.transfer else "transfer",
+               [arm.method] if arm.method else cfg.methods, f"confirm.arms[{i}]'s")

@@ -11,6 +11,7 @@ that depends on the data holds it.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import tempfile
@@ -23,6 +24,11 @@ from harness.data import splitting
 from harness.data.splitting import Split  # the public name (sources.Split)
 
 log = logging.getLogger(__name__)
+
+# The readers of a user's own files, by the `dataset` field that names them: each module's
+# `read(cfg, source)` gives (train (images, labels), test or None, class names). A new kind of
+# source is a module here and a field in `config/data.py` (docs/design.md).
+READERS = {"folder": "harness.data.folder", "arrays": "harness.data.arrays"}
 
 
 @dataclass
@@ -74,9 +80,7 @@ def load_splits(cfg: DatasetConfig, seed: int, source: str = "<dataset>") -> Spl
         splits = Splits(r.transfer, r.validation, r.test, r.num_classes, r.image_shape, cfg.name,
                         class_names=r.class_names, test_source=r.test_source)
     else:
-        from harness.data import arrays, folder
-
-        reader = folder if cfg.kind == "folder" else arrays
+        reader = importlib.import_module(READERS[cfg.kind])
         train, test, names = reader.read(cfg, source)
         transfer, val, test_split, test_source = splitting.assemble(train, test, cfg, seed)
         if test is None:

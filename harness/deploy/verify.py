@@ -111,6 +111,11 @@ def check_tflite(path: str, d: dict, kind: str) -> dict:
     return r
 
 
+def check(kind: str, path: str, d: dict) -> dict:
+    """One export's figures (`check_saved_model` or `check_tflite` by its format); raises if refused."""
+    return check_saved_model(path, d) if kind == "savedmodel" else check_tflite(path, d, kind)
+
+
 def main(spec_path: str) -> None:
     import tensorflow as tf
 
@@ -121,7 +126,7 @@ def main(spec_path: str) -> None:
     results = {}
     for kind, path in spec["exports"]:
         try:
-            results[path] = check_saved_model(path, d) if kind == "savedmodel" else check_tflite(path, d, kind)
+            results[path] = check(kind, path, d)
         except Exception as e:  # noqa: BLE001 - any failure to load or run is a refused export
             results[path] = {"error": f"{type(e).__name__}: {e}"[:400]}
     print(json.dumps(results))

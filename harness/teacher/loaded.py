@@ -132,9 +132,9 @@ def _resolve(cfg: StudyConfig, uri: str) -> tuple[dict, Path]:
 
 def layered(cfg: StudyConfig) -> list:
     """Each reference's model as its file holds it (a Keras model; a `TFSMLayer` for a SavedModel
-    folder; None for an MLflow URI, read only when the teacher is loaded), read without writing
-    anything: what a method that reads the teacher's layers checks before the stores are written."""
-    return [None if r.startswith(REGISTRY) else _read(cfg, r) for r in references(cfg)]
+    folder; an MLflow URI's model as `mlflow.keras` loads it, downloaded once per process), read without
+    writing anything: what a method that reads the teacher's layers checks before the stores are written."""
+    return [_read(cfg, r) for r in references(cfg)]
 
 
 def _identity(cfg: StudyConfig, ref: str) -> tuple[dict, Path]:

@@ -189,16 +189,10 @@ class FitNets(DistillMethod):
         s_names = space.student_layer.choices if space and space.student_layer else [section.student_layer]
         t_names = space.teacher_layer.choices if space and space.teacher_layer else [section.teacher_layer]
         built, members = student(), teachers()
-        if any(m is None for m in members):  # an MLflow teacher: checked when the Distiller is built
-            members = []
         try:
             for s in s_names:
                 for t in t_names:
-                    own = {"fitnets_student_layer": s, "fitnets_teacher_layer": t}
-                    if members:
-                        cls._plan(built, members, own)
-                    else:
-                        hint_model(built, s, "distillation.fitnets.student_layer", "student", with_output=True)
+                    cls._plan(built, members, {"fitnets_student_layer": s, "fitnets_teacher_layer": t})
         except HintError as e:
             raise ConfigError(cfg.source, e.field, str(e)) from None
 
