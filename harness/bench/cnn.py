@@ -30,15 +30,15 @@ import numpy as np
 import tensorflow as tf
 
 from harness.bench.pairs import MATMUL_N, MATMUL_PRODUCTS, _matmul, alternate
+from harness.bench.population import BATCH_SIZE, lone_epochs, stacked, streams
 from harness.config import DatasetConfig
-from harness.data import pipelines, sources
+from harness.data import sources
 from harness.distill import models
 from harness.distill.distiller import Distiller
 from harness.distill.population import Population, plan
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 128
 STEPS_PER_EXECUTION = 32
 K = 10
 # The knob of each size: `cnn`'s first-block filters, `separable`'s width multiplier.
@@ -91,12 +91,6 @@ def _distiller(model: keras.Model, jit: bool) -> Distiller:
     return d
 
 
-def _streams(examples: tf.data.Dataset, seeds) -> list[tf.data.Dataset]:
-    out = []
-    for s in seeds:
-        keras.utils.set_random_seed(s)
-        out.append(pipelines.batches(examples, BATCH_SIZE, shuffle_seed=s))
-    return out
 
 
 def _epoch(model, ds):
@@ -110,7 +104,7 @@ def _rows(family: str, size, examples, n: int, shape, num_classes: int, repeats:
     params, flops = models.param_count(model), 3 * models.flops_per_example(model)
     counts = {True: max(BATCH_SIZE, int(n * XLA_SHARE[family])), False: n}
     fits = {f"{family} {size} XLA {'on' if jit else 'off'}": _epoch(_distiller(
-        student(family, size, 0, shape, num_classes), jit), _streams(examples(counts[jit]), [0])[0])
+        student(family, size, 0, shape, num_classes), jit), streams(examples(counts[jit]), [0])[0])
         for jit in (True, False)}
     fits["matmul"] = lambda: [product() for _ in range(MATMUL_PRODUCTS)]
     log.info("cnn bench: %s size %s, %d params, %.2f MFLOP per training example", family, size, params, flops / 1e6)
@@ -129,19 +123,11 @@ def _population_row(family: str, size, examples, n: int, shape, num_classes: int
                     product, k: int = K) -> dict:
     """k members together against k lone runs (each on its own seeded batches); s per epoch of all k."""
     seeds = list(range(1, k + 1))
-    streams = _streams(examples, seeds)
-    lone = [(_distiller(student(family, size, s, shape, num_classes), jit), ds) for s, ds in zip(seeds, streams)]
+    lone_streams = streams(examples, seeds)
+    lone = [(_distiller(student(family, size, s, shape, num_classes), jit), ds) for s, ds in zip(seeds, lone_streams)]
     pop = Population([student(family, size, s, shape, num_classes) for s in seeds], [4.0] * k, [0.1] * k)
     pop.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit, steps_per_execution=STEPS_PER_EXECUTION)
-    stacked = tf.data.Dataset.zip(tuple(_streams(examples, seeds))).map(
-        lambda *xy: (tf.stack([x for x, _ in xy]),
-                     {key: tf.stack([y[key] for _, y in xy]) for key in ("labels", "teacher_logits")}))
-
-    def lone_epoch():
-        for d, ds in lone:
-            d.fit(ds, epochs=1, verbose=0, shuffle=False)
-
-    t = alternate({"lone": lone_epoch, "together": _epoch(pop, stacked),
+    t = alternate({"lone": lone_epochs(lone), "together": _epoch(pop, stacked(examples, seeds)),
                    "matmul": lambda: [product() for _ in range(MATMUL_PRODUCTS)]}, repeats)
     model = lone[0][0].student
     flops = 3 * models.flops_per_example(model)

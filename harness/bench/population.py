@@ -41,7 +41,8 @@ def _student(width: int, seed: int, image_shape, num_classes: int) -> keras.Mode
     return mlp(image_shape, num_classes, [width, width], name="student")
 
 
-def _streams(examples: tf.data.Dataset, seeds: list[int]) -> list[tf.data.Dataset]:
+def streams(examples: tf.data.Dataset, seeds: list[int]) -> list[tf.data.Dataset]:
+    """One seeded batch stream per seed, each as a lone run of that seed gets it."""
     out = []
     for s in seeds:
         keras.utils.set_random_seed(s)  # as `Context.inputs`: the shuffle's op seed pairs with the global one
@@ -49,25 +50,33 @@ def _streams(examples: tf.data.Dataset, seeds: list[int]) -> list[tf.data.Datase
     return out
 
 
+def stacked(examples: tf.data.Dataset, seeds: list[int]) -> tf.data.Dataset:
+    """The same streams zipped into a population's batches: images [K, B, ...], targets [K, B, ...]."""
+    return tf.data.Dataset.zip(tuple(streams(examples, seeds))).map(
+        lambda *xy: (tf.stack([x for x, _ in xy]),
+                     {key: tf.stack([y[key] for _, y in xy]) for key in ("labels", "teacher_logits")}))
+
+
+def lone_epochs(lone: list) -> callable:
+    """A timer's body: one epoch of every (Distiller, stream) pair, one after another."""
+    def epoch():
+        for d, ds in lone:
+            d.fit(ds, epochs=1, verbose=0, shuffle=False)
+    return epoch
+
+
 def _row(k: int, width: int, examples: tf.data.Dataset, image_shape, num_classes: int, repeats: int) -> dict:
     seeds = list(range(1, k + 1))
     lone = []
-    for s, ds in zip(seeds, _streams(examples, seeds)):
+    for s, ds in zip(seeds, streams(examples, seeds)):
         d = Distiller(_student(width, s, image_shape, num_classes), temperature=2.0, alpha=0.5)
         d.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION)
         lone.append((d, ds))
     pop = Population([_student(width, s, image_shape, num_classes) for s in seeds], [2.0] * k, [0.5] * k)
     pop.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION)
-    stacked = tf.data.Dataset.zip(tuple(_streams(examples, seeds))).map(
-        lambda *xy: (tf.stack([x for x, _ in xy]),
-                     {key: tf.stack([y[key] for _, y in xy]) for key in ("labels", "teacher_logits")}))
-
-    def lone_epoch():
-        for d, ds in lone:
-            d.fit(ds, epochs=1, verbose=0, shuffle=False)
-
-    times = alternate({"lone": lone_epoch, "together": lambda: pop.fit(stacked, epochs=1, verbose=0,
-                                                                         shuffle=False)}, repeats)
+    together = stacked(examples, seeds)
+    times = alternate({"lone": lone_epochs(lone), "together": lambda: pop.fit(together, epochs=1, verbose=0,
+                                                                                shuffle=False)}, repeats)
     return {"k": k, "width": width, "lone_epoch_s": times["lone"], "together_epoch_s": times["together"],
             "speedup": times["lone"] / times["together"]}
 
