@@ -24,7 +24,7 @@ from harness.data.evaluate import ensemble_logits, ensemble_probabilities
 from harness.distill import builder, methods, population, precision
 from harness.distill.compiled import Compiled
 from harness.distill.models import build_student, flops_per_example
-from harness.teacher import unlabeled as unlabeled_logits, views as view_logits
+from harness.teacher import unlabeled as unlabeled_logits, views as view_cache
 from harness.teacher.trained import Teacher, resolve_jit
 from harness.training.clock import TrialClock
 from harness.training.validation import Forward, Validation
@@ -68,11 +68,7 @@ class Context:
     # Runs a population trained already (confirm/population.py), by `run_key`: (student, history),
     # taken by the run that would otherwise train it.
     pretrained: dict = field(default_factory=dict)
-    # `teacher: views`: the transfer split's images and the teacher's logits over their views
-    # (float32 [V, N, ...], teacher/views.py), as tensors the pipelines gather from; else None.
-    view_pool: tf.Tensor | None = field(init=False, default=None)
     keep: np.ndarray = field(init=False)  # the students' examples: positions in the transfer split
-    view_logits: tf.Tensor | None = field(init=False, default=None)
 
     def __post_init__(self):
         tr, st = self.cfg.training, self.cfg.student
@@ -93,11 +89,6 @@ class Context:
                 {"labels": np.concatenate([t.labels, np.full(len(images), -1, t.labels.dtype)]),
                  "teacher_logits": np.concatenate([logits, extra_logits])}))
         self.val_images = tf.constant(self.splits.validation.images, tf.float32)
-        if self.views:  # computed once per teacher, spec and seed, in one pass (teacher/views.py)
-            pool = self.splits.transfer.images
-            self.view_pool = tf.constant(pool)
-            self.view_logits = tf.constant(view_logits.logits(self.teacher, pool, self.cfg.distillation.view_spec,
-                                                              self.cfg.seed, self.ws.teacher_cache))
         # A user's builder may hold anything: treated as the family XLA suits least on a CPU (a cnn's).
         self.jit = resolve_jit(tr.jit_compile, "cnn" if st.builder or st.family != "mlp" else st.family,
                                st.dropout, st.input_dropout)
@@ -252,6 +243,18 @@ class Context:
                                    self.cfg.training.batch_size, shuffle_seed=seed,
                                    max_shift=self.cfg.student.augment.jitter)
         return student, ds if distilled and not self.online else pipelines.labels_only(ds)
+
+    @cached_property
+    def view_pool(self) -> tf.Tensor:
+        """The transfer split's images (uint8 [N, h, w, c]) the views are built from."""
+        return tf.constant(self.splits.transfer.images)
+
+    @cached_property
+    def view_logits(self) -> tf.Tensor:
+        """`teacher: views`: the teacher's logits over every view of the transfer split (float32
+        [V, N, ...]; teacher/views.py: cached, else computed in one pass), read when a run first needs them."""
+        return tf.constant(view_cache.logits(self.teacher, self.splits.transfer.images,
+                                             self.cfg.distillation.view_spec, self.cfg.seed, self.ws.teacher_cache))
 
     def _view_batches(self, seed: int, distilled: bool) -> tf.data.Dataset:
         """The run's view batches: its examples (with `unlabeled_rest`, a distilled run's include the
