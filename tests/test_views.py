@@ -132,3 +132,18 @@ def test_a_study_distils_from_cached_views_end_to_end(smoke_teacher_cache, tmp_p
     confirmed = load_study(workdir, "views").user_attrs["confirmed"]
     assert sorted(c["arm"] for c in confirmed) == ["cached", "views"]
     assert "wall time by arm" in proc.stdout and "views" in proc.stdout
+
+
+def test_a_study_stored_before_views_existed_resumes_with_the_same_file():
+    """Its stored fingerprint lacks `distillation.views`; the file's holds it as null: no difference.
+    With views set, the field differs."""
+    from helpers import SMOKE
+
+    cfg = config.load(SMOKE)
+    now = config.study_fingerprint(cfg.to_dict())
+    stored = {k: v for k, v in now.items() if k != "distillation.views"}
+    assert "distillation.views" in now and config.fingerprint_differences(stored, now) == []
+    views_on = dataclasses.replace(cfg, distillation=dataclasses.replace(cfg.distillation, teacher="views",
+                                                                          views=config.ViewsConfig()))
+    fields = [d[0] for d in config.fingerprint_differences(stored, config.study_fingerprint(views_on.to_dict()))]
+    assert "distillation.teacher" in fields and any(f.startswith("distillation.views") for f in fields)
