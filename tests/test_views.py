@@ -132,6 +132,7 @@ def test_a_study_distils_from_cached_views_end_to_end(smoke_teacher_cache, tmp_p
     confirmed = load_study(workdir, "views").user_attrs["confirmed"]
     assert sorted(c["arm"] for c in confirmed) == ["cached", "views"]
     assert "wall time by arm" in proc.stdout and "views" in proc.stdout
+    assert "wall time by arm" in cli("report", study, "--workdir", workdir).stdout  # from the stores
 
 
 def test_a_study_stored_before_views_existed_resumes_with_the_same_file():

@@ -39,12 +39,14 @@ def compute(members, pool: np.ndarray, spec, seed: int, batch: int = 256) -> np.
     """float32 `[V, N, ...]`: the teacher `members`' logits on every view of every image of `pool`
     (uint8 `[N, h, w, c]`): one pass over the images, each batch's V views predicted together."""
     n, count = len(pool), spec.count
-    pool_t = tf.constant(pool)
+    with tf.device("/CPU:0"):
+        pool_t = tf.constant(pool)
     out = None
     for start in range(0, n, batch):
         index = np.arange(start, min(start + batch, n), dtype=np.int64)
-        x = views.view(pool_t, np.tile(index, count), np.repeat(np.arange(count, dtype=np.int32), len(index)),
-                       spec, seed).numpy()
+        with tf.device("/CPU:0"):  # where tf.data builds them for training: the same float ops, bit for bit
+            x = views.view(pool_t, np.tile(index, count), np.repeat(np.arange(count, dtype=np.int32), len(index)),
+                           spec, seed).numpy()
         got = ensemble_logits(members, x).astype(np.float32)
         got = got.reshape(count, len(index), *got.shape[1:])
         if out is None:
