@@ -148,3 +148,17 @@ def test_a_study_stored_before_views_existed_resumes_with_the_same_file():
                                                                           views=config.ViewsConfig()))
     fields = [d[0] for d in config.fingerprint_differences(stored, config.study_fingerprint(views_on.to_dict()))]
     assert "distillation.teacher" in fields and any(f.startswith("distillation.views") for f in fields)
+
+
+def test_with_unlabeled_rest_the_distilled_run_also_sees_the_rest_s_views(pool, teacher_model, tmp_path):
+    cfg = config.parse({"name": "v", "student": {"family": "mlp", "depth": 1},
+                        "training": {"batch_size": 16, "jit_compile": False},
+                        "transfer": {"fraction": 0.5, "unlabeled_rest": True},
+                        "distillation": {"teacher": "views", "views": {"count": 2}}}, "v.yaml")
+    ctx = Context(cfg, stores.Workspace.resolve(tmp_path), _splits(pool), _teacher(teacher_model, 40), "0", "p")
+    labels = np.concatenate([y["labels"].numpy() for _, y in ctx.inputs(8, 3)[1]])
+    twin_labels = np.concatenate([y.numpy() for _, y in ctx.inputs(8, 3, distilled=False)[1]])
+    assert (len(labels), int((labels == -1).sum())) == (40, 20) and len(twin_labels) == 20
+    assert (twin_labels >= 0).all()
+    for x, y in ctx.inputs(8, 3)[1]:  # the rest's logits are of their views too
+        np.testing.assert_allclose(y["teacher_logits"].numpy(), teacher_model(x, training=False).numpy(), atol=1e-5)
