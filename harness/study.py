@@ -25,7 +25,7 @@ from harness import tracking
 from harness.config import StudyConfig, check_classes, widths_searched
 from harness.confirm import compression as compress_stage, confirmation as confirm, methods as confirm_methods, \
     reference
-from harness.data import omitted, sources, unlabeled
+from harness.data import omitted, sources, unlabeled, views
 from harness.data.evaluate import ece
 from harness.deploy import champion as champion_mod, compression
 from harness.distill import builder, methods, models
@@ -95,6 +95,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
                   splits.num_classes)
     models.check_fits(cfg, splits.image_shape)
     unlabeled.check(cfg, splits.image_shape)
+    views.check(cfg, splits.image_shape)
     space.check_budget(cfg, splits.image_shape, splits.num_classes)
     for name in cfg.methods:  # a method's own demands on the models (a FitNets layer that exists)
         methods.get(name).check_study(
@@ -187,7 +188,8 @@ def _confirm(ctx: Context, study: optuna.Study, configs: list[TrialRecord], teac
                     cfg.confirm.seeds)
         return []
     log.info("%s", compress_stage.estimate(ctx, study, configs))
-    rows = confirm.run(ctx, configs, progress or (lambda *_: None))
+    arm_seconds: dict[str, float] = {}
+    rows = confirm.run(ctx, configs, progress or (lambda *_: None), arm_seconds)
     summary = confirm.summarise(rows)
     comparisons = confirm.between_arms(rows) + confirm_methods.between_methods(rows)  # arms; dkd - kd, ...
     references = reference.against_reference(rows, cfg.confirm.reference)
@@ -202,18 +204,20 @@ def _confirm(ctx: Context, study: optuna.Study, configs: list[TrialRecord], teac
     study.set_user_attr("between_arms", as_dicts)
     study.set_user_attr("against_reference", plain(references))
     study.set_user_attr("teacher_test", teacher_test)
+    study.set_user_attr("arm_seconds", arm_seconds)
     mlflow.log_metric("teacher_test_ece", teacher_ece)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         confirm.write_csv(rows, d / "confirm.csv")
         (d / "summary.json").write_text(json.dumps(
-            {"seeds": confirm.seeds(cfg), "teacher": teacher_test, "configurations": [c.to_dict() for c in summary],
+            {"seeds": confirm.seeds(cfg), "teacher": teacher_test, "arm_seconds": arm_seconds,
+             "configurations": [c.to_dict() for c in summary],
              "between_arms": as_dicts, "against_reference": plain(references)}, indent=1))
         plots.confirmed(summary, ctx.teacher.test_accuracy, cfg.name, d / "confirmed.png")
         mlflow.log_artifacts(str(d), "confirm")
     compress_stage.figures(ctx, study, configs, summary)  # sizes and latencies against the teacher's
     notes = reference.lines(references) + omitted.lines(summary, ctx.teacher_omitted_accuracy) + \
-        compress_stage.lines(study, summary)
+        compress_stage.lines(study, summary) + confirm.arm_seconds_lines(arm_seconds)
     log.info("%s", confirm.table(summary, ctx.teacher.test_accuracy, teacher_ece, comparisons, notes))
     return summary
 

@@ -86,6 +86,19 @@ CASES = {
     "unlabeled_under_a_searched_method": ({**BASE, "search": {**BASE["search"], "method": {"choices": ["kd", "dkd"]}},
                                            "transfer": {"unlabeled": "more.npz"}}, [],
                                           "transfer.unlabeled", "method dkd does not take"),
+    # cached views (distillation.teacher: views; docs/study-files.md)
+    "views_count_below_one": ({**BASE, "distillation": {"teacher": "views", "views": {"count": 0}}}, [],
+                              "distillation.views.count", "at least 1"),
+    "views_negative_shift": ({**BASE, "distillation": {"teacher": "views", "views": {"shift": -1}}}, [],
+                             "distillation.views.shift", "0 or more"),
+    "views_negative_mixup": ({**BASE, "distillation": {"teacher": "views", "views": {"mixup": -0.2}}}, [],
+                             "distillation.views.mixup", "0 (off)"),
+    "views_without_views_mode": ({**BASE, "distillation": {"views": {"count": 4}}}, [], "distillation.views",
+                                 "only with `teacher: views`"),
+    "views_crop_larger_than_the_image": ({**BASE, "distillation": {"teacher": "views", "views": {"crop": [30, 20]}}},
+                                         [], "distillation.views.crop", "larger than the images (28x28)"),
+    "views_arm_unknown_mode": ({**BASE, "confirm": {"seeds": 2, "arms": [{"name": "a", "teacher": "view"}]}}, [],
+                               "confirm.arms[0].teacher", "allowed: cached, online, views"),
 }
 
 

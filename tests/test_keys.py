@@ -49,6 +49,7 @@ WHEN_NULL = {
     "search.method": {"choices": ["kd", "dkd"]},
     "confirm.arms": [{"name": "a"}],
     "confirm.reference": "a",
+    "distillation.views": {"count": 4},
 }
 # Where a value needs another field beside it: set on both sides of the comparison ...
 CONTEXT = {
@@ -56,6 +57,7 @@ CONTEXT = {
     "training.warmup_epochs": {"training.schedule": "linear_warmup_cosine", "training.warmup_epochs": 1},
     "student.augment.jitter": {"distillation.teacher": "online"},
     "confirm.reference": {"confirm.arms": [{"name": "a"}, {"name": "b"}]},
+    "distillation.views": {"distillation.teacher": "views"},
 }
 # ... or changed with it (fields no key reads).
 WITH = {
@@ -166,7 +168,8 @@ NEVER = {  # fields that choose, stop, count or label runs: none of them changes
                "indices), whatever the fields that read them; test_own_data.py checks the digest",
 }
 TEACHER = ["seed", "teacher", "training.precision"]
-TWIN = ["seed", "teacher", "student", "training", "transfer.fraction", "transfer.omit_classes"]
+# distillation.views: under `teacher: views` the twin trains on the same views as its students
+TWIN = ["seed", "teacher", "student", "training", "transfer.fraction", "transfer.omit_classes", "distillation.views"]
 # Fields whose other value needs files (a model, a module, images): their keys hold the files' own
 # digests, checked where the files are made.
 NEEDS_FILES = {
@@ -203,6 +206,7 @@ NOT_IN = {
                    "student of other shapes)",
         "transfer.labels": "alpha is a variable of the compiled step, re-armed per run",
         "distillation.method": "a run's method (its trial's) is an argument of the key, not the file's",
+        "distillation.views": "the views are built in the pipeline; the step is the cached mode's",
     },
 }
 # Every registered method's sections (distill/methods/): a value, what it needs beside it, and why
@@ -372,6 +376,22 @@ def test_an_arm_s_fields_change_its_runs_keys():
         before = _confirm_key(arm_config(cfg, start), arm=start)
         after = _confirm_key(arm_config(cfg, arm), arm=arm)
         assert (after != before) == (name not in label_only), name
+
+
+def test_every_views_field_changes_the_keys_of_a_views_run():
+    """Under `teacher: views`, what the views are (each field of `distillation.views`) keys the twin
+    and the confirmation run that train on them; the teacher's own entry does not see them."""
+    cfg = config.load(DEFAULT)
+    base = dataclasses.replace(cfg, distillation=dataclasses.replace(cfg.distillation, teacher="views",
+                                                                      views=config.ViewsConfig()))
+    others = {"count": 2, "shift": 1, "flip": True, "crop": [20, 20], "mixup": 0.2}
+    assert set(others) == {f.name for f in dataclasses.fields(config.ViewsConfig)}, "classify the new field"
+    for name, value in others.items():
+        other = dataclasses.replace(base, distillation=dataclasses.replace(
+            base.distillation, views=dataclasses.replace(base.distillation.views, **{name: value})))
+        assert twin.key(other, 64, 3, data=DATA) != twin.key(base, 64, 3, data=DATA), name
+        assert _confirm_key(other) != _confirm_key(base), name
+        assert teacher.cache_key(other, DATA) == teacher.cache_key(base, DATA), name
 
 
 def test_a_stored_confirmation_row_takes_the_arm_and_trial_that_ask_for_it(tmp_path):

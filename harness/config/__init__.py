@@ -14,7 +14,7 @@ from harness.config.confirm import ArmConfig, ConfirmConfig
 from harness.config.data import DatasetConfig, TransferConfig
 from harness.config.deploy import CHAMPION_RULES, EXPORT_FORMATS, ChampionConfig
 from harness.config.errors import ConfigError, UserError
-from harness.config.methods import DistillationConfig, MethodSpace
+from harness.config.methods import TEACHER_MODES, DistillationConfig, MethodSpace, ViewsConfig
 from harness.config.ranges import EpochSpace, FloatRange, WidthSpace
 from harness.config.search import OBJECTIVES, PRUNERS, HeartbeatConfig, PrunerConfig, SearchConfig, widths_searched
 from harness.config.student import FAMILIES, STUDENT_FAMILIES, AugmentConfig, StudentConfig
@@ -28,7 +28,8 @@ __all__ = [
     "DatasetConfig", "DistillationConfig", "EXPORT_FORMATS", "EpochSpace", "FAMILIES",
     "FINGERPRINT_SECTIONS", "FINGERPRINT_SPEED_ONLY", "FloatRange", "HeartbeatConfig",
     "MethodSpace", "OBJECTIVES", "OPTIMIZERS", "PRECISIONS", "PRUNERS", "PrunerConfig",
-    "SCHEDULES", "STUDENT_FAMILIES", "SearchConfig", "StudentConfig", "StudyConfig", "TEACHER_OUTPUTS", "TeacherConfig",
+    "SCHEDULES", "STUDENT_FAMILIES", "SearchConfig", "StudentConfig", "StudyConfig", "TEACHER_MODES",
+    "TEACHER_OUTPUTS", "TeacherConfig", "ViewsConfig",
     "TeacherInputConfig", "TrainingConfig", "TransferConfig", "UserError", "WidthSpace", "check_classes",
     "fingerprint_differences", "load", "parse", "study_fingerprint", "widths_searched",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.config.data import TransferConfig, check_transfer
-from harness.config.methods import with_method_sections
+from harness.config.methods import TEACHER_MODES, with_method_sections
 
 
 @dataclass(frozen=True)
@@ -14,7 +14,7 @@ class _ArmConfig:
     """One distilled arm of the confirmation: how the teacher is consulted and how the
     student's batches are jittered. Its scratch twin sees the same jittered batches."""
     name: str
-    teacher: str = "cached"  # cached | online (see DistillationConfig)
+    teacher: str = "cached"  # cached | online | views (see DistillationConfig; views: distillation.views)
     jitter: int = 0
     # The arm's own transfer set and epochs (null: the file's): e.g. 1%, 3% and all of the data in
     # one confirmation, each arm with its own scratch twin on the same data.
@@ -57,13 +57,16 @@ def check_confirm(cfg, fail) -> None:
         if not arm.name.strip() or arm.name in names:
             fail(f"{where}.name", f"must be a unique, non-empty name (got {arm.name!r})")
         names.add(arm.name)
-        if arm.teacher not in ("cached", "online"):
-            fail(f"{where}.teacher", f"unknown mode {arm.teacher!r}; allowed: cached, online")
+        if arm.teacher not in TEACHER_MODES:
+            fail(f"{where}.teacher", f"unknown mode {arm.teacher!r}; allowed: {', '.join(TEACHER_MODES)}")
         if arm.jitter < 0:
             fail(f"{where}.jitter", "must be 0 or more pixels")
         if arm.jitter and arm.teacher == "cached":
             fail(f"{where}.teacher", "jitter needs `teacher: online`: the cached logits are of unaugmented "
                                      "images, so they would not match the student's batches")
+        if arm.jitter and arm.teacher == "views":
+            fail(f"{where}.jitter", "a views arm augments by its views (distillation.views.shift); a jitter "
+                                    "on top would not match the views' cached logits")
         if arm.transfer is not None:
             check_transfer(arm.transfer, f"{where}.transfer", fail)
             if arm.transfer.labels != cfg.transfer.labels:

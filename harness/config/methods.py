@@ -28,15 +28,40 @@ def with_method_sections(base: type, kind: str) -> type:
     return cls
 
 
+TEACHER_MODES = ("cached", "online", "views")
+
+
+@dataclass(frozen=True)
+class ViewsConfig:
+    """`teacher: views`: the teacher's logits for `count` augmented views of every transfer image,
+    computed once and cached (Beyer et al. 2022's consistent teaching, stored as in FKD, Shen & Xing
+    2022). A view: a random crop of `crop` [h, w] pixels resized back (null: none), a horizontal flip
+    (`flip`), a shift of up to `shift` pixels, and with `mixup` > 0 a mix with another transfer
+    image's view, weighted by Beta(mixup, mixup) (data/views.py)."""
+    count: int = 8
+    shift: int = 2
+    flip: bool = False
+    crop: list[int] | None = None
+    mixup: float = 0.0
+
+
 @dataclass(frozen=True)
 class _DistillationConfig:
     """cached: the teacher's logits over the (unaugmented) transfer set, computed once. online: the
     teacher runs inside each step on the student's own (augmented) batch, the "consistent" teacher of
-    Beyer et al. 2022; it costs a teacher forward pass per step. `method`: a registered method
-    (search.method searches it instead); `<method>`: that method's own parameters (null: its defaults),
-    allowed only under it."""
+    Beyer et al. 2022; it costs a teacher forward pass per step. views: the teacher's logits over
+    `views.count` augmented views of every transfer image, computed once; each run trains on one view
+    per example and epoch with that view's logits (`views`: the augmentation, null: its defaults).
+    `method`: a registered method (search.method searches it instead); `<method>`: that method's own
+    parameters (null: its defaults), allowed only under it."""
     teacher: str = "cached"
     method: str = methods.DEFAULT
+    views: ViewsConfig | None = None
+
+    @property
+    def view_spec(self) -> ViewsConfig:
+        """The views a `teacher: views` run trains on: `views`, or its defaults."""
+        return self.views or ViewsConfig()
 
 
 DistillationConfig = with_method_sections(_DistillationConfig, "Config")
@@ -48,12 +73,42 @@ class MethodSpace:
 
 
 def check_distillation(cfg, fail) -> None:
-    """How the teacher is consulted: cached logits, or online (needed by an augmented student)."""
-    if cfg.distillation.teacher not in ("cached", "online"):
-        fail("distillation.teacher", f"unknown mode {cfg.distillation.teacher!r}; allowed: cached, online")
-    if cfg.student.augment.jitter and cfg.distillation.teacher == "cached":
+    """How the teacher is consulted: cached logits, online (needed by an augmented student), or cached
+    views (with their augmentation, `distillation.views`)."""
+    d = cfg.distillation
+    if d.teacher not in TEACHER_MODES:
+        fail("distillation.teacher", f"unknown mode {d.teacher!r}; allowed: {', '.join(TEACHER_MODES)}")
+    if cfg.student.augment.jitter and d.teacher == "cached":
         fail("distillation.teacher", "student.augment needs `teacher: online`: the cached logits are of "
                                      "unaugmented images, so they would not match the student's batches")
+    if cfg.student.augment.jitter and d.teacher == "views":
+        fail("student.augment.jitter", "`teacher: views` augments by its views (distillation.views.shift); "
+                                       "a jitter on top would not match the views' cached logits")
+    uses_views = d.teacher == "views" or any(a.teacher == "views" for a in cfg.confirm.arms or [])
+    if d.views is not None and not uses_views:
+        fail("distillation.views", f"only with `teacher: views` (here or in a confirm arm); the teacher "
+                                   f"mode is {d.teacher}")
+    if uses_views:
+        check_views(d.view_spec, cfg, fail)
+
+
+def check_views(v: ViewsConfig, cfg, fail) -> None:
+    """The views' own fields (the crop against the image size: data/views.py `check`, once the data
+    are read)."""
+    if v.count < 1:
+        fail("distillation.views.count", f"must be at least 1 view per image (got {v.count})")
+    if v.shift < 0:
+        fail("distillation.views.shift", f"must be 0 or more pixels (got {v.shift})")
+    if v.mixup < 0:
+        fail("distillation.views.mixup", f"must be 0 (off) or a Beta parameter above 0 (got {v.mixup})")
+    if v.crop is not None and (len(v.crop) != 2 or min(v.crop) < 1):
+        fail("distillation.views.crop", f"must be [height, width] in pixels, each at least 1 (got {v.crop})")
+    if cfg.transfer.unlabeled is not None:
+        fail("distillation.teacher", "views are of the transfer split's images; transfer.unlabeled's images "
+                                     "have no cached views (use `teacher: cached` or `online`)")
+    if v.mixup and cfg.transfer.omit_classes:
+        fail("distillation.views.mixup", "mixes any two transfer images, so the omitted classes "
+                                         "(transfer.omit_classes) would be seen; set mixup: 0")
 
 
 def _sections(holder, kind: str = "Config") -> list[tuple]:

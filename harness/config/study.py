@@ -121,12 +121,14 @@ def study_fingerprint(config_dict: dict) -> dict[str, Any]:
 
 
 def fingerprint_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(field, stored value, current value) for each field where two fingerprints differ, in order."""
+    """(field, stored value, current value) for each field where two fingerprints differ, in order.
+    A field one side lacks and the other holds as null (an optional section added to the study file
+    since, e.g. `distillation.views`, at its default) is no difference."""
     missing = object()
     out = []
     for k in sorted(set(stored) | set(current)):
         a, b = stored.get(k, missing), current.get(k, missing)
-        if a != b:
+        if a != b and {id(a), id(b)} != {id(missing), id(None)}:
             out.append((k, None if a is missing else a, None if b is missing else b))
     return out
 

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass
 
 import optuna
@@ -22,7 +23,7 @@ from harness import files
 from harness.config import StudyConfig
 from harness.confirm import keys, population
 from harness.confirm.stats import Interval, mean_ci, paired_gain
-from harness.confirm.table import COLUMNS, table, verdict, write_csv  # noqa: F401 (their home: table.py)
+from harness.confirm.table import COLUMNS, arm_seconds_lines, table, verdict, write_csv  # noqa: F401 (table.py)
 from harness.distill import methods
 from harness.distill.methods import Method, for_arm
 from harness.logs import Progress
@@ -119,22 +120,37 @@ def scratch(ctx: Context, r: TrialRecord, seed: int, arm: str = "", method: Meth
     return Row.of(result, r, method or Method.of(r), "scratch", arm, ctx.transfer_examples)
 
 
-def arms(ctx: Context) -> list[tuple[str, Context, object]]:
+def arms(ctx: Context, seconds: dict | None = None) -> list[tuple[str, Context, object]]:
     """(name, context, ArmConfig or None) per distilled arm: the file's own (unnamed) unless
-    `confirm.arms` lists some."""
+    `confirm.arms` lists some. `seconds`: each arm's context's wall seconds (its views' teacher
+    pass, when not cached) added under its name."""
     if not ctx.cfg.confirm.arms:
         return [("", ctx, None)]
-    return [(a.name, ctx.for_arm(a), a) for a in ctx.cfg.confirm.arms]
+    out = []
+    for a in ctx.cfg.confirm.arms:
+        t0 = time.perf_counter()
+        out.append((a.name, ctx.for_arm(a), a))
+        _add(seconds, a.name, t0)
+    return out
 
 
-def run(ctx: Context, configs: list[TrialRecord], progress: Progress = lambda phase, done, total: None) -> list[Row]:
-    """Every configuration at every confirmation seed, in every arm: distilled and scratch (`progress`: each pair)."""
-    contexts = arms(ctx)
+def _add(seconds: dict | None, arm: str, t0: float) -> None:
+    if seconds is not None:
+        seconds[arm] = seconds.get(arm, 0.0) + time.perf_counter() - t0
+
+
+def run(ctx: Context, configs: list[TrialRecord], progress: Progress = lambda phase, done, total: None,
+        seconds: dict | None = None) -> list[Row]:
+    """Every configuration at every confirmation seed, in every arm: distilled and scratch (`progress`: each pair).
+    `seconds` (a dict, filled when given): each arm's wall seconds in this call, by name: its
+    context, populations, distilled runs and twins (a run read from its store costs next to nothing)."""
+    contexts = arms(ctx, seconds)
     rows, todo = [], [(r, s, a) for r in configs for a in contexts for s in seeds(ctx.cfg)]
     log.info("confirmation: %d configuration(s) x %d seed(s) x %d arm(s), each distilled and from scratch",
              len(configs), len(seeds(ctx.cfg)), len(contexts))
     progress("confirmation", 0, len(todo))
     for i, (r, seed, (arm, actx, a)) in enumerate(todo, 1):
+        t0 = time.perf_counter()
         actx = depth.context(actx, r.depth)  # a searched depth: its own context (training/depth.py)
         m = for_arm(Method.of(r), a, ctx.cfg.distillation)
         if seed == seeds(ctx.cfg)[0]:  # a configuration's runs in an arm: together, unless cached or refused
@@ -142,6 +158,7 @@ def run(ctx: Context, configs: list[TrialRecord], progress: Progress = lambda ph
         with interrupt.deferred():
             pair = [distilled(actx, r, seed, arm, m), scratch(actx, r, seed, arm, m)]
         interrupt.check()
+        _add(seconds, arm, t0)
         rows += pair
         log.info("confirm %d/%d: trial %d (w=%d, T=%.2f, alpha=%.2f, %s)%s seed %d: test acc %.4f distilled, "
                  "%.4f scratch", i, len(todo), r.number, r.width, m.temperature, m.alpha, m.label(),

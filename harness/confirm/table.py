@@ -32,6 +32,16 @@ def write_csv(rows: list, path: Path) -> None:
             w.writerow([getattr(r, c) for c in columns])
 
 
+def arm_seconds_lines(seconds: dict | None) -> list[str]:
+    """The confirmation's wall time per named arm (`confirmation.run`'s `seconds`), one line; none
+    without named arms."""
+    named = {k: v for k, v in (seconds or {}).items() if k}
+    if not named:
+        return []
+    return ["wall time by arm (this invocation; runs read from the stores cost next to nothing): "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in named.items())]
+
+
 def verdict(c) -> str:
     """A `Confirmed`'s test gain in words."""
     g = c.test_gain

@@ -17,11 +17,17 @@ def jitter(images, max_shift: int, seed):
     """
     if max_shift <= 0:
         return images
+    b = tf.shape(images)[0]
+    offsets = tf.random.stateless_uniform([b, 2], seed=seed, minval=0, maxval=2 * max_shift + 1, dtype=tf.int32)
+    return shift(images, offsets, max_shift)
+
+
+def shift(images, offsets, k: int):
+    """Each image shifted by its own offsets (int32 [b, 2], each in [0, 2k]: k is no shift), the
+    pixels it uncovers zero: one padded batch and two batched gathers (no per-example op)."""
     shape = tf.shape(images)
-    b, h, w = shape[0], shape[1], shape[2]
-    k = max_shift
+    h, w = shape[1], shape[2]
     padded = tf.pad(images, [[0, 0], [k, k], [k, k], [0, 0]])
-    offsets = tf.random.stateless_uniform([b, 2], seed=seed, minval=0, maxval=2 * k + 1, dtype=tf.int32)
     oy, ox = offsets[:, :1], offsets[:, 1:]
     rows = oy + tf.range(h)[None, :]
     cols = ox + tf.range(w)[None, :]
@@ -62,6 +68,11 @@ def batches(examples: tf.data.Dataset, batch_size: int, *, shuffle_seed: int | N
         seeds = tf.data.Dataset.random(seed=shuffle_seed or 0, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, seeds).map(lambda xy, s: (jitter(xy[0], max_shift, s), xy[1]),
                                                 num_parallel_calls=tf.data.AUTOTUNE)
+    return prefetched(ds)
+
+
+def prefetched(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """`ds` prefetched two batches ahead, with tf.data's autotuner off."""
     # The autotuner off: with it on, the end of an epoch often waited for its
     # next wake-up (10 ms, 20 ms, ... doubling), so an MLP epoch of 3.4 s of
     # steps took 5.1 s (seen while building `harness bench`); off, steps run as fast.

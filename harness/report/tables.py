@@ -94,12 +94,12 @@ def _between_arms(study: optuna.Study) -> list[dict]:
 
 
 def _notes(study: optuna.Study, summary: list) -> list[str]:
-    """Each arm against the reference arm's scratch twin (as stored, intervals rebuilt), and the
-    omitted classes before and after the bias correction."""
+    """Each arm against the reference arm's scratch twin (as stored, intervals rebuilt), the
+    omitted classes before and after the bias correction, and each arm's wall time."""
     refs = [{**d, "test_gain": confirm.Interval.from_dict(d["test_gain"])}
             for d in study.user_attrs.get("against_reference", [])]
     return reference.lines(refs) + omitted.lines(summary, study.user_attrs.get("teacher_test", {}).get("omitted")) + \
-        compress_stage.lines(study, summary)
+        compress_stage.lines(study, summary) + confirm.arm_seconds_lines(study.user_attrs.get("arm_seconds"))
 
 
 def browse_line(ws: Workspace | None, experiment_id: str | None = None) -> str:

@@ -19,12 +19,12 @@ import tensorflow as tf
 
 from harness import tracking
 from harness.config import ArmConfig, AugmentConfig, StudyConfig, widths_searched
-from harness.data import pipelines, sources, transfer_set, unlabeled
+from harness.data import pipelines, sources, transfer_set, unlabeled, views
 from harness.data.evaluate import ensemble_logits, ensemble_probabilities
 from harness.distill import builder, methods, population, precision
 from harness.distill.compiled import Compiled
 from harness.distill.models import build_student, flops_per_example
-from harness.teacher import unlabeled as unlabeled_logits
+from harness.teacher import unlabeled as unlabeled_logits, views as view_cache
 from harness.teacher.trained import Teacher, resolve_jit
 from harness.training.clock import TrialClock
 from harness.training.validation import Forward, Validation
@@ -68,12 +68,14 @@ class Context:
     # Runs a population trained already (confirm/population.py), by `run_key`: (student, history),
     # taken by the run that would otherwise train it.
     pretrained: dict = field(default_factory=dict)
+    keep: np.ndarray = field(init=False)  # the students' examples: positions in the transfer split
 
     def __post_init__(self):
         tr, st = self.cfg.training, self.cfg.student
         # The teacher learned from (and has logits for) the whole transfer split; the students see
         # the part `transfer:` keeps, each example with its own cached logits.
-        keep = transfer_set.transfer_positions(self.splits.transfer.labels, self.cfg.transfer, self.cfg.seed)
+        keep = self.keep = transfer_set.transfer_positions(self.splits.transfer.labels, self.cfg.transfer,
+                                                           self.cfg.seed)
         t = self.student_transfer = transfer_set.subset(self.splits.transfer, keep)
         logits = self.teacher.transfer_logits[keep].astype(np.float32)
         self.transfer = tf.data.Dataset.from_tensor_slices((t.images, {"labels": t.labels, "teacher_logits": logits}))
@@ -234,14 +236,46 @@ class Context:
         keras.utils.set_random_seed(seed)
         student = build_student(self.cfg.student, width, self.splits.image_shape, self.splits.num_classes,
                                 seed=seed, dtype=precision.policy(self.precision), source=self.cfg.source)
-        ds = pipelines.batches(self.distill_transfer if distilled else self.transfer, self.cfg.training.batch_size,
-                               shuffle_seed=seed, max_shift=self.cfg.student.augment.jitter)
+        if self.views:  # one cached view per example and epoch, the same for the twin (data/views.py)
+            ds = self._view_batches(seed, distilled)
+        else:
+            ds = pipelines.batches(self.distill_transfer if distilled else self.transfer,
+                                   self.cfg.training.batch_size, shuffle_seed=seed,
+                                   max_shift=self.cfg.student.augment.jitter)
         return student, ds if distilled and not self.online else pipelines.labels_only(ds)
+
+    @cached_property
+    def view_pool(self) -> tf.Tensor:
+        """The transfer split's images (uint8 [N, h, w, c]) the views are built from."""
+        return tf.constant(self.splits.transfer.images)
+
+    @cached_property
+    def view_logits(self) -> tf.Tensor:
+        """`teacher: views`: the teacher's logits over every view of the transfer split (float32
+        [V, N, ...]; teacher/views.py: cached, else computed in one pass), read when a run first needs them."""
+        return tf.constant(view_cache.logits(self.teacher, self.splits.transfer.images,
+                                             self.cfg.distillation.view_spec, self.cfg.seed, self.ws.teacher_cache))
+
+    def _view_batches(self, seed: int, distilled: bool) -> tf.data.Dataset:
+        """The run's view batches: its examples (with `unlabeled_rest`, a distilled run's include the
+        rest, label -1) by their positions in the transfer split."""
+        positions, labels = self.keep, self.student_transfer.labels
+        rest = unlabeled.rest_positions(self.splits.transfer.labels, self.cfg.transfer, self.keep)
+        if distilled and len(rest):
+            positions = np.concatenate([positions, rest])
+            labels = np.concatenate([labels, np.full(len(rest), -1, labels.dtype)])
+        return views.batches(self.view_pool, positions, labels, self.view_logits, self.cfg.distillation.view_spec,
+                             self.cfg.seed, self.cfg.training.batch_size, shuffle_seed=seed)
 
     @property
     def online(self) -> bool:
         """The teacher runs in the step, on the student's own batch (`distillation.teacher: online`)."""
         return self.cfg.distillation.teacher == "online"
+
+    @property
+    def views(self) -> bool:
+        """Each run trains on cached views of the transfer images (`distillation.teacher: views`)."""
+        return self.cfg.distillation.teacher == "views"
 
     @cached_property
     def datasets(self) -> list[tuple]:

@@ -53,7 +53,8 @@ def check_finite(result: dict, losses: list[float]) -> None:
 def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | None = None,
         together: bool = False, *, data: str) -> str:
     """The twin's key: a hash of the data's digest (`Splits.digest`), the student and training
-    sections, the recipe, width, seed, the teacher's key, the library versions and the precision.
+    sections, the recipe, width, seed, the teacher's key, the library versions and the precision;
+    under `teacher: views`, the views' spec (the twin trains on them).
     `together`: trained in a population (the confirmation's), equal to a lone run to float
     tolerance but not bit for bit, so kept apart."""
     recipe = recipe or Recipe.of(cfg.training)
@@ -74,6 +75,8 @@ def key(cfg: StudyConfig, width: int, seed: int | None = None, recipe: Recipe | 
         what["student"]["builder"] = builder.identity(cfg.student.builder, cfg.source)
     if together:
         what["population"] = True
+    if cfg.distillation.teacher == "views":  # the twin sees the same views as its distilled student
+        what["views"] = dataclasses.asdict(cfg.distillation.view_spec)
     return files.digest(json.dumps(what, sort_keys=True))
 
 
