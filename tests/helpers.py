@@ -30,21 +30,11 @@ def harness(*args, cwd=None, timeout=600, check=True, **kwargs):
 
 
 def run_cli(argv, capsys):
-    """`python -m harness ARGV` in this process: what the user sees, minus a new interpreter
-    (about 8 s of imports). Returns (exit code, stdout, stderr)."""
-    import logging
-
-    from harness import cli
-
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        code = cli.main([str(a) for a in argv])
-    finally:  # the command line points logging at its stdout; give pytest its own back
-        root.handlers[:] = handlers
-        root.setLevel(level)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    """`python -m harness ARGV` in this process (`cli`): returns (exit code, stdout, stderr). `capsys` is
+    drained first, so what the test printed before is not taken for the command's output."""
+    capsys.readouterr()
+    proc = cli(*argv, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def cli(*args, check=True):

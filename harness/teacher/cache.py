@@ -11,7 +11,10 @@ cached: `check_usable` stops the study first.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +24,8 @@ import numpy as np
 from harness import files
 from harness.config import ConfigError, StudyConfig
 from harness.distill.models import flops_per_example, param_count
+
+log = logging.getLogger(__name__)
 
 # Near chance: a validation accuracy at most this share of the way from chance (the most frequent
 # class's share of the validation split) to 1. With 10 balanced classes: 0.19 or less.
@@ -99,3 +104,38 @@ def write(entry: Path, key: str, models: list[keras.Model], logits: np.ndarray, 
         if len(models) != fields.get("members", len(models)):
             manifest["saved_members"] = len(models)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+
+def logits_entry(cache_dir: str | Path, name: str, key: str, what: str, compute, expect=None,
+                 **fields) -> np.ndarray:
+    """Teacher logits computed once and kept as `cache_dir/name-KEY/` (`logits.npy` and a manifest with
+    `fields` and its SHA-256), under a lock so several workers compute them once. A damaged entry
+    (checksum, or `expect(logits)` raising ValueError) is computed again; `compute()`'s result is
+    cached only when finite, else ValueError naming `what` (nothing written)."""
+    entry = Path(cache_dir) / f"{name}-{key}"
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    with files.locked(Path(cache_dir) / f"{name}-{key}.lock"):
+        if entry.exists():
+            try:
+                manifest = json.loads((entry / "manifest.json").read_text())
+                if manifest["key"] != key or files.sha256(entry / "logits.npy") != manifest["sha256"]:
+                    raise ValueError("checksum mismatch")
+                out = np.load(entry / "logits.npy", allow_pickle=False)
+                if expect is not None:
+                    expect(out)
+                log.info("teacher logits of %s: from cache %s", what, entry)
+                return out
+            except Exception as e:  # noqa: BLE001 - any damage means: compute again
+                log.warning("%s logits cache %s is damaged (%s); computing them again", name, entry, e)
+                shutil.rmtree(entry, ignore_errors=True)
+        t0 = time.perf_counter()
+        out = compute()
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"the teacher's logits over {what} are not finite; nothing cached")
+        with files.replacing(entry) as tmp:
+            tmp.mkdir(parents=True)
+            np.save(tmp / "logits.npy", out, allow_pickle=False)
+            (tmp / "manifest.json").write_text(json.dumps({"key": key, **fields, "shape": list(out.shape),
+                                                           "sha256": files.sha256(tmp / "logits.npy")}))
+        log.info("teacher logits of %s: computed in %.1f s, cached at %s", what, time.perf_counter() - t0, entry)
+        return out

@@ -11,16 +11,13 @@ never cached.
 from __future__ import annotations
 
 import json
-import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from harness import files
 from harness.data.evaluate import ensemble_logits
-
-log = logging.getLogger(__name__)
+from harness.teacher import cache
 
 
 def cache_key(images_digest: str, teacher_key: str) -> str:
@@ -30,28 +27,7 @@ def cache_key(images_digest: str, teacher_key: str) -> str:
 def logits(teacher, images: np.ndarray, images_digest: str, cache_dir: str | Path) -> np.ndarray:
     """float32 `[n, classes]` (or `[n, members, classes]`) of `teacher` (a `trained.Teacher`)
     over `images` (uint8 `[n, h, w, c]`): from the cache, or computed now and cached."""
-    key = cache_key(images_digest, teacher.key)
-    entry = Path(cache_dir) / f"unlabeled-{key}"
-    with files.locked(Path(cache_dir) / f"unlabeled-{key}.lock"):
-        if entry.exists():
-            try:
-                manifest = json.loads((entry / "manifest.json").read_text())
-                if manifest["key"] != key or files.sha256(entry / "logits.npy") != manifest["sha256"]:
-                    raise ValueError("checksum mismatch")
-                out = np.load(entry / "logits.npy", allow_pickle=False)
-                log.info("teacher logits of %d unlabeled images: from cache %s", len(out), entry)
-                return out
-            except Exception as e:  # noqa: BLE001 - any damage means: compute again
-                log.warning("unlabeled logits cache %s is damaged (%s); computing them again", entry, e)
-                shutil.rmtree(entry, ignore_errors=True)
-        out = ensemble_logits(teacher.members, images).astype(np.float32)
-        if not np.all(np.isfinite(out)):
-            raise ValueError("the teacher's logits over the unlabeled images are not finite")
-        with files.replacing(entry) as tmp:
-            tmp.mkdir(parents=True)
-            np.save(tmp / "logits.npy", out, allow_pickle=False)
-            (tmp / "manifest.json").write_text(json.dumps({"key": key, "images": images_digest,
-                                                           "teacher": teacher.key,
-                                                           "sha256": files.sha256(tmp / "logits.npy")}))
-        log.info("teacher logits of %d unlabeled images: computed, cached at %s", len(out), entry)
-        return out
+    return cache.logits_entry(cache_dir, "unlabeled", cache_key(images_digest, teacher.key),
+                              f"{len(images)} unlabeled images",
+                              lambda: ensemble_logits(teacher.members, images).astype(np.float32),
+                              images=images_digest, teacher=teacher.key)

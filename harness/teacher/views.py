@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
-import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +21,8 @@ import tensorflow as tf
 from harness import files
 from harness.data import views
 from harness.data.evaluate import ensemble_logits
+from harness.teacher import cache
 
-log = logging.getLogger(__name__)
 FORMAT = 1
 
 
@@ -60,32 +57,11 @@ def logits(teacher, pool: np.ndarray, spec, seed: int, cache_dir: str | Path) ->
     over the views `spec` of `pool` (the transfer split's images, uint8 `[N, h, w, c]`): from the
     cache, or computed now and cached. ValueError when they are not all finite (nothing cached)."""
     key = cache_key(teacher.key, spec, seed)
-    entry = Path(cache_dir) / f"views-{key}"
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    with files.locked(Path(cache_dir) / f"views-{key}.lock"):
-        if entry.exists():
-            try:
-                manifest = json.loads((entry / "manifest.json").read_text())
-                if manifest["key"] != key or files.sha256(entry / "logits.npy") != manifest["sha256"]:
-                    raise ValueError("checksum mismatch")
-                out = np.load(entry / "logits.npy", allow_pickle=False)
-                if out.shape[:2] != (spec.count, len(pool)):
-                    raise ValueError(f"shape {out.shape}, expected ({spec.count}, {len(pool)}, ...)")
-                log.info("teacher logits of %d views x %d images: from cache %s", spec.count, len(pool), entry)
-                return out
-            except Exception as e:  # noqa: BLE001 - any damage means: compute again
-                log.warning("views logits cache %s is damaged (%s); computing them again", entry, e)
-                shutil.rmtree(entry, ignore_errors=True)
-        t0 = time.perf_counter()
-        out = compute(teacher.members, pool, spec, seed)
-        if not np.all(np.isfinite(out)):
-            raise ValueError("the teacher's logits over the views are not finite; nothing cached")
-        with files.replacing(entry) as tmp:
-            tmp.mkdir(parents=True)
-            np.save(tmp / "logits.npy", out, allow_pickle=False)
-            (tmp / "manifest.json").write_text(json.dumps({
-                "key": key, "teacher": teacher.key, "views": dataclasses.asdict(spec), "seed": seed,
-                "shape": list(out.shape), "sha256": files.sha256(tmp / "logits.npy")}))
-        log.info("teacher logits of %d views x %d images: computed in %.1f s, cached at %s", spec.count,
-                 len(pool), time.perf_counter() - t0, entry)
-        return out
+
+    def expect(out):
+        if out.shape[:2] != (spec.count, len(pool)):
+            raise ValueError(f"shape {out.shape}, expected ({spec.count}, {len(pool)}, ...)")
+
+    return cache.logits_entry(cache_dir, "views", key, f"{spec.count} views x {len(pool)} images",
+                              lambda: compute(teacher.members, pool, spec, seed), expect,
+                              teacher=teacher.key, views=dataclasses.asdict(spec), seed=seed)
