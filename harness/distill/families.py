@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import keras
 
+from harness.distill.batch_norm import fused as fused_batch_norm
+
 MOBILENET_MIN_SIZE = 32  # keras.applications.MobileNetV3Small refuses smaller inputs
 
 
@@ -41,7 +43,7 @@ def separable(input_shape, num_classes: int, width: int, depth: int = 2, *, widt
 
     def act(x, suffix):
         if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"bn_{suffix}", **p)(x)
+            x = fused_batch_norm(keras.layers.BatchNormalization(name=f"bn_{suffix}", **p))(x)
         return keras.layers.ReLU(name=f"relu_{suffix}", **p)(x)
 
     x = act(keras.layers.Conv2D(channels[0], 3, padding="same", use_bias=not batch_norm, name="stem", **p)(x), "stem")

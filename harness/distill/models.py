@@ -6,6 +6,7 @@ import keras
 
 from harness.config import ConfigError, StudentConfig, TeacherConfig
 from harness.distill import builder as user_builder, families
+from harness.distill.batch_norm import fused as fused_batch_norm
 
 
 def _policy(dtype: str | None) -> dict:
@@ -67,7 +68,7 @@ def cnn(input_shape, num_classes: int, widths, *, head: int = 128, dropout: floa
             if batch_norm:
                 x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
                                         name=f"conv_{suffix}", **p)(x)
-                x = keras.layers.BatchNormalization(name=f"bn_{suffix}", **p)(x)
+                x = fused_batch_norm(keras.layers.BatchNormalization(name=f"bn_{suffix}", **p))(x)
                 x = keras.layers.ReLU(name=f"relu_{suffix}", **p)(x)
             else:
                 x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu",
