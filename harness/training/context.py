@@ -1,8 +1,7 @@
 """`Context`: what every training run of one process shares (data, teacher, pipelines, runs).
 
-Built once per process, after the data and the teacher: every trial, scratch
-twin and confirmation run starts from its arrays and the teacher's cached
-logits instead of rebuilding them.
+Built once per process, after the data and the teacher: every trial, scratch twin and confirmation
+run starts from its arrays and the teacher's cached logits instead of rebuilding them.
 """
 
 from __future__ import annotations
@@ -225,24 +224,28 @@ class Context:
     def inputs(self, width: int, seed: int, distilled: bool = True) -> tuple[keras.Model, tf.data.Dataset]:
         """A fresh student and its transfer batches, both drawn from `seed` alone.
 
-        A distilled student and its scratch twin at the same seed start from
-        the same weights and see the same batches in the same order, with the
-        same jitter: they differ in the loss alone, so their difference is a
-        paired measurement. Batches carry the cached teacher logits only for a
-        distilled student with a cached teacher. With unlabeled images, the
-        distilled student's batches also hold them (label -1), so its batches
-        differ from its twin's; the weights it starts from do not.
-        """
+        A distilled student and its scratch twin at one seed start from the same weights and see the
+        same batches in the same order and jitter: they differ in the loss alone, a paired
+        measurement. A distilled student's batches carry the cached teacher logits (with a cached
+        teacher) and its unlabeled images (label -1); its initial weights are its twin's."""
+        return self.fresh(width, seed), self.batches(seed, distilled)
+
+    def fresh(self, width: int, seed: int) -> keras.Model:
+        """The student at `width`, its initial weights drawn from `seed` alone."""
         keras.utils.set_random_seed(seed)
-        student = build_student(self.cfg.student, width, self.splits.image_shape, self.splits.num_classes,
-                                seed=seed, dtype=precision.policy(self.precision), source=self.cfg.source)
+        return build_student(self.cfg.student, width, self.splits.image_shape, self.splits.num_classes,
+                             seed=seed, dtype=precision.policy(self.precision), source=self.cfg.source)
+
+    def batches(self, seed: int, distilled: bool = True) -> tf.data.Dataset:
+        """A run's transfer batches (see `inputs`): explicit seeds, whether a student was built or not."""
+        keras.utils.set_random_seed(seed)
         if self.views:  # one cached view per example and epoch, the same for the twin (data/views.py)
             ds = self._view_batches(seed, distilled)
         else:
             ds = pipelines.batches(self.distill_transfer if distilled else self.transfer,
                                    self.cfg.training.batch_size, shuffle_seed=seed,
                                    max_shift=self.cfg.student.augment.jitter)
-        return student, ds if distilled and not self.online else pipelines.labels_only(ds)
+        return ds if distilled and not self.online else pipelines.labels_only(ds)
 
     @cached_property
     def view_pool(self) -> tf.Tensor:

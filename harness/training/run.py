@@ -156,11 +156,12 @@ def train_scratch(ctx: Context, width: int, seed: int, recipe: Recipe, callbacks
         ctx.log_history(pre[1])
         return pre
     with ctx.clock.part("build_compile"):
-        fresh, train = ctx.inputs(width, seed, distilled=False)
+        train = ctx.batches(seed, distilled=False)
         _, student = ctx.compiled.get(
-            ctx.compile_key("scratch", width, recipe), fresh,
+            ctx.compile_key("scratch", width, recipe), lambda: ctx.fresh(width, seed),
             lambda s: compile_plain(s, recipe.optimizer_for(ctx.transfer_examples), jit_compile=ctx.jit,
-                                    steps_per_execution=ctx.cfg.training.steps_per_execution))
+                                    steps_per_execution=ctx.cfg.training.steps_per_execution),
+            start=(width, seed))
     t0 = time.perf_counter()
     try:
         with ctx.clock.part("fit"):
@@ -205,9 +206,9 @@ def train_distilled(ctx: Context, width: int, seed: int, temperature: float, alp
         return d
 
     with ctx.clock.part("build_compile"):
-        fresh, train = ctx.inputs(width, seed)
-        distiller, student = ctx.compiled.get(ctx.compile_key("distilled", width, recipe, method.graph_name()), fresh,
-                                              compile_distiller)
+        train = ctx.batches(seed)
+        distiller, student = ctx.compiled.get(ctx.compile_key("distilled", width, recipe, method.graph_name()),
+                                              lambda: ctx.fresh(width, seed), compile_distiller, start=(width, seed))
         distiller.set_method(method, steps_per_epoch)
     t0 = time.perf_counter()
     try:
