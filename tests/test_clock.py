@@ -19,6 +19,8 @@ def test_overhead_is_wall_time_outside_the_training_epochs_by_part():
     # 'other' is what no part names (validation and mlflow_epoch are parts): 3.5 - 2.3, 4.5 - 2.6,
     # 4.5 - 2.4 -> median 1.9
     assert abs(o["other"] - 1.9) < 1e-9
+    # bookkeeping = outside - validation - evaluation: 2.5, 3.5, 3.0 -> median 3.0
+    assert o["bookkeeping"] == 3.0
     assert {p: o[p] for p in PARTS} == {"build_compile": 0.0, "validation": 1.0, "mlflow": 0.7, "mlflow_epoch": 0.5,
                                        "mlflow_model": 0.0, "saving": 0.0, "evaluation": 0.0, "optuna": 0.0,
                                        "deployed_cost": 0.0}  # medians: a part a trial lacks counts 0

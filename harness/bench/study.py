@@ -7,7 +7,8 @@ Fashion-MNIST transfer set, in a working directory made afresh for each bench ru
 2. a two-objective study (no pruning) of `n_trials` trials: the fraction of
    its wall time outside the students' `fit` calls (set-up, data, MLflow
    logging, plots, selection, export); the median seconds per trial outside
-   its training epochs, by part (`clock.py`); and its FLOP efficiency, the
+   its training epochs, by part, and the same less its forward passes
+   (`trial_bookkeeping_s`, `clock.py`); and its FLOP efficiency, the
    training FLOPs of all it trained over its wall time x the matrix-multiply
    rate of its precision (measured in the child right after it), for the whole study and for its
    search and confirmation stages apart (the confirmation trains populations, see confirm/population.py);
@@ -81,7 +82,12 @@ def _child(workdir: str, n_trials: int, epochs: int, queue, pruned_part: bool = 
         "overhead_fraction": 1.0 - r.fit_seconds / r.seconds,
         "study_wall_s": r.seconds, "study_fit_s": r.fit_seconds, "study_trials": r.new_trials,
         "trial_overhead_s": parts["total"],
-        "trial_overhead_parts_s": {k: v for k, v in parts.items() if k not in ("total", "training")},
+        "trial_overhead_parts_s": {k: v for k, v in parts.items()
+                                   if k not in ("total", "training", "bookkeeping")},
+        "trial_bookkeeping_s": parts["bookkeeping"],
+        # the validation passes' rate: their forward FLOPs over their seconds, all trials together
+        "validation_gflops": sum(t.get("validation_flops", 0.0) for t in r.trial_times)
+        / max(sum(t.get("validation", 0.0) for t in r.trial_times), 1e-9) / 1e9,
         "trial_training_s": parts["training"],
         "train_flops": r.train_flops, "precision": r.precision, "matmul_gflops": rate,
         "flop_efficiency": r.train_flops / (r.seconds * rate * 1e9),

@@ -17,6 +17,9 @@ are not counted. The parts:
 
 Training epochs = fit - validation - mlflow_epoch; everything else in the
 trial's wall time is overhead, and `other` is the overhead no part names.
+`bookkeeping` is the overhead less the forward passes a trial asks for
+(validation, the twin's test evaluation), which run at the cost of their
+arithmetic (validation.py): what the harness adds around the arithmetic.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ class TrialClock:
 
 
 def overhead(trials: list[dict[str, float]]) -> dict:
-    """Medians over trials: seconds outside the training epochs, in total and per part."""
+    """Medians over trials: seconds outside the training epochs, in total (`total`), per part, and
+    less the forward passes (`bookkeeping`); and the training epochs' (`training`)."""
     if not trials:
         return {}
     rows = []
@@ -78,6 +82,7 @@ def overhead(trials: list[dict[str, float]]) -> dict:
         row = {p: t.get(p, 0.0) for p in PARTS}
         row["other"] = outside - sum(row.values())
         row["total"], row["training"] = outside, training
+        row["bookkeeping"] = outside - row["validation"] - row["evaluation"]
         rows.append(row)
     return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
 

@@ -24,6 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from harness.distill.models import flops_per_example
+
 # The batch size Keras' `evaluate` ran validation with here before: the Distiller's val_loss is a
 # mean of these batches' means.
 EVAL_BATCH = 1024
@@ -83,3 +85,4 @@ class Validation(keras.callbacks.Callback):
         logs["val_loss"], logs["val_accuracy"] = loss, acc
         if self.clock is not None:
             self.clock.add("validation", time.perf_counter() - t0)
+            self.clock.add("validation_flops", float(flops_per_example(self.student)) * len(self.labels))
