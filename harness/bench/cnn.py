@@ -1,6 +1,7 @@
 """`harness bench` CNN student rows: what the compression study's students cost, against the matmul rate.
 
-Two families at three sizes each (about 5 K, 20 K and 50 K parameters), on Fashion-MNIST's
+Two families at sizes from about 5 K to 50 K parameters (the plain family's include the compression
+study's two, 7,274 and 15,050 parameters), on Fashion-MNIST's
 28x28x1 transfer images held in memory (the first `limit`), distilled from cached teacher logits
 (seeded random logits: their values do not change a step's cost) at batch 128, 32 steps per
 execution, as a study trains its students:
@@ -10,7 +11,8 @@ execution, as a study trains its students:
 * `separable`  MobileNet-style (Howard et al. 2017, arXiv:1704.04861): a 3x3 stem convolution, then
                depthwise 3x3 + batch norm + ReLU + pointwise 1x1 + batch norm + ReLU blocks of
                (32, 64, 64, 128, 128) x `alpha` channels, strides (1, 2, 1, 2, 1), global average
-               pooling, the logits. Built here from Keras layers (`DepthwiseConv2D`, `Conv2D`).
+               pooling, the logits. Built here from Keras layers (`DepthwiseConv2D`, `Conv2D`), its batch
+               norms trained through one fused kernel as the harness's own students' (`batch_norm.fused`).
 
 Each (family, size) is timed with XLA on and off (XLA on over a tenth of the examples for
 `separable`, see `XLA_SHARE`): one untimed warm-up epoch each, then the
@@ -34,6 +36,7 @@ from harness.bench.population import BATCH_SIZE, lone_epochs, stacked, streams
 from harness.config import DatasetConfig
 from harness.data import sources
 from harness.distill import models
+from harness.distill.batch_norm import fused as fused_batch_norm
 from harness.distill.distiller import Distiller
 from harness.distill.population import Population, plan
 
@@ -42,7 +45,7 @@ log = logging.getLogger(__name__)
 STEPS_PER_EXECUTION = 32
 K = 10
 # The knob of each size: `cnn`'s first-block filters, `separable`'s width multiplier.
-SIZES = {"cnn": (6, 14, 22), "separable": (0.3, 0.75, 1.15)}
+SIZES = {"cnn": (6, 8, 12, 22), "separable": (0.3, 0.75, 1.15)}
 # XLA-on epochs of a family over this share of the examples: XLA's CPU depthwise convolutions ran
 # 10-20x slower than TensorFlow's own (separable 0.3: 66-92 s an epoch of 10,000 against 6-10 s,
 # loaded machine), so a full epoch of each would take most of the bench's time.
@@ -63,14 +66,14 @@ def separable_cnn(input_shape, num_classes: int, alpha: float, name: str = "stud
     inputs = keras.Input(shape=tuple(input_shape), dtype="float32", name="images")
     x = keras.layers.Rescaling(1.0 / 255.0)(inputs)
     x = keras.layers.Conv2D(ch(16), 3, padding="same", use_bias=False, name="stem")(x)
-    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = fused_batch_norm(keras.layers.BatchNormalization(name="stem_bn"))(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     for i, (c, stride) in enumerate(BLOCKS):
         x = keras.layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"dw_{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"dw_bn_{i}")(x)
+        x = fused_batch_norm(keras.layers.BatchNormalization(name=f"dw_bn_{i}"))(x)
         x = keras.layers.ReLU(name=f"dw_relu_{i}")(x)
         x = keras.layers.Conv2D(ch(c), 1, use_bias=False, name=f"pw_{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"pw_bn_{i}")(x)
+        x = fused_batch_norm(keras.layers.BatchNormalization(name=f"pw_bn_{i}"))(x)
         x = keras.layers.ReLU(name=f"pw_relu_{i}")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     logits = keras.layers.Dense(num_classes, name="logits")(x)
