@@ -48,8 +48,16 @@ def test_a_re_armed_distiller_trains_bit_for_bit_like_a_fresh_one(small_splits, 
     for a, b in zip(want, _weights(got)):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(other[-2], want[-2])  # and the first run did differ
+    # A start seen before (width 16, seed 7): its fresh values were kept, so no student is built
+    # (a study's trials share one seed), and the run trains bit for bit as the first did.
+    built, fresh = [], ctx.fresh
+    monkeypatch.setattr(ctx, "fresh", lambda *a: built.append(a) or fresh(*a))
+    again, _ = train_distilled(ctx, 16, 7, 5.0, 0.2, recipe, [])
+    assert built == [] and ctx.compiled.hits == 2
+    for a, b in zip(other, _weights(again)):
+        np.testing.assert_array_equal(a, b)
     train_distilled(ctx, 32, 5, 2.0, 0.5, recipe, [])  # another width compiles anew
-    assert ctx.compiled.hits == 1
+    assert ctx.compiled.hits == 2 and len(built) == 1
 
 
 def test_a_re_armed_scratch_student_trains_like_a_fresh_one(small_splits, tmp_path):
@@ -70,18 +78,3 @@ def test_a_re_armed_scratch_student_trains_like_a_fresh_one(small_splits, tmp_pa
         np.testing.assert_array_equal(a, b)
     assert ctx.compiled.hits == 1
 
-
-def test_a_run_from_a_start_seen_before_re_arms_without_building_a_student(small_splits, tmp_path, monkeypatch):
-    """A study's trials share one seed: the fresh values of a (width, seed) are kept, not rebuilt."""
-    student = {"dropout": 0.2}  # the dropout layers' seed states are among the kept values
-    recipe = Recipe.of(_context(small_splits, tmp_path).cfg.training)
-    want = _weights(train_distilled(_context(small_splits, tmp_path, **student), 16, 7, 5.0, 0.2, recipe, [])[0])
-    ctx = _context(small_splits, tmp_path, **student)
-    train_distilled(ctx, 16, 7, 2.0, 0.5, recipe, [])  # this start at another T and alpha: its values kept
-    train_distilled(ctx, 16, 5, 2.0, 0.5, recipe, [])  # another seed in between
-    built, fresh = [], ctx.fresh
-    monkeypatch.setattr(ctx, "fresh", lambda *a: built.append(a) or fresh(*a))
-    got, _ = train_distilled(ctx, 16, 7, 5.0, 0.2, recipe, [])
-    assert built == [] and ctx.compiled.hits == 2
-    for a, b in zip(want, _weights(got)):
-        np.testing.assert_array_equal(a, b)
