@@ -8,18 +8,6 @@ import pytest
 from harness import config
 from harness.data import sources
 
-# The longest files first. `make test` runs `-n 2 --dist loadfile`, which hands files to the two
-# workers in collection order: collected alphabetically, test_study.py (about 110 s) started near the
-# end and kept one worker busy after the other had finished (426-452 s in all on 2026-12-06).
-LONGEST_FIRST = ("test_study.py", "test_reliability.py", "test_crash.py", "test_robust.py", "test_bench.py",
-                 "test_own_teacher.py", "test_compress.py", "test_methods.py", "test_multi_machine.py",
-                 "test_own_data.py", "test_export.py", "test_population.py", "test_views.py")
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order is kept
-
 
 @pytest.fixture(scope="session")
 def small_splits():
