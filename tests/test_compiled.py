@@ -77,4 +77,3 @@ def test_a_re_armed_scratch_student_trains_like_a_fresh_one(small_splits, tmp_pa
     for a, b in zip(want, train(ctx, 3)):
         np.testing.assert_array_equal(a, b)
     assert ctx.compiled.hits == 1
-

@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from harness.data import pipelines
 from harness.distill.distiller import Distiller, compile_plain
-from harness.distill.models import mlp
+from harness.distill.models import flops_per_example, mlp
+from harness.training.clock import TrialClock
 from harness.training.validation import EVAL_BATCH, Forward, Validation, scores
 
 
@@ -49,12 +50,18 @@ def test_every_epoch_or_the_last_only(data):
     for every_epoch, want_epochs in ((True, 3), (False, 1)):
         student = _student()
         compile_plain(student, "adam", 1e-3, jit_compile=False, steps_per_execution=1)
-        seen = []
+        seen, clock = [], TrialClock()
         probe = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(logs.get("val_accuracy")))
+        clock.begin()
         hist = student.fit(pipelines.pipeline(images, labels, 256), epochs=3, verbose=0,
                            callbacks=[Validation(Forward(), x, labels, student=student, every_epoch=every_epoch,
-                                                 batch_means=False), probe])
+                                                 batch_means=False, clock=clock), probe])
+        clock.end()
         assert len(hist.history["val_accuracy"]) == want_epochs
+        # the clock holds the passes' seconds and their forward FLOPs (the bench's validation_gflops)
+        (trial,) = clock.trials
+        assert trial["validation"] > 0
+        assert trial["validation_flops"] == want_epochs * flops_per_example(student) * len(labels)
         # a callback after it reads the figure in the same epoch (the pruner, MLflow's callback)
         assert [v for v in seen if v is not None] == hist.history["val_accuracy"]
         _, acc = scores(Forward()(student, x), labels, batch_means=False)

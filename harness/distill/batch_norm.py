@@ -3,9 +3,9 @@
 Keras 3's `BatchNormalization` on TensorFlow trains through `tf.nn.moments` and
 `tf.nn.batch_normalization`: about ten element-wise ops forward and more backward, each a full
 pass over the activations. In a compact student those passes cost more than the convolutions: a
-depthwise-separable student of 4,698 parameters trained 1.7-1.8x slower per epoch with Keras' batch
+depthwise-separable student of 4,698 parameters trained 2.28x slower per epoch with Keras' batch
 norm than with `FusedBatchNormV3`, the same arithmetic in one kernel forward and one backward
-(docs/performance.md, "Fused batch norm"). Keras 3 dropped tf.keras 2's `fused=True` option, so
+(`docs/probes/fused_batch_norm.py`; docs/performance.md, "Issue 30 on an idle machine"). Keras 3 dropped tf.keras 2's `fused=True` option, so
 `fused(layer)` gives one Keras `BatchNormalization` instance that training call. The layer stays
 Keras' own class: every `.keras`, SavedModel and TFLite file of a student loads in plain Keras, and
 inference (and any case below that the kernel does not cover) runs Keras' own code.
