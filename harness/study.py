@@ -129,6 +129,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
         ctx.log_transfer()
         log_teacher(teacher, cfg, experiment_id, parent.info.run_id, splits.validation.images[:2])
 
+        ctx.teacher_test_probs  # the teacher's test pass: once a study, before the trials' clock starts
         t0 = time.perf_counter()
         space.balance_methods(study, cfg, todo, splits.image_shape, splits.num_classes)  # with search.method
         if todo and workers > 1:

@@ -223,7 +223,7 @@ def methods_smoke(tmp_path_factory, smoke_teacher_cache):
         "search.width": {"choices": [16]}, "objectives": ["val_accuracy"], "n_trials": 3,
         "pruner": {"type": "none"},
         "confirm": {"seeds": 2, "arms": [{"name": "searched"}, {"name": "dkd4", "method": "dkd", "dkd": {"beta": 4.0}}]}})
-    proc = cli("study", study, "--workdir", workdir)
+    proc = cli("study", study, "--workdir", workdir, "--no-export")
     return workdir, study, proc.stdout + proc.stderr
 
 

@@ -68,10 +68,19 @@ def test_every_epoch_or_the_last_only(data):
         assert hist.history["val_accuracy"][-1] == acc
 
 
-def test_one_trace_per_student(data):
+def test_one_trace_per_student_for_both_splits(data):
+    """The validation split every epoch and the test split (another size) share one trace; the
+    test logits are those the eager batches of `predict_logits` gave."""
+    from harness.data.evaluate import predict_logits
+
     images, _ = data
     forward, student = Forward(), _student()
     x = tf.constant(images, tf.float32)
     forward(student, x)
     forward(student, x)
+    test = images[:700]
+    held = forward.held(test)
+    assert held is forward.held(test) and held.dtype == tf.float32  # converted once per array
+    assert forward.held(images) is not held
+    np.testing.assert_allclose(forward(student, held), predict_logits(student, test), rtol=1e-6, atol=1e-6)
     assert forward._fns[student].experimental_get_tracing_count() == 1

@@ -100,7 +100,7 @@ class Objective:
         record = TrialRecord(mlflow_run_id=run.info.run_id)
         with clock.part("optuna"):
             record.save(trial)
-        status, state = "FAILED", "failed"
+        status, state, closing = "FAILED", "failed", {}  # closing: metrics of the run's last request
         try:
             if twin_diverged is not None:
                 log_params(ctx, spec)  # the run still says what it would have trained
@@ -114,9 +114,7 @@ class Objective:
             gain = val_acc - scratch.val_accuracy
             with clock.part("deployed_cost"):  # latency and size of the deployed (TFLite) student, if an objective
                 deployed = deployed_cost(trial, student, ctx.splits.validation.images[0]) if cfg.cost != "params" else {}
-            with clock.part("mlflow"):
-                tracking.log_run(metrics={"distillation_gain": gain, "twin_val_accuracy": scratch.val_accuracy,
-                                          **deployed})
+            closing = {"distillation_gain": gain, "twin_val_accuracy": scratch.val_accuracy, **deployed}
             # Logged as an MLflow model only if it reaches the front (champion.log_front_models).
             local = ctx.ws.workdir / "trials" / cfg.name / f"trial-{trial.number}.keras"
             with clock.part("saving"), files.replacing(local, suffix=".keras") as tmp:
@@ -149,5 +147,5 @@ class Objective:
             with clock.part("optuna"):
                 TrialRecord(epochs_run=counter.epochs).save(trial)
             with clock.part("mlflow"):
-                tracking.log_run(metrics={"epochs_run": counter.epochs}, tags={"state": state})
+                tracking.log_run(metrics={**closing, "epochs_run": counter.epochs}, tags={"state": state})
                 mlflow.end_run(status)

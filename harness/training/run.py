@@ -16,7 +16,7 @@ import mlflow
 
 from harness import tracking
 from harness.data import omitted
-from harness.data.evaluate import fidelity, predict_logits
+from harness.data.evaluate import fidelity
 from harness.distill import schedules
 from harness.distill.distiller import Distiller, compile_plain
 from harness.distill.guard import Diverged, DivergenceGuard
@@ -131,7 +131,7 @@ def train_run(ctx: Context, spec: RunSpec) -> RunResult:
     metrics = {"params": result.params, "flops": result.flops}
     if spec.test:  # a twin or a confirmation run: reference points, never chosen on test
         with clock.part("evaluation"):
-            test_logits = predict_logits(student, ctx.splits.test.images)
+            test_logits = ctx.forward(student, ctx.forward.held(ctx.splits.test.images))  # validation.py
             test = fidelity(test_logits, ctx.splits.test.labels, ctx.teacher_test_probs)
             fix = omitted.correct(student, ctx.splits, ctx.omitted, test_logits) if ctx.omitted else None
         result.test_accuracy, result.agreement, result.kl, result.ece = (test["accuracy"], test["agreement"],

@@ -32,10 +32,14 @@ EVAL_BATCH = 1024
 
 
 class Forward:
-    """One traced forward pass per student: `student(x, training=False)` as float32 logits."""
+    """One traced forward pass per student: `student(x, training=False)` as float32 logits.
+
+    Traced for any number of images (the batch axis unknown), so one trace serves the validation
+    split every epoch and the test split once (a twin's or a confirmation run's scores)."""
 
     def __init__(self):
         self._fns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._held: dict[int, tuple[np.ndarray, tf.Tensor]] = {}
 
     def __call__(self, student: keras.Model, images: tf.Tensor) -> np.ndarray:
         """`images`: float32 [n, h, w, c], 0-255. Returns float32 logits [n, classes]."""
@@ -44,8 +48,17 @@ class Forward:
             def forward_logits(x):
                 return tf.cast(student(x, training=False), tf.float32)
 
-            fn = self._fns[student] = tf.function(forward_logits)
+            spec = tf.TensorSpec([None, *images.shape[1:]], tf.float32)
+            fn = self._fns[student] = tf.function(forward_logits, input_signature=[spec])
         return fn(images).numpy()
+
+    def held(self, images: np.ndarray) -> tf.Tensor:
+        """`images` (an array held for the process: uint8 or float [n, h, w, c], 0-255) as one float32
+        tensor, converted on the first call only."""
+        entry = self._held.get(id(images))
+        if entry is None or entry[0] is not images:
+            entry = self._held[id(images)] = (images, tf.constant(np.asarray(images, np.float32)))
+        return entry[1]
 
 
 def scores(logits: np.ndarray, labels: np.ndarray, batch_means: bool) -> tuple[float, float]:
