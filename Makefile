@@ -42,7 +42,7 @@ study: data
 	$(PY) -m harness study $(STUDY)
 
 test: data postgres
-	$(PY) -m pytest -q -n 2 --dist loadfile tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder tests
 
 bench: data
 	$(PY) -m harness bench --json bench.json
