@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 
 from harness.bench import pairs as bench
@@ -115,3 +116,17 @@ def test_precision_accuracy_reads_the_study_it_is_given(tmp_path, capsys):
     assert cli.main(["bench", "--precision-accuracy", "--study", str(missing), "--workdir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(missing) in err
+
+
+def test_a_spawned_childs_peak_memory_is_its_own():
+    """The bench's study child reports its own peak, not the parent's pages it held between its
+    fork and its exec (which `ru_maxrss` keeps on Linux)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from harness.bench.memory import peak_rss_gib
+
+    held = np.ones(2**30 // 8)  # 1 GiB resident in this process
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        child = pool.submit(peak_rss_gib).result()
+    assert peak_rss_gib() >= 1.0 > held[0] * 0.5 > child

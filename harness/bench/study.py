@@ -24,13 +24,13 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import queue as queue_mod
-import resource
 import shutil
 import statistics
 import time
 from pathlib import Path
 
 from harness import config, study
+from harness.bench.memory import peak_rss_gib
 from harness.logs import configure_logging
 from harness.record import TrialRecord
 from harness.teacher import trained as teacher
@@ -105,9 +105,7 @@ def _child(workdir: str, n_trials: int, epochs: int, queue, pruned_part: bool = 
         result.update({"epochs_run": sum(rec.epochs_run for _, rec in ran), "epochs_budget": len(ran) * epochs,
                        "trials_pruned": sum(t.state.name == "PRUNED" for t, _ in ran),
                        "teacher_passes": teacher.transfer_passes})
-    # The study process's own peak. Not the parent's RUSAGE_CHILDREN: a spawned child's peak counts
-    # the parent's resident pages between its fork and its exec (`make bench`: 5.0 GiB, alone: 2.75).
-    result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    result["peak_rss_gib"] = peak_rss_gib()
     queue.put(result)
 
 
