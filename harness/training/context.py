@@ -87,7 +87,7 @@ class Context:
                 np.concatenate([t.images, images]),
                 {"labels": np.concatenate([t.labels, np.full(len(images), -1, t.labels.dtype)]),
                  "teacher_logits": np.concatenate([logits, extra_logits])}))
-        self.val_images = tf.constant(self.splits.validation.images, tf.float32)
+        self.val_images = self.forward.held(self.splits.validation.images)  # shared with the depth variants
         # A user's builder may hold anything: treated as the family XLA suits least on a CPU (a cnn's).
         self.jit = resolve_jit(tr.jit_compile, "cnn" if st.builder or st.family != "mlp" else st.family,
                                st.dropout, st.input_dropout)

@@ -53,8 +53,9 @@ class Forward:
         return fn(images).numpy()
 
     def held(self, images: np.ndarray) -> tf.Tensor:
-        """`images` (an array held for the process: uint8 or float [n, h, w, c], 0-255) as one float32
-        tensor, converted on the first call only."""
+        """`images` (a split's array, held for the process: uint8 or float [n, h, w, c], 0-255) as one
+        float32 tensor, converted on the first call only: the validation split once per process (every
+        depth's context shares it), the test split when a run is first scored on it."""
         entry = self._held.get(id(images))
         if entry is None or entry[0] is not images:
             entry = self._held[id(images)] = (images, tf.constant(np.asarray(images, np.float32)))
