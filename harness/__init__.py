@@ -30,6 +30,20 @@ def __getattr__(name):
     return getattr(importlib.import_module(f".{module}", __name__), attr)
 
 
+def _onednn() -> None:
+    # TensorFlow turns its oneDNN kernels on by default only on some CPUs (those with AVX-512 and
+    # newer); on an AVX2-only AMD EPYC it leaves them off, and there the harness's CNN students
+    # trained 1.6-2.4x slower per epoch (docs/performance.md, "oneDNN on every CPU"). The switch is
+    # TensorFlow's own and is read when TensorFlow is imported, so it is set here, before any import
+    # of it, and only where the user has not chosen (`TF_ENABLE_ONEDNN_OPTS=0` is kept).
+    import os
+
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
+_onednn()
+
+
 def _quiet_worker() -> None:
     # A worker process the command line started (multiprocessing "spawn") imports this package
     # before TensorFlow: keep TensorFlow's start-up lines off its console too (`harness.logs`).
