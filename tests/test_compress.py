@@ -188,6 +188,7 @@ def test_compress_end_to_end_with_lineage_from_a_file_and_from_the_registry(tmp_
     assert code == 0, err
     assert "scratch twin is significantly better" in out and "its scratch twin (seed 1), registered" in out
     assert list((work / "baselines").glob("*.keras"))
+    assert (work / "exports" / "images-compress-champion" / "saved_model.pb").exists()  # under 20 test images too
     assert "about" in out and "min one run at a time" in out  # the confirmation's estimate, before it starts
     assert "against the teacher" in out and "ratio = student / teacher" in out
     client = mlflow_client(work)
@@ -198,10 +199,20 @@ def test_compress_end_to_end_with_lineage_from_a_file_and_from_the_registry(tmp_
     assert mv.tags["harness.study_sha256"] == files.sha256(written)
     assert mv.tags["harness.trained_as"] == "scratch"
     assert client.get_run(mv.run_id).data.tags["harness.role"] == "confirm"  # the twin's own run
+    # `export` with no --trial exports the registered model, the twin, not its trial's distilled student
+    import mlflow
+    import tensorflow as tf
+
+    out = tmp_path / "exported"
+    code, _, err = run_cli(["export", written, "--workdir", work, "--out", out], capsys)
+    assert code == 0, err
+    registered_student = mlflow.keras.load_model(f"models:/images-compress-student/{mv.version}")
+    x = np.random.default_rng(0).uniform(0, 255, (3, *registered_student.input_shape[1:])).astype(np.float32)
+    assert np.abs(tf.saved_model.load(str(out)).serve(x).numpy() - registered_student.predict(x, verbose=0)).max() \
+        <= 1e-5
 
     # the same teacher from the registry, for a second study in the same store
     import keras
-    import mlflow
 
     with mlflow.start_run(experiment_id=mlflow.create_experiment("teachers")):
         info = mlflow.keras.log_model(keras.models.load_model(teacher), name="model")

@@ -71,20 +71,20 @@ def test_champion_is_registered_tested_and_exported(smoke, tmp_path):
     client = mlflow_client(workdir)
     version = client.get_model_version_by_alias("smoke-student", "champion")
     run = client.get_run(version.run_id)
-    assert run.data.tags["harness.role"] == "trial"
+    # the distilled student, on its trial's run; or, where the confirmation found its scratch twin
+    # significantly better (as on one CI machine), the twin, on its own confirmation run
+    trained_as = version.tags["harness.trained_as"]
+    assert run.data.tags["harness.role"] == {"distilled": "trial", "scratch": "confirm"}[trained_as]
     export = workdir / "exports" / "smoke-champion"
     assert f"SavedModel: {export}" in first.stdout
     # the browse line names this workdir's stores, as commands that work outside the checkout too
     assert (f"mlflow ui --backend-store-uri sqlite:///{workdir.resolve()}/mlflow.db" in first.stdout
             and f"optuna-dashboard sqlite:///{workdir.resolve()}/optuna.db" in first.stdout)
     study = load_study(workdir)
-    champ = TrialRecord.from_trial(study.trials[int(version.tags["optuna.trial"])])
-
-    import keras
 
     from harness.data import evaluate, sources
 
-    student = keras.models.load_model(champ.model_path)
+    student = mlflow.keras.load_model(f"models:/smoke-student/{version.version}")  # what was registered
     cfg = config.load(SMOKE)
     test = sources.load_splits(cfg.dataset, cfg.seed).test
     # the registered test accuracy is the champion's own, on the whole test split, and per class
@@ -261,8 +261,6 @@ def test_serving_the_registered_champion_over_rest(smoke):
     import urllib.request
     from pathlib import Path
 
-    import keras
-
     workdir, _ = smoke
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -300,6 +298,5 @@ def test_serving_the_registered_champion_over_rest(smoke):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     version = mlflow_client(workdir).get_model_version_by_alias("smoke-student", "champion")
-    champ = TrialRecord.from_trial(load_study(workdir).trials[int(version.tags["optuna.trial"])])
-    want = keras.models.load_model(champ.model_path, compile=False).predict(x, verbose=0)
+    want = mlflow.keras.load_model(f"models:/smoke-student/{version.version}").predict(x, verbose=0)
     assert got.shape == want.shape and np.abs(got - want).max() <= 1e-4

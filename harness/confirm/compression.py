@@ -110,6 +110,8 @@ def _twin_record(ctx: Context, r: TrialRecord, arm: str = "") -> TrialRecord | N
     model = keras.models.load_model(path, safe_mode=True, compile=False)
     with mlflow.start_run(run_id=twin["mlflow_run_id"], nested=True):
         info = registry.log_student(model, None, class_names=ctx.splits.class_names)
+        # on the twin's run, as on a trial's: `harness export` finds the registered twin's model by it
+        mlflow.set_tag(champion_mod.MODEL_URI_TAG, info.model_uri)
     return dataclasses.replace(r, mlflow_run_id=twin["mlflow_run_id"], model_uri=info.model_uri, model_path=path,
                                val_accuracy=twin["val_accuracy"], params=twin["params"])
 

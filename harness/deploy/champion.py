@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -228,7 +229,9 @@ def export_trial(cfg: StudyConfig, study: optuna.Study, trial_number: int | None
 
     Raises `ExportError` when there is no such complete trial or the export is refused."""
     records = complete_records(study.trials)
+    registered = None
     if trial_number is None:
+        registered = current(cfg)
         trial_number = registered_trial(cfg)
         if trial_number is None:
             teacher_val = ((study.user_attrs.get("compression") or {}).get("teacher") or {}).get("val_accuracy")
@@ -241,6 +244,10 @@ def export_trial(cfg: StudyConfig, study: optuna.Study, trial_number: int | None
     if not records:
         raise ExportError(f"--trial {trial_number}: no complete trial with that number in study {cfg.name!r}")
     record = records[0]
+    if registered is not None and registered.tags.get("harness.trained_as") == "scratch":
+        # the registered champion is the trial's scratch twin (confirm/compression.py), on its own run: that
+        # run's model, not the trial's distilled student, is what gets exported
+        record = dataclasses.replace(record, mlflow_run_id=registered.run_id, model_path=None, model_uri=None)
     student = load_student(record, cfg)
     splits = sources.load_splits(cfg.dataset, cfg.seed, source=cfg.source)
     student = deployable(cfg, student, splits)  # bias-corrected where classes were omitted
