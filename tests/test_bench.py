@@ -54,12 +54,28 @@ def test_command_line_prints_the_table_and_writes_json(monkeypatch, tmp_path, ca
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "scratch_epoch_s" in printed and "2.00x" in printed and "separable" in printed and "3.25x" in printed
-    assert json.loads(out.read_text()) == {"pairs": fake, "population": rows, "cnn_students": cnn_rows}
+    written = json.loads(out.read_text())
+    host = written.pop("host")  # the real machine's, first: figures from two hosts compare only as ratios
+    assert written == {"pairs": fake, "population": rows, "cnn_students": cnn_rows}
+    assert host["onednn"] is True and host["cores"] >= 1 and "oneDNN on" in printed.splitlines()[0]
+    assert host["cpu"] and host["cpu"] in printed.splitlines()[0]
     # --only cnn: that part alone; --no-cnn: every part but it
     args = cli.build_parser().parse_args(["bench", "--only", "cnn", "--json", str(out)])
-    assert args.func(args) == 0 and json.loads(out.read_text()) == {"cnn_students": cnn_rows}
+    assert args.func(args) == 0 and json.loads(out.read_text()).keys() == {"host", "cnn_students"}
+    assert json.loads(out.read_text())["cnn_students"] == cnn_rows
     args = cli.build_parser().parse_args(["bench", "--no-cnn", "--no-study", "--json", str(out)])
     assert args.func(args) == 0 and "cnn_students" not in json.loads(out.read_text())
+
+
+def test_the_host_reads_its_cpu_and_extensions_from_cpuinfo(tmp_path):
+    from harness.bench import host
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx2 fma\n\n"
+                    "processor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx2 fma\n")
+    described = host.describe(info)
+    assert described["cpu"] == "AMD EPYC" and described["extensions"] == ["avx2", "fma"]
+    assert host.describe(tmp_path / "absent")["extensions"] == []
 
 
 def test_cnn_rows_time_each_family_with_xla_on_and_off_and_a_population():

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.bench import cnn, pairs, population
+from harness.bench import cnn, host, pairs, population
 from harness.bench.study import format_study, run_study_bench
 
 
 def main(args) -> int:
     """Each part unless its `--no-...` flag (or `--only` names another); `--json` writes every figure."""
     only = getattr(args, "only", None)
-    result = {}
+    result = {"host": host.describe()}
+    print(host.format_host(result["host"]))
     if only is None:
         names = tuple(pairs.PAIRS) if args.pair == "all" else (args.pair,)
         result["pairs"] = pairs.run_pairs(names, repeats=args.repeats)
