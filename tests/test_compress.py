@@ -199,6 +199,8 @@ def test_compress_end_to_end_with_lineage_from_a_file_and_from_the_registry(tmp_
     assert mv.tags["harness.study_sha256"] == files.sha256(written)
     assert mv.tags["harness.trained_as"] == "scratch"
     assert client.get_run(mv.run_id).data.tags["harness.role"] == "confirm"  # the twin's own run
+    code, out, err = run_cli(["report", written, "--workdir", work], capsys)
+    assert code == 0 and "<- champion (its scratch twin, registered)" in out, err
     # `export` with no --trial exports the registered model, the twin, not its trial's distilled student
     import mlflow
     import tensorflow as tf

@@ -52,6 +52,9 @@ def _teacher_line(cfg: StudyConfig) -> str:
 def table(cfg: StudyConfig, ws: Workspace) -> str:
     study = load_study(cfg, ws)
     champ = champion.registered_trial(cfg)
+    version = champion.current(cfg) if champ is not None else None
+    mark = "  <- champion" + (" (its scratch twin, registered)" if version is not None and
+                              version.tags.get("harness.trained_as") == "scratch" else "")
     states = [t.state for t in study.trials]
     count = {s.name.lower(): states.count(s) for s in optuna.trial.TrialState if states.count(s)}
     title = (f"Pareto front (val accuracy vs {cfg.cost})" if cfg.multi_objective else "complete trials") + \
@@ -68,7 +71,7 @@ def table(cfg: StudyConfig, ws: Workspace) -> str:
                      (f"{r.latency_ms:>7.4f} {r.size_bytes:>9,} " if deployed else "") +
                      f"{r.temperature:>6.2f} {r.alpha:>5.2f} " + (f"{Method.of(r).label():<26} " if method_column else "") +
                      f"{r.val_accuracy:>7.4f} {r.baseline_val_accuracy:>7.4f} "
-                     f"{100 * r.distillation_gain:>+6.2f}p" + ("  <- champion" if r.number == champ else ""))
+                     f"{100 * r.distillation_gain:>+6.2f}p" + (mark if r.number == champ else ""))
     if champ is None:
         lines.append("no champion registered yet")
     lines += ["", _confirmed(study)]
