@@ -3,7 +3,9 @@
 Small students leave a CPU's (or a GPU's) matrix units mostly idle: a 2x64 MLP step at batch 128
 is a few MFLOP, and per-step framework costs dominate. Stacking K students' weights along a
 leading axis turns their K small products into one batched product per layer and their K
-optimizer steps into one. Nothing else changes:
+optimizer steps into one. Convolutions cannot be batched that way on a CPU (a grouped convolution
+was far slower): there the members run as K independent graph branches, which the executor spreads
+over the cores (`Population.call`). Nothing else changes:
 
 * each member keeps its own initial weights (copied from a student built from its seed), its own
   batches (the caller stacks K seeded pipelines), its own loss (`temperature`, `alpha`: a scratch
