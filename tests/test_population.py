@@ -173,3 +173,25 @@ def test_under_another_method_only_the_twins_train_together(small_splits, tmp_pa
     ctx.pretrained.clear()
     population.prepare(ctx, r, [3], Method("kd", 2.0, 0.5))
     assert sorted(k[0] for k in ctx.pretrained) == ["distilled", "scratch"]
+
+
+def test_a_population_s_forward_pass_is_each_member_s_own_for_any_conv_layer():
+    """Convolutions without bias or activation, strided, then max pooling of the members' branches
+    and a flatten: each member's logits are its own student's."""
+    def build(seed):
+        keras.utils.set_random_seed(seed)
+        x = inputs = keras.Input(SHAPE)
+        x = keras.layers.Rescaling(1 / 255)(x)
+        x = keras.layers.Conv2D(5, 3, padding="same", use_bias=False)(x)
+        x = keras.layers.Conv2D(6, 3, strides=2, padding="valid", activation="relu")(x)
+        x = keras.layers.MaxPooling2D(1)(x)
+        x = keras.layers.Flatten()(x)
+        return keras.Model(inputs, keras.layers.Dense(CLASSES)(x))
+
+    students = [build(s) for s in (1, 2, 3)]
+    assert plan(students[0])[1] is None
+    pop = Population(students, [2.0] * 3, [0.5] * 3)
+    x = np.random.default_rng(1).integers(0, 256, (3, 7) + SHAPE).astype(np.float32)
+    got = pop(tf.constant(x)).numpy()
+    for m, student in enumerate(students):
+        np.testing.assert_allclose(got[m], student(x[m]).numpy(), rtol=1e-5, atol=1e-5)
