@@ -114,7 +114,7 @@ def test_what_cannot_be_stacked_says_why():
     assert "bfloat16" in plan(mlp(SHAPE, CLASSES, [8], dtype="mixed_bfloat16"))[1]
 
 
-def test_the_confirmations_runs_trained_together_equal_their_lone_runs(small_splits, tmp_path, caplog):
+def test_the_confirmations_runs_trained_together_equal_their_lone_runs(small_splits, tmp_path, caplog, monkeypatch):
     """A whole recipe (2 epochs, the harness's XLA choice, 32 steps per execution) on real data:
     each member's validation accuracy equals its lone run's within one example; each epoch says so."""
     from harness import config
@@ -132,6 +132,7 @@ def test_the_confirmations_runs_trained_together_equal_their_lone_runs(small_spl
     ctx = Context(cfg, stores.Workspace.resolve(tmp_path), small_splits, teacher, "0", "parent")
     assert ctx.together()
     recipe, runs = Recipe.of(cfg.training), [(3, 2.0, 0.4), (4, 5.0, 0.1)]
+    monkeypatch.setattr(population._Histories, "PROGRESS_EVERY_S", 0.0)  # a line after every epoch
     with caplog.at_level("INFO", logger="harness.confirm.population"):
         population.train(ctx, 16, recipe, runs, [3])
     assert [m for m in caplog.messages if "3 runs together, epoch" in m][-1].startswith(

@@ -41,20 +41,27 @@ _HISTORY = {"loss": "member_loss", "hard_loss": "member_hard", "soft_loss": "mem
 
 class _Histories(keras.callbacks.Callback):
     """Each member's per-epoch training figures, read from the population's vector metrics, and a
-    progress line per epoch (a population of 10 CNN students can train for minutes in one `fit`)."""
+    progress line after an epoch when `PROGRESS_EVERY_S` have passed since the last (a population of
+    10 CNN students can train for minutes in one `fit`; an MLP population's short epochs stay quiet)."""
+
+    PROGRESS_EVERY_S = 30.0
 
     def __init__(self, pop: Population, distilled: list[bool], width: int):
         super().__init__()
         self.pop, self.out = pop, [{k: [] for k in _HISTORY if d or k in ("loss", "accuracy")} for d in distilled]
         self.width, self.t0 = width, time.perf_counter()
+        self.said = self.t0
 
     def on_epoch_end(self, epoch, logs=None):
         values = {k: getattr(self.pop, m).result().numpy() for k, m in _HISTORY.items()}
         for i, h in enumerate(self.out):
             for k in h:
                 h[k].append(float(values[k][i]))
-        log.info("confirmation: width %d, %d runs together, epoch %d/%d (%.0f s)", self.width, len(self.out),
-                 epoch + 1, self.params.get("epochs"), time.perf_counter() - self.t0)
+        now = time.perf_counter()
+        if now - self.said >= self.PROGRESS_EVERY_S:
+            self.said = now
+            log.info("confirmation: width %d, %d runs together, epoch %d/%d (%.0f s)", self.width, len(self.out),
+                     epoch + 1, self.params.get("epochs"), now - self.t0)
 
 
 def prepare(ctx: Context, r: TrialRecord, seeds: list[int], m: Method) -> None:
