@@ -169,8 +169,8 @@ class Population(keras.Model):
     def call(self, x, training=False):
         """x: float32 [K, B, h, w, c] -> logits [K, B, classes].
 
-        Between the convolutions the members' activations stay a list of K tensors [B, h, w, c],
-        one graph branch per member: each member's convolution, bias and ReLU are the lone
+        From the first convolution or pooling to the global pooling or flatten that ends them, the
+        members' activations are a list of K tensors [B, h, w, c], one graph branch per member: each member's convolution, bias and ReLU are the lone
         student's ops (TensorFlow's remapper fuses them into one oneDNN convolution), no activation
         is copied into a stacked tensor and out again, and the executor runs the K independent
         branches on both cores at once. Each stacked variable is split once per step
@@ -180,29 +180,23 @@ class Population(keras.Model):
         for step, weights in zip(self._steps, self._stacked):
             if step.kind == "rescaling":  # as Keras' Rescaling: cast, times scale, plus offset
                 x = tf.cast(x, tf.float32) * tf.cast(step.scale, tf.float32) + tf.cast(step.offset, tf.float32)
-            elif step.kind == "conv":
+            elif step.kind in ("conv", "max_pool", "gap"):  # per member: a list of K tensors [B, h, w, c]
                 # Measured (docs/performance.md, "A CNN population as K branches"): the members as one
                 # stacked tensor, sliced for each convolution and stacked after it, made K = 10
                 # together 0.7-0.8x as fast as 10 lone runs; a grouped convolution (the members on the
                 # channel axis, one `tf.nn.conv2d` of K groups) was slower still.
-                xs = tf.unstack(x) if not isinstance(x, list) else x
-                kernels = tf.unstack(weights[0])
-                biases = tf.unstack(weights[1]) if step.use_bias else [None] * k
-                x = []
-                for xm, km, bm in zip(xs, kernels, biases):
-                    y = tf.nn.conv2d(xm, km, strides=list(step.strides), padding=step.padding)
-                    x.append(step.activation(tf.nn.bias_add(y, bm) if bm is not None else y))
-            elif step.kind == "max_pool":
-                if isinstance(x, list):  # each member's branch
-                    x = [tf.nn.max_pool2d(xm, list(step.pool), list(step.strides), step.padding) for xm in x]
-                else:  # the members' batches as one batch
-                    shape = tf.shape(x)
-                    y = tf.nn.max_pool2d(tf.reshape(x, tf.concat([[k * shape[1]], shape[2:]], 0)), list(step.pool),
-                                         list(step.strides), step.padding)
-                    x = tf.reshape(y, tf.concat([[k, shape[1]], tf.shape(y)[1:]], 0))
-            elif step.kind == "gap":
-                x = tf.stack([tf.reduce_mean(xm, axis=[1, 2]) for xm in x]) if isinstance(x, list) \
-                    else tf.reduce_mean(x, axis=[2, 3])
+                xs = x if isinstance(x, list) else tf.unstack(x, num=k)
+                if step.kind == "conv":
+                    kernels = tf.unstack(weights[0], num=k)
+                    biases = tf.unstack(weights[1], num=k) if step.use_bias else [None] * k
+                    x = []
+                    for xm, km, bm in zip(xs, kernels, biases):
+                        y = tf.nn.conv2d(xm, km, strides=list(step.strides), padding=step.padding)
+                        x.append(step.activation(tf.nn.bias_add(y, bm) if bm is not None else y))
+                elif step.kind == "max_pool":
+                    x = [tf.nn.max_pool2d(xm, list(step.pool), list(step.strides), step.padding) for xm in xs]
+                else:  # global average pooling: the branches end, stacked for the dense head
+                    x = tf.stack([tf.reduce_mean(xm, axis=[1, 2]) for xm in xs])
             else:
                 if isinstance(x, list):
                     x = tf.stack(x)
