@@ -170,8 +170,9 @@ class Population(keras.Model):
         """x: float32 [K, B, h, w, c] -> logits [K, B, classes].
 
         From the first convolution or pooling to the global pooling or flatten that ends them, the
-        members' activations are a list of K tensors [B, h, w, c], one graph branch per member: each member's convolution, bias and ReLU are the lone
-        student's ops (TensorFlow's remapper fuses them into one oneDNN convolution), no activation
+        members' activations are a list of K tensors [B, h, w, c], one graph branch per member: each
+        member's convolution, bias and ReLU are the lone student's ops (TensorFlow's remapper fuses
+        them into one oneDNN convolution), no activation
         is copied into a stacked tensor and out again, and the executor runs the K independent
         branches on both cores at once. Each stacked variable is split once per step
         (`tf.unstack`: one op, its gradient one stack), not sliced once per member. Dense layers
