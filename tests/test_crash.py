@@ -1,6 +1,7 @@
 """A crash (kill -9) and Ctrl-C in the middle of a trial, done for real on subprocesses."""
 
 import signal
+import time
 
 import optuna
 from helpers import (
@@ -13,6 +14,8 @@ from helpers import (
     workdir_with_teacher,
     write_study,
 )
+
+from harness import config
 
 TS = optuna.trial.TrialState
 
@@ -44,6 +47,9 @@ def test_sigkill_mid_trial_then_resume_loses_nothing(tmp_path, smoke_teacher_cac
     left_running = {r.info.run_id for r in runs if r.info.status == "RUNNING"}
     assert left_running  # the crash really left runs open
 
+    # Optuna fails a RUNNING trial once its heartbeat is older than the grace period; a resume within it
+    # takes the trial for another worker's, alive (the data read alone outlasted it before it was held)
+    time.sleep(config.load(study_file).heartbeat.grace_period + 1)
     again = cli("study", study_file, "--workdir", workdir, "--no-export")
     assert "training teacher" not in again.stdout
     study = load_study(workdir, "crash")

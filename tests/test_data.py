@@ -24,6 +24,27 @@ def test_splits_are_deterministic_per_seed():
     assert not np.array_equal(a.validation.index, c.validation.index)
 
 
+def test_a_split_read_again_in_one_process_is_decoded_only_where_it_grows(monkeypatch):
+    from harness.data import tfds_data
+
+    monkeypatch.setattr(tfds_data, "_MEMO", {})  # what earlier tests in this process read is not held
+    first = sources.load_splits(config.DatasetConfig(limit=700), seed=5)
+    decoded = []
+    real = tfds_data._decode
+    monkeypatch.setattr(tfds_data, "_decode", lambda builder, split, *a: decoded.append(split) or real(builder, split, *a))
+    again = sources.load_splits(config.DatasetConfig(limit=700), seed=5)
+    assert decoded == [] and again.digest == first.digest
+    first.transfer.images[0] = 0  # a split's arrays are its own: the held ones stay as read
+    held = [x for x, _ in tfds_data._MEMO.values()]
+    assert held and not any(x.flags.writeable for x in held)
+    more = sources.load_splits(config.DatasetConfig(limit=900), seed=5)  # 1,800 test candidates, not 1,400
+    assert "test[:1800]" in decoded and len(decoded) <= 2  # the longer prefixes only (train's may grow too)
+    monkeypatch.setattr(tfds_data, "_MEMO", {})
+    fresh = sources.load_splits(config.DatasetConfig(limit=900), seed=5)
+    assert fresh.digest == more.digest
+    assert sources.load_splits(config.DatasetConfig(limit=700), seed=5).digest == again.digest
+
+
 def test_limit_and_shapes(small_splits):
     s = small_splits
     assert len(s.transfer) == len(s.validation) == len(s.test) == 2000
