@@ -25,6 +25,40 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's own order kept
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _mlflow_tables_copied(tmp_path_factory):
+    """A new SQLite MLflow store made in this test process gets its tables as a copy (sqlite3's backup)
+    of an empty store MLflow set up once in the process, instead of MLflow replaying its Alembic
+    migrations each time: 1.2-1.5 s a store on these CPUs, 20 stores in process (29 s of the suite).
+    The tables are MLflow's own, at its head revision; stores made by a subprocess (the smoke study,
+    the workers, the crash) still go through MLflow's own set-up, and its log line is tested there."""
+    import contextlib
+    import sqlite3
+
+    import mlflow.store.db.utils as db_utils
+    import mlflow.store.model_registry.sqlalchemy_store as registry_store
+    import sqlalchemy
+
+    real = db_utils._initialize_tables
+    template = tmp_path_factory.mktemp("mlflow_tables") / "mlflow.db"
+    engine = sqlalchemy.create_engine(f"sqlite:///{template}")
+    real(engine)
+    engine.dispose()
+
+    def initialize(engine):
+        if engine.url.get_backend_name() != "sqlite" or engine.url.database in (None, "", ":memory:"):
+            return real(engine)
+        with contextlib.closing(sqlite3.connect(template)) as src, \
+                contextlib.closing(sqlite3.connect(engine.url.database)) as dst:
+            src.backup(dst)
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(db_utils, "_initialize_tables", initialize)
+    patch.setattr(registry_store, "_initialize_tables", initialize)
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def small_splits():
     """2,000 real Fashion-MNIST examples per split (validation and test smaller)."""
