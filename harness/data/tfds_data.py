@@ -5,7 +5,8 @@ Fashion-MNIST is built offline from Debian's package (`fashion_mnist.py`). Any o
 not prepared in its `data_dir` needs a download: without a network that fails within seconds,
 naming `dataset.name`, and leaves the data dir as it was (TFDS's own downloader retries for
 minutes, then leaves partial files). A dataset without a `test` split gets a seeded, stratified
-test slice of `train`; one whose images vary in size needs `dataset.image_size`.
+test slice of `train`; one whose images vary in size needs `dataset.image_size`. Within one process a
+split is decoded once: a later read is a slice of the arrays held (`_MEMO`).
 """
 
 from __future__ import annotations
