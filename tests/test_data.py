@@ -31,7 +31,8 @@ def test_a_split_read_again_in_one_process_is_decoded_only_where_it_grows(monkey
     first = sources.load_splits(config.DatasetConfig(limit=700), seed=5)
     decoded = []
     real = tfds_data._decode
-    monkeypatch.setattr(tfds_data, "_decode", lambda builder, split, *a: decoded.append(split) or real(builder, split, *a))
+    monkeypatch.setattr(tfds_data, "_decode", lambda builder, split, *a: decoded.append(split) or
+                        real(builder, split, *a))
     again = sources.load_splits(config.DatasetConfig(limit=700), seed=5)
     assert decoded == [] and again.digest == first.digest
     first.transfer.images[0] = 0  # a split's arrays are its own: the held ones stay as read
@@ -43,6 +44,12 @@ def test_a_split_read_again_in_one_process_is_decoded_only_where_it_grows(monkey
     fresh = sources.load_splits(config.DatasetConfig(limit=900), seed=5)
     assert fresh.digest == more.digest
     assert sources.load_splits(config.DatasetConfig(limit=700), seed=5).digest == again.digest
+    monkeypatch.setattr(tfds_data, "_MEMO", {})
+    monkeypatch.setattr(tfds_data, "MEMO_MB", 1)  # a split over the cap is read each time, not held
+    decoded.clear()
+    for _ in range(2):
+        assert sources.load_splits(config.DatasetConfig(limit=700), seed=5).digest == again.digest
+    assert len(decoded) == 4 and tfds_data._MEMO == {}
 
 
 def test_limit_and_shapes(small_splits):

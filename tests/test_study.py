@@ -6,7 +6,17 @@ import sys
 import mlflow
 import numpy as np
 import pytest
-from helpers import SMOKE, cli, harness, load_study, mlflow_client, run_cli, runs_by_role, workdir_with_teacher, write_study
+from helpers import (
+    SMOKE,
+    cli,
+    harness,
+    load_study,
+    mlflow_client,
+    run_cli,
+    runs_by_role,
+    workdir_with_teacher,
+    write_study,
+)
 
 from harness import config
 from harness.confirm import confirmation as confirm

@@ -15,7 +15,7 @@ import os
 import subprocess
 import time
 
-OUT = "/tmp/fixed_costs-%d.txt" % os.getpid()
+OUT = f"/tmp/fixed_costs-{os.getpid()}.txt"
 
 
 def _log(kind, seconds, what=""):
@@ -41,7 +41,7 @@ def pytest_configure(config):
     import mlflow.store.db.utils as db_utils
     import optuna.storages._rdb.storage as rdb
 
-    import harness.data.tfds_data as tfds_data
+    from harness.data import tfds_data
 
     # MLflow's own set-up of a new store; since conftest's `_mlflow_tables_copied` only its template
     # store (one a test process) goes through it, so this counts the set-ups the copy saves only before it
