@@ -172,11 +172,10 @@ class Population(keras.Model):
         From the first convolution or pooling to the global pooling or flatten that ends them, the
         members' activations are a list of K tensors [B, h, w, c], one graph branch per member: each
         member's convolution, bias and ReLU are the lone student's ops (TensorFlow's remapper fuses
-        them into one oneDNN convolution), no activation
-        is copied into a stacked tensor and out again, and the executor runs the K independent
-        branches on both cores at once. Each stacked variable is split once per step
-        (`tf.unstack`: one op, its gradient one stack), not sliced once per member. Dense layers
-        stay one batched product over the stacked members."""
+        them into one oneDNN convolution), no activation is copied into a stacked tensor and out
+        again, and the executor runs the K independent branches on both cores at once. Each stacked
+        variable is split once per step (`tf.unstack`: one op, its gradient one stack), not sliced
+        once per member. Dense layers stay one batched product over the stacked members."""
         k = self.k
         for step, weights in zip(self._steps, self._stacked):
             if step.kind == "rescaling":  # as Keras' Rescaling: cast, times scale, plus offset
