@@ -152,7 +152,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
             champion_mod.log_front_models(study, cfg, splits.class_names)
         if champ is not None:
             test_acc = compress_stage.register(ctx, champ, scratch)
-            if export:
+            if export and cfg.exports:  # `exports: []`: register only
                 deployed = champion_mod.deployable(cfg, champion_mod.load_student(champ, cfg), splits)
                 exports = champion_mod.export(cfg, champ, champion_mod.export_paths(cfg, ws.workdir / "exports"),
                                               splits, deployed)

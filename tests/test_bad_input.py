@@ -37,6 +37,7 @@ CASES = {
     "unknown_nested_key": (_with("search.temprature", {"low": 1, "high": 2}), [], "search.temprature",
                            "did you mean 'temperature'"),
     "wrong_type": (_with("training.epochs", "ten"), [], "training.epochs", "expected an integer"),
+    "empty_list": ({**BASE, "objectives": []}, [], "objectives", "expected a list of strings, got []"),
     "temperature_not_positive": (_with("search.temperature", {"low": 0.0, "high": 2.0}), [],
                                  "search.temperature.low", "greater than 0"),
     "alpha_outside_unit": (_with("search.alpha", {"low": 0.0, "high": 1.5}), [], "search.alpha", "[0, 1]"),

@@ -158,10 +158,10 @@ def _tiny_teacher(folder, path):
     return path
 
 
-def _tiny(path):
+def _tiny(path, exports=("savedmodel",)):
     """Cut the written study to a smoke-sized run (the command then runs the edited file as it is)."""
     d = yaml.safe_load(path.read_text())
-    d.update(n_trials=1, confirm={"seeds": 2}, exports=["savedmodel"])
+    d.update(n_trials=1, confirm={"seeds": 2}, exports=list(exports))
     d["training"].update(epochs=1, batch_size=32)
     d["search"].update(width={"choices": [4]}, depth={"choices": [1]})
     path.write_text(yaml.safe_dump(d, sort_keys=False))
@@ -221,13 +221,14 @@ def test_compress_end_to_end_with_lineage_from_a_file_and_from_the_registry(tmp_
     registered = mlflow.register_model(info.model_uri, "tiny-teacher")
     uri = f"models:/tiny-teacher/{registered.version}"
     second = compress.write(uri, str(folder), 100, "second", work, "test")
-    _tiny(second)
+    _tiny(second, exports=())  # lineage only: `exports: []` registers and writes no export
     code, out, err = run_cli(["compress", "--teacher", uri, "--data", folder, "--tolerance", "100",
                               "--name", "second", "--workdir", work], capsys)
     assert code == 0, err
     mv2 = client.get_model_version_by_alias("second-student", "champion")
     assert mv2.tags["harness.teacher"] == uri
     assert mv2.tags["harness.teacher_version"] == f"tiny-teacher/{registered.version}"
+    assert not (work / "exports" / "second-champion").exists()
     taught = client.get_model_version("tiny-teacher", registered.version)
     assert taught.tags["harness.student.second"] == f"models:/second-student/{mv2.version}"
 

@@ -14,8 +14,9 @@ from harness.config.errors import ConfigError
 
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
-    if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+    if origin is list:  # "a list of strings", not "a list of a strings"
+        inner = _type_name(typing.get_args(tp)[0])
+        return "a list of " + (inner.split(" ", 1)[1] + "s" if inner.startswith(("a ", "an ")) else inner)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return " or ".join(_type_name(a) for a in args) + " (or null)"
@@ -25,7 +26,7 @@ def _type_name(tp: Any) -> str:
         tp, getattr(tp, "__name__", str(tp)))
 
 
-def _coerce(value: Any, tp: Any, where: str, path: str) -> Any:
+def _coerce(value: Any, tp: Any, where: str, path: str, may_be_empty: bool = False) -> Any:
     origin = typing.get_origin(tp)
     if origin is typing.Union or type(tp).__name__ == "UnionType":
         args = typing.get_args(tp)
@@ -42,7 +43,7 @@ def _coerce(value: Any, tp: Any, where: str, path: str) -> Any:
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(value, inner, where, path)
     if origin is list:
-        if not isinstance(value, list) or not value:
+        if not isinstance(value, list) or not (value or may_be_empty):
             raise ConfigError(path, where, f"expected {_type_name(tp)}, got {value!r}")
         (inner,) = typing.get_args(tp)
         return [_coerce(v, inner, f"{where}[{i}]", path) for i, v in enumerate(value)]
@@ -82,7 +83,8 @@ def build(cls: Any, data: Any, where: str, path: str) -> Any:
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
-            kwargs[f.name] = _coerce(data[f.name], hints[f.name], f"{where}.{f.name}".lstrip("."), path)
+            kwargs[f.name] = _coerce(data[f.name], hints[f.name], f"{where}.{f.name}".lstrip("."), path,
+                                     may_be_empty=f.metadata.get("may_be_empty", False))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(path, f"{where}.{f.name}".lstrip("."), "is required")
     return cls(**kwargs)

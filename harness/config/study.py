@@ -43,7 +43,8 @@ class StudyConfig:
     champion: ChampionConfig = ChampionConfig()
     confirm: ConfirmConfig = ConfirmConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
-    exports: list[str] = field(default_factory=lambda: list(EXPORT_FORMATS))  # what `study` exports
+    # What `study` exports; `[]`: nothing (a list field is otherwise never empty).
+    exports: list[str] = field(default_factory=lambda: list(EXPORT_FORMATS), metadata={"may_be_empty": True})
     # The int8 TFLite file is placed when its validation accuracy is at most this many points below
     # the float student's (its top-1 agreement is reported, not gated on).
     exports_int8_max_drop: float = 1.0
