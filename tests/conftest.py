@@ -59,6 +59,19 @@ def _mlflow_tables_copied(tmp_path_factory):
     patch.undo()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _decoded_splits_shared_by_this_run(tmp_path_factory):
+    """The run's decoded splits kept on disk where both xdist workers and every subprocess find them
+    (`tfds_data.disk_cache`), not in the user's ~/.cache: a fresh run decodes each split once, as a
+    fresh machine would, and pytest removes the folder with its old temporary dirs."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "kd-harness-cache"
+    patch = pytest.MonkeyPatch()
+    patch.setenv("KD_HARNESS_CACHE", str(shared))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def small_splits():
     """2,000 real Fashion-MNIST examples per split (validation and test smaller)."""

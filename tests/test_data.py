@@ -27,6 +27,7 @@ def test_splits_are_deterministic_per_seed():
 def test_a_split_read_again_in_one_process_is_decoded_only_where_it_grows(monkeypatch):
     from harness.data import tfds_data
 
+    monkeypatch.setenv("KD_HARNESS_CACHE", "off")  # the process's memo alone (the disk: the next test)
     monkeypatch.setattr(tfds_data, "_MEMO", {})  # what earlier tests in this process read is not held
     first = sources.load_splits(config.DatasetConfig(limit=700), seed=5)
     decoded = []
@@ -50,6 +51,39 @@ def test_a_split_read_again_in_one_process_is_decoded_only_where_it_grows(monkey
     for _ in range(2):
         assert sources.load_splits(config.DatasetConfig(limit=700), seed=5).digest == again.digest
     assert len(decoded) == 4 and tfds_data._MEMO == {}
+
+
+def test_a_split_decoded_once_is_loaded_from_disk_by_the_next_process(monkeypatch, tmp_path):
+    """A fresh process (its memo empty) loads what an earlier one decoded, the same arrays; a longer
+    prefix is decoded and replaces the kept one; a damaged file is decoded afresh; `off` keeps nothing."""
+    from harness.data import tfds_data
+
+    monkeypatch.setenv("KD_HARNESS_CACHE", str(tmp_path / "cache"))
+    decoded = []
+    real = tfds_data._decode
+    monkeypatch.setattr(tfds_data, "_decode", lambda builder, split, *a: decoded.append(split) or
+                        real(builder, split, *a))
+
+    def fresh_process(limit):
+        monkeypatch.setattr(tfds_data, "_MEMO", {})
+        return sources.load_splits(config.DatasetConfig(limit=limit), seed=5)
+
+    first = fresh_process(300)
+    assert len(decoded) == 2 and len(list((tmp_path / "cache" / "tfds").glob("*/x.npy"))) == 2
+    decoded.clear()
+    again = fresh_process(300)
+    assert decoded == [] and again.digest == first.digest
+    assert not any(x.flags.writeable for x, _ in tfds_data._MEMO.values())
+    longer = fresh_process(400)  # 800 test candidates, not 600: the longer prefixes are decoded and kept
+    assert "test[:800]" in decoded and len(decoded) <= 2
+    decoded.clear()
+    assert longer.digest == fresh_process(400).digest and decoded == []
+    assert fresh_process(300).digest == first.digest and decoded == []  # a slice of the longer ones
+    for f in (tmp_path / "cache" / "tfds").glob("*/x.npy"):
+        f.write_bytes(f.read_bytes()[:100])  # cut short: not an array
+    assert fresh_process(300).digest == first.digest and len(decoded) == 2
+    monkeypatch.setenv("KD_HARNESS_CACHE", "off")
+    assert tfds_data.disk_cache() is None and fresh_process(300).digest == first.digest and len(decoded) == 4
 
 
 def test_limit_and_shapes(small_splits):

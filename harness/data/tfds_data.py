@@ -6,14 +6,19 @@ not prepared in its `data_dir` needs a download: without a network that fails wi
 naming `dataset.name`, and leaves the data dir as it was (TFDS's own downloader retries for
 minutes, then leaves partial files). A dataset without a `test` split gets a seeded, stratified
 test slice of `train`; one whose images vary in size needs `dataset.image_size`. Within one process a
-split is decoded once: a later read is a slice of the arrays held (`_MEMO`).
+split is decoded once: a later read is a slice of the arrays held (`_MEMO`); across processes, a
+decoded split is kept on disk (`DISK_CACHE`) and loaded instead of decoded again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
+import os
 import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +136,66 @@ def _decode(builder, split: str, cfg: DatasetConfig, convert: bool) -> tuple[np.
     return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
 
 
+# Decoded splits kept on disk, for the next process: every `harness` command, each `--workers` process
+# and each fresh-process check decodes the same split again, 3-4 s for Fashion-MNIST's training split
+# on these CPUs, against about 0.05 s to load its 47 MB of .npy (docs/performance.md, "The test
+# suite"). Neither TFDS nor tf.data keeps decoded images across processes in a form that loads faster
+# (`Dataset.cache(filename)` still yields element by element). The key holds the prepared files'
+# names, sizes and modification times, the conversion and DISK_FORMAT, so a re-prepared dataset or a
+# changed conversion is decoded afresh; each file is written whole (a temporary file, then a
+# rename). Held like `_MEMO`: a prefix, replaced by a longer one; at most MEMO_MB a split.
+# `KD_HARNESS_CACHE` moves it (default ~/.cache/kd-harness); `KD_HARNESS_CACHE=off` turns it off.
+DISK_FORMAT = 1
+
+
+def disk_cache() -> Path | None:
+    """The folder decoded splits are kept in (`tfds/` under it), or None when `KD_HARNESS_CACHE=off`."""
+    where = os.environ.get("KD_HARNESS_CACHE", "")
+    if where.lower() == "off":
+        return None
+    return Path(where) if where else Path.home() / ".cache" / "kd-harness"
+
+
+def _disk_path(builder, key: tuple) -> Path | None:
+    root = disk_cache()
+    if root is None:
+        return None
+    data_dir = Path(builder.data_dir)
+    try:
+        files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in data_dir.iterdir() if f.is_file())
+    except OSError:
+        return None
+    digest = hashlib.sha256(json.dumps([DISK_FORMAT, str(data_dir), files, key[1:]], default=str).encode())
+    return root / "tfds" / digest.hexdigest()[:24]
+
+
+def _load_disk(path: Path | None, want: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The disk cache's prefix of the split when it holds at least `want` examples, else None (missing,
+    shorter or unreadable)."""
+    if path is None:
+        return None
+    try:
+        x, y = np.load(path / "x.npy"), np.load(path / "y.npy")
+    except (OSError, ValueError):
+        return None
+    n = min(len(x), len(y))  # any two files are prefixes of the same split, written by any process
+    return (x[:n], y[:n]) if n >= want else None
+
+
+def _save_disk(path: Path | None, x: np.ndarray, y: np.ndarray) -> None:
+    if path is None or x.nbytes + y.nbytes > MEMO_MB * 2**20:
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        for name, a in (("y.npy", y), ("x.npy", x)):
+            fd, tmp = tempfile.mkstemp(dir=path, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, a)
+            os.replace(tmp, path / name)
+    except OSError as e:  # a read-only or full disk: the next process decodes again, nothing else
+        log.debug("decoded split not kept in %s: %s", path, e)
+
+
 def _read(builder, name: str, n: int | None, cfg: DatasetConfig, convert: bool) -> tuple[np.ndarray, np.ndarray]:
     """The first `n` examples of split `name` (all where None): uint8 images [n, h, w, c], int64 labels,
     both read-only (views of `_MEMO`'s arrays: a caller copies before it changes them)."""
@@ -139,7 +204,13 @@ def _read(builder, name: str, n: int | None, cfg: DatasetConfig, convert: bool) 
     total = builder.info.splits[name].num_examples
     want = total if n is None else min(n, total)
     if held is None or len(held[1]) < want:
-        x, y = _decode(builder, name if want == total else f"{name}[:{want}]", cfg, convert)
+        disk = _disk_path(builder, key)
+        loaded = _load_disk(disk, want)
+        if loaded is None:
+            x, y = _decode(builder, name if want == total else f"{name}[:{want}]", cfg, convert)
+            _save_disk(disk, x, y)
+        else:
+            x, y = loaded
         for a in (x, y):
             a.setflags(write=False)
         _MEMO.pop(key, None)
