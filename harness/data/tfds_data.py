@@ -153,7 +153,10 @@ def disk_cache() -> Path | None:
     where = os.environ.get("KD_HARNESS_CACHE", "")
     if where.lower() == "off":
         return None
-    return Path(where) if where else Path.home() / ".cache" / "kd-harness"
+    try:
+        return Path(where) if where else Path.home() / ".cache" / "kd-harness"
+    except RuntimeError:  # no home directory to be found: nothing kept
+        return None
 
 
 def _disk_path(builder, key: tuple) -> Path | None:
