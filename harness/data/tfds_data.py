@@ -136,8 +136,8 @@ def _decode(builder, split: str, cfg: DatasetConfig, convert: bool) -> tuple[np.
     return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
 
 
-# Decoded splits kept on disk, for the next process: every `harness` command, each `--workers` process
-# and each fresh-process check decodes the same split again, 3-4 s for Fashion-MNIST's training split
+# Decoded splits kept on disk, for the next process: every `harness` command and each `--workers`
+# process decoded the same split again, 3-4 s for Fashion-MNIST's training split
 # on these CPUs, against 0.1-0.2 s to load its 47 MB of .npy (docs/performance.md, "The test
 # suite"). Neither TFDS nor tf.data keeps decoded images across processes in a form that loads faster
 # (`Dataset.cache(filename)` still yields element by element). The key holds the prepared files'
