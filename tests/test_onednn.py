@@ -16,22 +16,20 @@ CHECK = ("import os, harness, tensorflow\n"
          "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], _pywrap_util_port.IsMklEnabled())\n")
 
 
-def _onednn_enabled(**env) -> bool:
+def _fresh(code: str, **env) -> str:
+    """The last line `code` prints in a fresh interpreter, TF_ENABLE_ONEDNN_OPTS as `env` has it."""
     base = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    r = subprocess.run([sys.executable, "-c", CHECK], env={**base, "PYTHONPATH": str(ROOT), **env},
+    r = subprocess.run([sys.executable, "-c", code], env={**base, "PYTHONPATH": str(ROOT), **env},
                        capture_output=True, text=True, check=True)
-    return r.stdout.strip().splitlines()[-1] == "1 True"  # set by the harness, and TensorFlow's kernels on
+    return r.stdout.strip().splitlines()[-1]
 
 
 def test_importing_the_harness_turns_onednn_on():
-    assert _onednn_enabled() is True
+    assert _fresh(CHECK) == "1 True"  # set by the harness, and TensorFlow's kernels on
 
 
 def test_the_users_own_choice_is_kept():
     """The harness leaves the variable as the user set it, before TensorFlow is imported; what TensorFlow
     then does with it is its own (so no TensorFlow import here: 8 s a check on these CPUs)."""
-    base = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     code = "import os, sys, harness; print(os.environ['TF_ENABLE_ONEDNN_OPTS'], 'tensorflow' in sys.modules)"
-    r = subprocess.run([sys.executable, "-c", code], env={**base, "PYTHONPATH": str(ROOT), "TF_ENABLE_ONEDNN_OPTS": "0"},
-                       capture_output=True, text=True, check=True)
-    assert r.stdout.strip() == "0 False"
+    assert _fresh(code, TF_ENABLE_ONEDNN_OPTS="0") == "0 False"

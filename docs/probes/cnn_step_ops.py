@@ -53,7 +53,9 @@ for name, s in seconds.most_common(20):
     print(f"{s:7.3f} s {100 * s / total:5.1f}% {count[name]:5d}  {name[:100]}")
 kinds = {"convolutions (forward, and both gradients)": "Conv2D", "max-pooling and its gradient": "MaxPool",
          "ReLU gradients": "ReluGrad"}
+named = 0.0
 for label, part in kinds.items():
     s = sum(v for k, v in seconds.items() if part in k)
+    named += s
     print(f"{label}: {s:.3f} s, {100 * s / total:.0f}%")
-print(f"everything else (loss, Adam's updates, copies): {100 * (1 - sum(sum(v for k, v in seconds.items() if p in k) for p in kinds.values()) / total):.0f}%")
+print(f"everything else (loss, Adam's updates, copies): {100 * (1 - named / total):.0f}%")

@@ -22,7 +22,9 @@ def skip():
     ds=ds.map(lambda x,y:(tf.io.decode_png(x,channels=1),y), num_parallel_calls=tf.data.AUTOTUNE).batch(8192)
     xs,ys=zip(*tfds.as_numpy(ds)); return np.concatenate(xs).shape
 def rc():
-    x,y=tfds.as_numpy(b.as_dataset(split="train[:59985]", as_supervised=True, batch_size=-1, read_config=tfds.ReadConfig(num_parallel_calls_for_decode=tf.data.AUTOTUNE, interleave_cycle_length=1))); return x.shape
+    rc = tfds.ReadConfig(num_parallel_calls_for_decode=tf.data.AUTOTUNE, interleave_cycle_length=1)
+    x,y=tfds.as_numpy(b.as_dataset(split="train[:59985]", as_supervised=True, batch_size=-1, read_config=rc))
+    return x.shape
 def unb():
     ds=b.as_dataset(split="train[:59985]", as_supervised=True).batch(8192)
     xs,ys=zip(*tfds.as_numpy(ds)); return np.concatenate(xs).shape

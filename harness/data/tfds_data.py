@@ -7,7 +7,7 @@ naming `dataset.name`, and leaves the data dir as it was (TFDS's own downloader 
 minutes, then leaves partial files). A dataset without a `test` split gets a seeded, stratified
 test slice of `train`; one whose images vary in size needs `dataset.image_size`. Within one process a
 split is decoded once: a later read is a slice of the arrays held (`_MEMO`); across processes, a
-decoded split is kept on disk (`DISK_CACHE`) and loaded instead of decoded again.
+decoded split is kept on disk (`disk_cache()`) and loaded instead of decoded again.
 """
 
 from __future__ import annotations
@@ -165,7 +165,8 @@ def _disk_path(builder, key: tuple) -> Path | None:
         return None
     data_dir = Path(builder.data_dir)
     try:
-        files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in data_dir.iterdir() if f.is_file())
+        stats = [(f.name, f.stat()) for f in data_dir.iterdir() if f.is_file()]
+        files = sorted((name, st.st_size, st.st_mtime_ns) for name, st in stats)
     except OSError:
         return None
     digest = hashlib.sha256(json.dumps([DISK_FORMAT, str(data_dir), files, key[1:]], default=str).encode())
