@@ -56,12 +56,18 @@ def test_command_line_prints_the_table_and_writes_json(monkeypatch, tmp_path, ca
     assert "scratch_epoch_s" in printed and "2.00x" in printed and "separable" in printed and "3.25x" in printed
     written = json.loads(out.read_text())
     host = written.pop("host")  # the real machine's, first: figures from two hosts compare only as ratios
+    shared = written.pop("contention")  # what each part shared the CPU with, measured around it
     assert written == {"pairs": fake, "population": rows, "cnn_students": cnn_rows}
+    assert shared.keys() == written.keys() and all({"steal_pct", "others_pct", "wall_s"} <= f.keys()
+                                                   for f in shared.values())
+    assert "stolen" in printed.splitlines()[-1]
     assert host["onednn"] is True and host["cores"] >= 1 and "oneDNN on" in printed.splitlines()[0]
     assert host["cpu"] and host["cpu"] in printed.splitlines()[0]
     # --only cnn: that part alone; --no-cnn: every part but it
     args = cli.build_parser().parse_args(["bench", "--only", "cnn", "--json", str(out)])
-    assert args.func(args) == 0 and json.loads(out.read_text()).keys() == {"host", "cnn_students"}
+    assert args.func(args) == 0 and json.loads(out.read_text()).keys() == {"host", "cnn_students", "contention"}
+    shared = json.loads(out.read_text())["contention"]
+    assert shared.keys() == {"cnn_students"} and 0 <= shared["cnn_students"]["steal_pct"] <= 100
     assert json.loads(out.read_text())["cnn_students"] == cnn_rows
     args = cli.build_parser().parse_args(["bench", "--no-cnn", "--no-study", "--json", str(out)])
     assert args.func(args) == 0 and "cnn_students" not in json.loads(out.read_text())
@@ -76,6 +82,41 @@ def test_the_host_reads_its_cpu_and_extensions_from_cpuinfo(tmp_path):
     described = host.describe(info)
     assert described["cpu"] == "AMD EPYC" and described["extensions"] == ["avx2", "fma"]
     assert host.describe(tmp_path / "absent")["extensions"] == []
+
+
+def test_contention_is_the_stolen_and_the_other_processes_share_of_the_cpu():
+    from harness.bench import contention
+
+    # two CPUs for 1 s at 100 ticks/s: 200 ticks; 30 busy here (user 20, system 10), 50 stolen
+    before = [1000, 0, 500, 4000, 0, 0, 0, 100]
+    after = [1020 + 60, 0, 510, 4000 + 60, 0, 0, 0, 150]
+    f = contention.figures(before, after, own_seconds=0.3, ticks_per_second=100)
+    assert f == {"steal_pct": 25.0, "others_pct": 30.0}  # 80 busy - 30 own = 50 ticks of 200
+    assert contention.figures(None, after, 0.0, 100) == {"steal_pct": None, "others_pct": None}
+
+
+def test_a_busy_process_beside_the_bench_shows_as_others_and_the_bench_itself_does_not():
+    import subprocess
+    import sys
+    import time
+
+    from harness.bench import contention
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # started
+        with contention.measured(beside := {}):
+            time.sleep(1.5)
+    finally:
+        busy.kill()
+        busy.wait()
+    with contention.measured(alone := {}):
+        t0 = time.process_time()
+        while time.process_time() - t0 < 1.5:
+            pass
+    # one of the two cores busy beside it: about 50% of the machine's CPU time; the bench's own loop is not others'
+    assert beside["others_pct"] > 25 and alone["others_pct"] < 25 and alone["wall_s"] >= 1.5, (beside, alone)
+    assert "stolen" in contention.format_contention({"pairs": beside})
 
 
 def test_cnn_rows_time_each_family_with_xla_on_and_off_and_a_population():
