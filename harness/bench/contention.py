@@ -40,21 +40,23 @@ def own_cpu_seconds() -> float:
 
 def figures(before: list[int] | None, after: list[int] | None, own_seconds: float,
             ticks_per_second: float) -> dict:
-    """{steal_pct, others_pct}: of the CPU time the machine's CPUs had between two `cpu_ticks`
-    readings (all CPUs together, steal included), the share stolen by other guests, and the share
-    busy in processes other than this one and its children (`own_seconds`). Percent, 0-100; None
-    for both without readings. The busy time here counts user, nice, system, irq and softirq."""
+    """{steal_pct, others_pct, own_pct}: of the CPU time the machine's CPUs had between two
+    `cpu_ticks` readings (all CPUs together, steal included), the share stolen by other guests, the
+    share busy in processes other than this one and its children, and this one's with its children
+    (`own_seconds`). Percent, 0-100; None without readings. The busy time here counts user, nice,
+    system, irq and softirq."""
     if before is None or after is None:
-        return {"steal_pct": None, "others_pct": None}
+        return {"steal_pct": None, "others_pct": None, "own_pct": None}
     d = [a - b for a, b in zip(after, before)]
     d += [0] * (8 - len(d))
     user, nice, system, idle, iowait, irq, softirq, steal = d[:8]
     total = user + nice + system + idle + iowait + irq + softirq + steal
     if total <= 0:
-        return {"steal_pct": 0.0, "others_pct": 0.0}
+        return {"steal_pct": 0.0, "others_pct": 0.0, "own_pct": 0.0}
     busy_seconds = (user + nice + system + irq + softirq) / ticks_per_second
     others = max(0.0, busy_seconds - own_seconds) * ticks_per_second
-    return {"steal_pct": round(100 * steal / total, 2), "others_pct": round(100 * others / total, 2)}
+    return {"steal_pct": round(100 * steal / total, 2), "others_pct": round(100 * others / total, 2),
+            "own_pct": round(min(100.0, 100 * own_seconds * ticks_per_second / total), 2)}
 
 
 @contextmanager
