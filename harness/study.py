@@ -36,7 +36,7 @@ from harness.report import plots
 from harness.search import space, stores
 from harness.search.workers import optimize, run_workers
 from harness.teacher.trained import Teacher, layered as teacher_models, load_or_train, log_teacher
-from harness.training import depth, interrupt
+from harness.training import contention, depth, interrupt
 from harness.training.context import Context
 from harness.training.workspace import Workspace
 
@@ -64,6 +64,7 @@ class StudyResult:
     search_flops: float = 0.0  # training FLOPs of the search (its students and twins)
     confirm_flops: float = 0.0  # and of the confirmation
     champion_scratch: bool = False  # the registered champion is the scratch twin (confirm/compression.py)
+    contention: dict = field(default_factory=dict)  # the CPU it did not have: steal_pct, others_pct (contention.py)
 
 
 def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url: str | None = None,
@@ -77,7 +78,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
     finish` (`n_trials=0`) once every machine of a shared storage is done, so they happen once per
     study rather than once per machine.
     """
-    t_start = time.perf_counter()
+    t_start, meter = time.perf_counter(), contention.Meter()
     interrupt.install()
     ws = Workspace.resolve(workdir, storage_url, tracking_uri)
     if not ws.workdir.is_dir():
@@ -163,16 +164,18 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
         seconds = time.perf_counter() - t_start
         train_flops = ctx.train_flops + (0.0 if teacher.from_cache or not teacher.trained else
                                          3.0 * teacher.flops * len(splits.transfer) * cfg.teacher.epochs)
+        shared = meter.read()  # a wall time on a shared machine comes with what it shared (contention.py)
         mlflow.log_metrics({"wall_seconds": seconds, "fit_seconds": ctx.fit_seconds,
                             "search_seconds": search_seconds, "confirm_seconds": confirm_seconds,
                             "train_flops": train_flops, "train_gflops_per_s": train_flops / seconds / 1e9,
-                            "search_train_flops": search_flops, "confirm_train_flops": confirm_flops})
+                            "search_train_flops": search_flops, "confirm_train_flops": confirm_flops,
+                            **{f"cpu_{k}": v for k, v in shared.items() if k.endswith("pct") and v is not None}})
         return StudyResult(study=study, champion=champ, exports=exports, test_accuracy=test_acc, teacher=teacher,
                            parent_run_id=parent.info.run_id, seconds=seconds, fit_seconds=ctx.fit_seconds,
                            new_trials=todo, confirmed=summary, teacher_ece=teacher_ece,
                            search_seconds=search_seconds, confirm_seconds=confirm_seconds, train_flops=train_flops,
                            trial_times=ctx.clock.trials, precision=ctx.precision, search_flops=search_flops,
-                           confirm_flops=confirm_flops, champion_scratch=scratch)
+                           confirm_flops=confirm_flops, champion_scratch=scratch, contention=shared)
     except KeyboardInterrupt:
         status = "KILLED"
         raise

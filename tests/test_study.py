@@ -62,6 +62,9 @@ def test_mlflow_holds_every_run_with_metrics_and_artifacts(smoke):
     assert len(client.get_metric_history(trial.info.run_id, "val_accuracy")) == 2
     assert parent.data.params["precision"] == "float32" and parent.data.params["precision_setting"] == "float32"
     assert parent.data.metrics["train_flops"] > 0 and trial.data.params["precision"] == "float32"
+    # what the study shared the machine with, beside its wall time: /proc/stat around the whole run
+    m = parent.data.metrics
+    assert 0 <= m["cpu_steal_pct"] <= 100 and 0 <= m["cpu_others_pct"] <= 100 and m["cpu_own_pct"] > 0
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"config.yaml", "trials.csv", "plots"} <= artifacts
     # MLflow models: the front's students only (logged at the end from their .keras files), and loadable
@@ -146,6 +149,8 @@ def test_the_default_console_carries_no_library_set_up_lines(smoke):
         assert noise not in console, noise
     assert "%|" not in console  # no progress bar where stderr is no terminal
     assert "trial   2 complete" in first.stdout and "confirm 4/4" in first.stdout
+    done = next(line for line in first.stdout.splitlines() if line.startswith("study 'smoke' done in"))
+    assert "of the CPU stolen by other guests" in done and "used by other processes" in done
 
 
 def test_verbose_brings_the_library_lines_back(smoke_teacher_cache, tmp_path):

@@ -1,7 +1,7 @@
 """Lone CNN epochs against CPU steal: N processes one after the other, each training the bench's `cnn`
 student (`bench/cnn.py`, cached logits, batch 128, XLA off, the bench's seeded pipeline) for a warm-up
 epoch and 5 timed epochs of 10,000 images. Each line: the median epoch, the cores the process kept
-busy, and the share of the machine's CPU time stolen by other guests while it ran (`bench/contention.py`).
+busy, and the share of the machine's CPU time stolen by other guests while it ran (`training/contention.py`).
 From a checkout (about 30 s a process): `PYTHONPATH=. .venv/bin/python docs/probes/lone_epochs_steal.py 12 6`
 (w, processes)."""
 import subprocess
@@ -28,7 +28,7 @@ print(f"{np.median(walls):.3f} s an epoch (min {min(walls):.3f}, max {max(walls)
 """
 
 if __name__ == "__main__":
-    from harness.bench import contention
+    from harness.training import contention
 
     w, n = (int(v) for v in (sys.argv[1:3] if len(sys.argv) > 2 else (12, 6)))
     for i in range(n):

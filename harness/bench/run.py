@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.bench import cnn, contention, host, pairs, population
+from harness.bench import cnn, host, pairs, population
+from harness.training import contention
 from harness.bench.study import format_study, run_study_bench
 
 

@@ -13,6 +13,7 @@ from harness.deploy import champion
 from harness.distill import methods
 from harness.distill.methods import Method
 from harness.search import stores
+from harness.training import contention
 from harness.training.workspace import Workspace
 
 LABELS = {"savedmodel": "SavedModel", "tflite": "TFLite (float32)", "tflite-int8": "TFLite (int8)"}
@@ -124,10 +125,11 @@ def browse_line(ws: Workspace | None, experiment_id: str | None = None) -> str:
 def summary(cfg: StudyConfig, result, ws: Workspace | None = None) -> str:
     study, c = result.study, result.champion
     states = [t.state.name.lower() for t in study.trials]
+    shared = contention.describe(result.contention)  # why a wall time may be longer than the last one
     out = [f"study {cfg.name!r} done in {result.seconds / 60:.1f} min (search {result.search_seconds / 60:.1f}, "
            f"confirmation {result.confirm_seconds / 60:.1f}; {result.new_trials} new trial(s)); "
            f"trials: {states.count('complete')} complete, {states.count('pruned')} pruned, "
-           f"{states.count('fail')} failed",
+           f"{states.count('fail')} failed" + (f"; {shared}" if shared else ""),
            f"teacher: {result.teacher.params:,} params, val acc {result.teacher.val_accuracy:.4f}, "
            f"test acc {result.teacher.test_accuracy:.4f}"]
     out += [f"warning: {w}" for w in getattr(result.teacher, "warnings", [])]  # e.g. a class order in doubt

@@ -1,12 +1,12 @@
-"""How much of the machine a bench part did not have: CPU time stolen by other guests of the
-hypervisor, and CPU time used by other processes on this machine, over the part's wall time.
+"""How much of the machine a piece of work did not have: CPU time stolen by other guests of the
+hypervisor, and CPU time used by other processes on this machine, over the work's wall time.
 
 The same bench on the same 2-core host took 0.46 s and then 0.72 s for one CNN epoch an hour apart,
 and its test suite 408 s one day and 539 s the next (docs/performance.md). On these virtual machines
-`vmstat` showed up to 17% of the CPU stolen in a 2 s window while a lone CNN student trained, and
-the epochs of a process that ran through such a window were the slow ones. So each part of
-`harness bench` now says what it shared the machine with, and a figure can be read as idle or not
-from its own JSON instead of from a note.
+one CNN student's epoch took 1.14 s with 1% of the CPU stolen and 2.21 s with 19%, ten minutes
+apart (`docs/probes/lone_epochs_steal.py`). So each part of `harness bench` and each study (its
+parent run's `cpu_steal_pct` and `cpu_others_pct`, and its closing line) say what they shared the
+machine with: a wall time can be read as idle or not from its own record.
 
 Linux only: `/proc/stat`'s first line (`cpu`, in clock ticks summed over every CPU: user, nice,
 system, idle, iowait, irq, softirq, steal, ...; proc(5)). Elsewhere the figures are None.
@@ -59,16 +59,33 @@ def figures(before: list[int] | None, after: list[int] | None, own_seconds: floa
             "own_pct": round(min(100.0, 100 * own_seconds * ticks_per_second / total), 2)}
 
 
+class Meter:
+    """Started when made; `read()` gives `figures` and `wall_s` since then (it can be read again)."""
+
+    def __init__(self):
+        self.ticks_per_second = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.before, self.own0, self.t0 = cpu_ticks(), own_cpu_seconds(), time.perf_counter()
+
+    def read(self) -> dict:
+        return {**figures(self.before, cpu_ticks(), own_cpu_seconds() - self.own0, self.ticks_per_second),
+                "wall_s": round(time.perf_counter() - self.t0, 2)}
+
+
 @contextmanager
 def measured(into: dict):
-    """Fill `into` with `figures` (and `wall_s`) for the code run inside the block."""
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    before, own0, t0 = cpu_ticks(), own_cpu_seconds(), time.perf_counter()
+    """Fill `into` with a `Meter`'s reading for the code run inside the block."""
+    meter = Meter()
     try:
         yield into
     finally:
-        into.update(figures(before, cpu_ticks(), own_cpu_seconds() - own0, ticks),
-                    wall_s=round(time.perf_counter() - t0, 2))
+        into.update(meter.read())
+
+
+def describe(f: dict) -> str:
+    """'3.6% of the CPU stolen by other guests, 0.0% used by other processes', or '' without figures."""
+    if f.get("steal_pct") is None:
+        return ""
+    return f"{f['steal_pct']:.1f}% of the CPU stolen by other guests, {f['others_pct']:.1f}% used by other processes"
 
 
 def format_contention(parts: dict) -> str:
