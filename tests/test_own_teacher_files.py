@@ -177,7 +177,7 @@ def test_the_summary_repeats_the_teachers_warnings(monkeypatch):
                                     warnings=["the teacher t.keras may number its classes in another order"])
     result = types.SimpleNamespace(study=types.SimpleNamespace(trials=[]), champion=None, seconds=60,
                                    search_seconds=30, confirm_seconds=0, new_trials=0, teacher=teacher,
-                                   confirmed=[], exports=None, parent_run_id="r")
+                                   confirmed=[], exports=None, parent_run_id="r", contention={})
     cfg = config.parse({"name": "s"}, "s.yaml")
     text = tables.summary(cfg, result)
     assert "warning: the teacher t.keras may number its classes in another order" in text
