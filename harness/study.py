@@ -169,7 +169,7 @@ def run(cfg: StudyConfig, workdir=".", n_trials: int | None = None, storage_url:
                             "search_seconds": search_seconds, "confirm_seconds": confirm_seconds,
                             "train_flops": train_flops, "train_gflops_per_s": train_flops / seconds / 1e9,
                             "search_train_flops": search_flops, "confirm_train_flops": confirm_flops,
-                            **{f"cpu_{k}": v for k, v in shared.items() if k.endswith("pct") and v is not None}})
+                            **contention.as_metrics(shared)})
         return StudyResult(study=study, champion=champ, exports=exports, test_accuracy=test_acc, teacher=teacher,
                            parent_run_id=parent.info.run_id, seconds=seconds, fit_seconds=ctx.fit_seconds,
                            new_trials=todo, confirmed=summary, teacher_ece=teacher_ece,

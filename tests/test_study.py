@@ -65,6 +65,8 @@ def test_mlflow_holds_every_run_with_metrics_and_artifacts(smoke):
     # what the study shared the machine with, beside its wall time: /proc/stat around the whole run
     m = parent.data.metrics
     assert 0 <= m["cpu_steal_pct"] <= 100 and 0 <= m["cpu_others_pct"] <= 100 and m["cpu_own_pct"] > 0
+    for r in roles["trial"]:  # and each trial, its twin included, in its run's last request
+        assert 0 <= r.data.metrics["cpu_steal_pct"] <= 100 and 0 <= r.data.metrics["cpu_others_pct"] <= 100
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"config.yaml", "trials.csv", "plots"} <= artifacts
     # MLflow models: the front's students only (logged at the end from their .keras files), and loadable

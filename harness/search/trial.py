@@ -21,7 +21,7 @@ from harness.distill.guard import Diverged
 from harness.distill.recipe import Recipe
 from harness.record import TrialRecord
 from harness.search import space
-from harness.training import depth, interrupt, twin
+from harness.training import contention, depth, interrupt, twin
 from harness.training.context import Context
 from harness.training.run import RunSpec, log_params, train_run
 
@@ -80,6 +80,7 @@ class Objective:
 
     def _trial(self, trial: optuna.Trial, ctx: Context, p: dict):
         cfg, tr, clock = ctx.cfg, ctx.cfg.training, ctx.clock
+        meter = contention.Meter()  # what the trial (its twin too) shared the machine with: two /proc/stat reads
         recipe = Recipe.of(tr, p.get("learning_rate"), p.get("epochs"))
         twin_diverged = None
         try:
@@ -147,5 +148,6 @@ class Objective:
             with clock.part("optuna"):
                 TrialRecord(epochs_run=counter.epochs).save(trial)
             with clock.part("mlflow"):
-                tracking.log_run(metrics={**closing, "epochs_run": counter.epochs}, tags={"state": state})
+                shared = contention.as_metrics(meter.read(), ("steal_pct", "others_pct"))
+                tracking.log_run(metrics={**closing, "epochs_run": counter.epochs, **shared}, tags={"state": state})
                 mlflow.end_run(status)

@@ -4,9 +4,9 @@ hypervisor, and CPU time used by other processes on this machine, over the work'
 The same bench on the same 2-core host took 0.46 s and then 0.72 s for one CNN epoch an hour apart,
 and its test suite 408 s one day and 539 s the next (docs/performance.md). On these virtual machines
 one CNN student's epoch took 1.14 s with 1% of the CPU stolen and 2.21 s with 19%, ten minutes
-apart (`docs/probes/lone_epochs_steal.py`). So each part of `harness bench` and each study (its
-parent run's `cpu_steal_pct` and `cpu_others_pct`, and its closing line) say what they shared the
-machine with: a wall time can be read as idle or not from its own record.
+apart (`docs/probes/lone_epochs_steal.py`). So each part of `harness bench`, each study (its
+parent run's `cpu_steal_pct` and `cpu_others_pct`, and its closing line) and each trial's run say
+what they shared the machine with: a wall time can be read as idle or not from its own record.
 
 Linux only: `/proc/stat`'s first line (`cpu`, in clock ticks summed over every CPU: user, nice,
 system, idle, iowait, irq, softirq, steal, ...; proc(5)). Elsewhere the figures are None.
@@ -79,6 +79,11 @@ def measured(into: dict):
         yield into
     finally:
         into.update(meter.read())
+
+
+def as_metrics(f: dict, keys=("steal_pct", "others_pct", "own_pct")) -> dict:
+    """A reading's shares as MLflow metrics (`cpu_steal_pct`, ...), those measured only."""
+    return {f"cpu_{k}": f[k] for k in keys if f.get(k) is not None}
 
 
 def describe(f: dict) -> str:
