@@ -62,7 +62,7 @@ def test_mlflow_holds_every_run_with_metrics_and_artifacts(smoke):
     assert len(client.get_metric_history(trial.info.run_id, "val_accuracy")) == 2
     assert parent.data.params["precision"] == "float32" and parent.data.params["precision_setting"] == "float32"
     assert parent.data.metrics["train_flops"] > 0 and trial.data.params["precision"] == "float32"
-    # what the study shared the machine with, beside its wall time: /proc/stat around the whole run
+    # what the study shared the machine with, beside its wall time: the CPU times read around the whole run
     m = parent.data.metrics
     assert 0 <= m["cpu_steal_pct"] <= 100 and 0 <= m["cpu_others_pct"] <= 100 and m["cpu_own_pct"] > 0
     for r in roles["trial"]:  # and each trial, its twin included, in its run's last request

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from harness.bench import cnn, host, pairs, population
-from harness.training import contention
 from harness.bench.study import format_study, run_study_bench
+from harness.training import contention
 
 
 def main(args) -> int:

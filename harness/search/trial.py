@@ -70,7 +70,7 @@ class Objective:
 
     def _run(self, trial: optuna.Trial):
         ctx = self.ctx
-        cfg, tr, clock = ctx.cfg, ctx.cfg.training, ctx.clock
+        cfg, clock = ctx.cfg, ctx.clock
         with clock.part("optuna"):
             p = space.suggest(trial, cfg, ctx.splits.image_shape, ctx.splits.num_classes)
         try:  # a searched depth trains in its own context (training/depth.py)
@@ -80,7 +80,7 @@ class Objective:
 
     def _trial(self, trial: optuna.Trial, ctx: Context, p: dict):
         cfg, tr, clock = ctx.cfg, ctx.cfg.training, ctx.clock
-        meter = contention.Meter()  # what the trial (its twin too) shared the machine with: two /proc/stat reads
+        meter = contention.Meter()  # what the trial (its twin too) shared the machine with: two CPU-time reads
         recipe = Recipe.of(tr, p.get("learning_rate"), p.get("epochs"))
         twin_diverged = None
         try:

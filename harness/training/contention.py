@@ -8,66 +8,52 @@ apart (`docs/probes/lone_epochs_steal.py`). So each part of `harness bench`, eac
 parent run's `cpu_steal_pct` and `cpu_others_pct`, and its closing line) and each trial's run say
 what they shared the machine with: a wall time can be read as idle or not from its own record.
 
-Linux only: `/proc/stat`'s first line (`cpu`, in clock ticks summed over every CPU: user, nice,
-system, idle, iowait, irq, softirq, steal, ...; proc(5)). Elsewhere the figures are None.
+The readings are psutil's (`psutil.cpu_times()`: seconds summed over every CPU, from /proc/stat
+on Linux; `steal` exists on Linux only, so elsewhere the figures are None).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
-STAT = Path("/proc/stat")
+import psutil
 
-
-def cpu_ticks(stat: Path = STAT) -> list[int] | None:
-    """The `cpu` line of /proc/stat as integers (clock ticks over every CPU), or None off Linux."""
-    try:
-        first = stat.read_text().splitlines()[0].split()
-    except (OSError, IndexError):
-        return None
-    return [int(v) for v in first[1:]] if first and first[0] == "cpu" else None
+BUSY = ("user", "nice", "system", "irq", "softirq")
 
 
 def own_cpu_seconds() -> float:
     """CPU seconds of this process and of its children that have been waited for (a spawned bench
     child counts once it has exited)."""
-    t = os.times()
+    t = psutil.Process().cpu_times()
     return t.user + t.system + t.children_user + t.children_system
 
 
-def figures(before: list[int] | None, after: list[int] | None, own_seconds: float,
-            ticks_per_second: float) -> dict:
+def figures(before, after, own_seconds: float) -> dict:
     """{steal_pct, others_pct, own_pct}: of the CPU time the machine's CPUs had between two
-    `cpu_ticks` readings (all CPUs together, steal included), the share stolen by other guests, the
-    share busy in processes other than this one and its children, and this one's with its children
-    (`own_seconds`). Percent, 0-100; None without readings. The busy time here counts user, nice,
-    system, irq and softirq."""
-    if before is None or after is None:
+    `psutil.cpu_times()` readings (all CPUs together, steal included), the share stolen by other
+    guests, the share busy in processes other than this one and its children, and this one's with
+    its children (`own_seconds`). Percent, 0-100; None without a steal reading. The busy time here
+    counts user, nice, system, irq and softirq."""
+    if getattr(before, "steal", None) is None or getattr(after, "steal", None) is None:
         return {"steal_pct": None, "others_pct": None, "own_pct": None}
-    d = [a - b for a, b in zip(after, before)]
-    d += [0] * (8 - len(d))
-    user, nice, system, idle, iowait, irq, softirq, steal = d[:8]
-    total = user + nice + system + idle + iowait + irq + softirq + steal
+    d = {k: getattr(after, k) - getattr(before, k) for k in after._fields}
+    total = sum(d.values()) - d.get("guest", 0) - d.get("guest_nice", 0)  # guest time is inside user and nice
     if total <= 0:
         return {"steal_pct": 0.0, "others_pct": 0.0, "own_pct": 0.0}
-    busy_seconds = (user + nice + system + irq + softirq) / ticks_per_second
-    others = max(0.0, busy_seconds - own_seconds) * ticks_per_second
-    return {"steal_pct": round(100 * steal / total, 2), "others_pct": round(100 * others / total, 2),
-            "own_pct": round(min(100.0, 100 * own_seconds * ticks_per_second / total), 2)}
+    others = max(0.0, sum(d.get(k, 0) for k in BUSY) - own_seconds)
+    return {"steal_pct": round(100 * d["steal"] / total, 2), "others_pct": round(100 * others / total, 2),
+            "own_pct": round(min(100.0, 100 * own_seconds / total), 2)}
 
 
 class Meter:
     """Started when made; `read()` gives `figures` and `wall_s` since then (it can be read again)."""
 
     def __init__(self):
-        self.ticks_per_second = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        self.before, self.own0, self.t0 = cpu_ticks(), own_cpu_seconds(), time.perf_counter()
+        self.before, self.own0, self.t0 = psutil.cpu_times(), own_cpu_seconds(), time.perf_counter()
 
     def read(self) -> dict:
-        return {**figures(self.before, cpu_ticks(), own_cpu_seconds() - self.own0, self.ticks_per_second),
+        return {**figures(self.before, psutil.cpu_times(), own_cpu_seconds() - self.own0),
                 "wall_s": round(time.perf_counter() - self.t0, 2)}
 
 
@@ -98,4 +84,4 @@ def format_contention(parts: dict) -> str:
     shown = [f"{name} {f['steal_pct']:.1f}% stolen, {f['others_pct']:.1f}% other processes"
              for name, f in parts.items() if f.get("steal_pct") is not None]
     return ("shared CPU (of all cores over each part's wall time): " + "; ".join(shown)) if shown else \
-        "shared CPU: not measured (no /proc/stat)"
+        "shared CPU: not measured (psutil gives no steal time here)"
