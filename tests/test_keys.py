@@ -329,6 +329,7 @@ def test_a_run_s_own_values_change_its_keys():
         for name, value in Method(spec.name).own().items():
             other = dataclasses.replace(base, own={name: _changed(value)})
             assert _confirm_key(cfg, other) != _confirm_key(cfg, base), name
+    assert _confirm_key(cfg, seed=4) != _confirm_key(cfg)
 
 
 def _changed(value):
@@ -337,7 +338,6 @@ def _changed(value):
     if value is None or isinstance(value, str):
         return (value or "layer") + "_other"
     return type(value)(value * 2 + 1)
-    assert _confirm_key(cfg, seed=4) != _confirm_key(cfg)
 
 
 def test_the_compiled_key_holds_the_recipe_width_and_kind_but_not_t_alpha_or_seed(tmp_path):

@@ -145,7 +145,7 @@ def test_a_nan_learning_rate_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_a_non_finite_scratch_twin_is_never_cached(small_splits, tmp_path):
-    from harness import registry, tracking
+    from harness import tracking
     from harness.data.evaluate import predict_logits
     from harness.distill import models
     from harness.search import stores

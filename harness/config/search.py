@@ -33,8 +33,9 @@ class _SearchConfig:
 SearchConfig = with_method_sections(_SearchConfig, "Space")
 
 
-def widths_searched(cfg: StudyConfig) -> list[int]:
-    """The widths a trial may suggest before the budget cuts them: the choices, or low and high."""
+def widths_searched(cfg) -> list[int]:
+    """The widths a trial may suggest before the budget cuts them: the choices, or low and high
+    (`cfg` a `StudyConfig`; not imported here, config.study imports this module)."""
     w = cfg.search.width
     return list(w.choices) if w.choices is not None else [w.low, w.high]
 

@@ -16,7 +16,7 @@ import optuna
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from harness import registry, tracking
+from harness import registry
 from harness.config import ChampionConfig, StudyConfig
 from harness.data import omitted, sources
 from harness.data.evaluate import accuracy, predict_logits

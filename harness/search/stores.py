@@ -17,7 +17,6 @@ import optuna
 import requests
 import sqlalchemy
 
-from harness import tracking
 from harness.config import StudyConfig, UserError, fingerprint_differences, study_fingerprint
 from harness.record import TrialRecord
 from harness.training.workspace import Workspace
